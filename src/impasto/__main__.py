@@ -1,0 +1,5 @@
+"""``python -m impasto``."""
+
+from .cli import main
+
+raise SystemExit(main())

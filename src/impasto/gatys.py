@@ -1,0 +1,222 @@
+"""The optimization method of Gatys et al.: change an image's pixels until its VGG-19 features match
+the content image's features and the style images' Gram matrices.
+
+:class:`StyleTransfer` builds the loss terms (:mod:`impasto.losses`) from the targets and runs the
+optimizer loop (L-BFGS or Adam), reporting each evaluation to a callback.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from .device import autocast, pick_device, pick_dtype
+from .errors import ImpastoError, NonFiniteLossError
+from .images import fit_size, load_image, resize_tensor
+from .losses import ContentLoss, StyleLoss, TVLoss
+from .options import Options
+from .vgg import VGG19, build_vgg, resolve_layers
+
+LBFGS_HISTORY = 20
+
+
+@dataclass
+class StepInfo:
+    """What the callback receives after each loss evaluation (or Adam step)."""
+
+    step: int
+    total: int
+    loss: float
+    content: float
+    style: float
+    tv: float
+    elapsed: float
+    image: torch.Tensor  # the evaluated image, (1, 3, H, W), detached; do not modify
+
+    def as_row(self) -> dict[str, float]:
+        """The numbers of this step, for a loss history."""
+        return {"step": self.step, "loss": self.loss, "content": self.content, "style": self.style,
+                "tv": self.tv, "seconds": round(self.elapsed, 4)}  # fmt: skip
+
+
+class StylizeInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; ``image`` holds the latest image."""
+
+    def __init__(self, image: torch.Tensor) -> None:
+        super().__init__("interrupted")
+        self.image = image
+
+
+@dataclass
+class Losses:
+    """The loss terms of one run, with their weights."""
+
+    content: dict[str, ContentLoss]
+    style: dict[str, StyleLoss]
+    style_layer_weights: dict[str, float]
+    content_weight: float
+    style_weight: float
+    tv_weight: float
+    tv: TVLoss = field(default_factory=TVLoss)
+
+    @property
+    def layers(self) -> list[str]:
+        return list(dict.fromkeys([*self.content, *self.style]))
+
+
+class StyleTransfer:
+    """Gatys et al. style transfer with the options of :class:`impasto.options.Options`."""
+
+    def __init__(self, options: Options, device: torch.device | None = None, net: VGG19 | None = None) -> None:
+        self.options = options
+        self.device = device or pick_device(options.device)
+        self.dtype = pick_dtype(options.precision, self.device)
+        self.content_layers = resolve_layers(options.content_layers)
+        self.style_layers = resolve_layers(options.style_layers)
+        self.net = net or build_vgg(
+            self.content_layers + self.style_layers, options.weights, options.pooling, options.padding, self.device
+        )
+        self.history: list[dict[str, float]] = []
+
+    # -- targets ---------------------------------------------------------------------------------------
+    def features(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Features of an image at ``layers`` (no gradient), in the run's precision."""
+        with torch.no_grad(), autocast(self.device, self.dtype):
+            return self.net(image.to(self.device), layers)
+
+    def style_image_for(self, style: torch.Tensor, content_hw: tuple[int, int]) -> torch.Tensor:
+        """A style image resized so its longest side is ``style_scale`` times the content's longest side."""
+        longest = max(16, round(self.options.style_scale * max(content_hw)))
+        w, h = fit_size(style.shape[-1], style.shape[-2], longest)
+        return resize_tensor(style, (h, w))
+
+    def build_losses(self, content: torch.Tensor, styles: Sequence[torch.Tensor]) -> Losses:
+        """Content and style loss terms with their targets computed once."""
+        o = self.options
+        content = content.to(self.device)
+        positions: dict[str, int] = {}
+        content_feats = self.features(content, self.content_layers + self.style_layers)
+        for name, feat in content_feats.items():
+            positions[name] = feat.shape[-2] * feat.shape[-1]
+        content_losses = {n: ContentLoss(content_feats[n], o.normalize_losses) for n in self.content_layers}
+        grams: dict[str, list[torch.Tensor]] = {n: [] for n in self.style_layers}
+        for style in styles:
+            feats = self.features(self.style_image_for(style, content.shape[-2:]), self.style_layers)
+            for n in self.style_layers:
+                grams[n].append(StyleLoss.target_of(feats[n], o.gram_norm, positions[n]))
+        blend = o.style_blend if o.style_blend is not None else [1.0] * len(styles)
+        if len(blend) != len(styles):
+            raise ImpastoError(f"--style-blend has {len(blend)} weights for {len(styles)} style images")
+        style_losses = {
+            n: StyleLoss(grams[n], blend, o.gram_norm, o.normalize_losses, o.style_layer_norm) for n in self.style_layers
+        }
+        layer_w = o.style_layer_weights or [1.0] * len(self.style_layers)
+        return Losses(
+            content_losses, style_losses, dict(zip(self.style_layers, layer_w)),
+            o.content_weight, o.style_weight, o.tv_weight,
+        )  # fmt: skip
+
+    # -- loss and optimization ------------------------------------------------------------------------------
+    def evaluate(self, image: torch.Tensor, losses: Losses) -> tuple[torch.Tensor, dict[str, float]]:
+        """Weighted total loss of an image (differentiable) and its parts as floats."""
+        with autocast(self.device, self.dtype):
+            feats = self.net(image, losses.layers)
+        content = sum((losses.content[n](feats[n]) for n in losses.content), torch.zeros((), device=image.device))
+        style = sum(
+            (losses.style_layer_weights[n] * losses.style[n](feats[n]) for n in losses.style),
+            torch.zeros((), device=image.device),
+        )
+        tv = losses.tv(image) if losses.tv_weight > 0 else torch.zeros((), device=image.device)
+        content, style, tv = content * losses.content_weight, style * losses.style_weight, tv * losses.tv_weight
+        total = content + style + tv
+        return total, {"content": float(content.detach()), "style": float(style.detach()), "tv": float(tv.detach())}
+
+    def optimize(
+        self,
+        image: torch.Tensor,
+        losses: Losses,
+        steps: int | None = None,
+        callback: Callable[[StepInfo], None] | None = None,
+    ) -> torch.Tensor:
+        """Optimize the pixels of ``image`` for ``steps`` evaluations; returns the result in [0, 1].
+
+        Raises :class:`NonFiniteLossError` (with ``.image``, the last image with a finite loss) and
+        :class:`StylizeInterrupted` on Ctrl-C (with ``.image``, the latest image).
+        """
+        o = self.options
+        steps = o.steps if steps is None else steps
+        x = image.detach().to(self.device).clone().clamp_(0, 1).requires_grad_(True)
+        if steps == 0:
+            return x.detach()
+        last_good = x.detach().clone()
+        count = 0
+        start = time.perf_counter()
+
+        def closure() -> torch.Tensor:
+            nonlocal count, last_good
+            with torch.no_grad():
+                x.clamp_(0, 1)
+            optimizer.zero_grad(set_to_none=True)
+            total, parts = self.evaluate(x, losses)
+            value = float(total.detach())
+            if not math.isfinite(value):
+                err = NonFiniteLossError(f"the loss became {value} at step {count + 1}; stopped, last good image kept")
+                err.image = last_good  # type: ignore[attr-defined]
+                raise err
+            total.backward()
+            if x.grad is not None and not x.grad.is_contiguous():
+                x.grad = x.grad.contiguous()  # oneDNN may return a channels-last gradient; L-BFGS needs .view()
+            count += 1
+            last_good = x.detach().clone()
+            info = StepInfo(count, steps, value, parts["content"], parts["style"], parts["tv"],
+                            time.perf_counter() - start, last_good)  # fmt: skip
+            self.history.append(info.as_row())
+            if callback is not None:
+                callback(info)
+            return total
+
+        try:
+            if o.optimizer == "lbfgs":
+                optimizer = torch.optim.LBFGS(
+                    [x], lr=1.0, max_iter=steps, max_eval=steps, history_size=LBFGS_HISTORY,
+                    tolerance_grad=0.0, tolerance_change=0.0,
+                )  # fmt: skip
+                optimizer.step(closure)
+            else:
+                optimizer = torch.optim.Adam([x], lr=o.lr)
+                for _ in range(steps):
+                    closure()
+                    optimizer.step()
+        except KeyboardInterrupt:
+            raise StylizeInterrupted(x.detach().clamp(0, 1).clone()) from None
+        return x.detach().clamp_(0, 1)
+
+    def initial_image(self, content: torch.Tensor, styles: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The starting image: content, noise (seeded), the first style image, or an image file."""
+        o = self.options
+        hw = tuple(content.shape[-2:])
+        if o.init == "content":
+            return content.clone()
+        if o.init == "noise":
+            gen = torch.Generator().manual_seed(o.seed)
+            return torch.rand(content.shape, generator=gen)
+        if o.init == "style":
+            return resize_tensor(styles[0], hw)
+        return resize_tensor(load_image(o.init, what="init image"), hw)
+
+    def stylize(
+        self,
+        content: torch.Tensor,
+        styles: Sequence[torch.Tensor],
+        callback: Callable[[StepInfo], None] | None = None,
+    ) -> torch.Tensor:
+        """Stylize a content tensor (1, 3, H, W) with style tensors; returns the result on the CPU."""
+        torch.manual_seed(self.options.seed)
+        self.history = []
+        losses = self.build_losses(content, styles)
+        init = self.initial_image(content, styles)
+        return self.optimize(init, losses, callback=callback).cpu()

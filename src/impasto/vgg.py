@@ -1,0 +1,139 @@
+"""VGG-19 feature extractor with the layer names of Gatys et al. (conv1_1 ... conv5_4).
+
+The network is defined here (no torchvision). Weights come from :mod:`impasto.weights`. The network is
+cut after the deepest layer in use, pooling may be max or average and padding zeros or reflect.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import InputError
+from .weights import CONV_NAMES, VGGWeights, load_vgg_weights
+
+_BLOCKS = [2, 2, 4, 4, 4]
+
+
+def _layer_names() -> list[str]:
+    names: list[str] = []
+    for block, n_convs in enumerate(_BLOCKS, start=1):
+        for i in range(1, n_convs + 1):
+            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
+        names.append(f"pool{block}")
+    return names
+
+
+#: Every layer of VGG-19's feature part, in order, under its paper name.
+LAYER_NAMES: list[str] = _layer_names()
+_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
+_POOL_AFTER_CONV = {2: "pool1", 4: "pool2", 8: "pool3", 12: "pool4", 16: "pool5"}
+
+
+def resolve_layer(name: str) -> str:
+    """Paper name of a layer; accepts the tutorial's ``conv_N``/``relu_N``/``pool_N`` aliases."""
+    key = name.strip().lower()
+    if key in _INDEX:
+        return key
+    match = re.fullmatch(r"(conv|relu|pool)_(\d+)", key)
+    if match:
+        kind, n = match.group(1), int(match.group(2))
+        if 1 <= n <= 16 and kind in ("conv", "relu"):
+            return CONV_NAMES[n - 1].replace("conv", kind)
+        if kind == "pool" and n in _POOL_AFTER_CONV:
+            return _POOL_AFTER_CONV[n]
+    raise InputError(f"unknown VGG-19 layer '{name}' (use conv1_1 ... conv5_4, relu4_2, pool3 or conv_1 ... conv_16)")
+
+
+def resolve_layers(names: Iterable[str]) -> list[str]:
+    """Resolve several layer names (see :func:`resolve_layer`)."""
+    return [resolve_layer(n) for n in names]
+
+
+def channels_of(layer: str) -> int:
+    """Number of feature channels at a layer."""
+    block = int(resolve_layer(layer)[-3] if "_" in layer else resolve_layer(layer)[-1])
+    return [64, 128, 256, 512, 512][block - 1]
+
+
+def stride_of(layer: str) -> int:
+    """Spatial downsampling factor of a layer's output relative to the input."""
+    index = _INDEX[resolve_layer(layer)]
+    return 2 ** sum(1 for n in LAYER_NAMES[: index + 1] if n.startswith("pool"))
+
+
+class VGG19(nn.Module):
+    """VGG-19 features up to ``last_layer``; ``forward(x, layers)`` returns the named activations.
+
+    ``x`` is RGB in [0, 1] of shape (N, 3, H, W); the input transform of the weights is applied first.
+    """
+
+    def __init__(
+        self,
+        weights: VGGWeights,
+        last_layer: str = "relu5_1",
+        pooling: str = "max",
+        padding: str = "zeros",
+    ) -> None:
+        super().__init__()
+        if pooling not in ("max", "avg"):
+            raise InputError(f"pooling must be 'max' or 'avg', not '{pooling}'")
+        if padding not in ("zeros", "reflect"):
+            raise InputError(f"padding must be 'zeros' or 'reflect', not '{padding}'")
+        self.last_layer = resolve_layer(last_layer)
+        self.pooling, self.padding = pooling, padding
+        self.layers = LAYER_NAMES[: _INDEX[self.last_layer] + 1]
+        self.register_buffer("pre_weight", weights.pre_weight.reshape(3, 3, 1, 1).clone())
+        self.register_buffer("pre_bias", weights.pre_bias.clone())
+        self.convs = nn.ModuleDict()
+        for name in self.layers:
+            if name.startswith("conv"):
+                w = weights.convs[f"{name}.weight"]
+                conv = nn.Conv2d(w.shape[1], w.shape[0], 3, padding=1, padding_mode=padding)
+                conv.weight.data.copy_(w)
+                conv.bias.data.copy_(weights.convs[f"{name}.bias"])
+                self.convs[name] = conv
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        wanted = set(resolve_layers(layers))
+        missing = wanted - set(self.layers)
+        if missing:
+            raise InputError(f"layer(s) {sorted(missing)} lie beyond this network's last layer {self.last_layer}")
+        deepest = max(_INDEX[n] for n in wanted)
+        out: dict[str, torch.Tensor] = {}
+        x = F.conv2d(x, self.pre_weight.to(x.dtype), self.pre_bias.to(x.dtype))
+        for name in self.layers[: deepest + 1]:
+            if name.startswith("conv"):
+                x = self.convs[name](x)
+            elif name.startswith("relu"):
+                # In place unless the conv output before it is asked for (conv backward needs only its input).
+                x = F.relu(x, inplace=name.replace("relu", "conv") not in wanted)
+            elif self.pooling == "max":
+                x = F.max_pool2d(x, 2, ceil_mode=True)
+            else:
+                x = F.avg_pool2d(x, 2, ceil_mode=True)
+            if name in wanted:
+                out[name] = x
+        return out
+
+
+def deepest(layers: Iterable[str]) -> str:
+    """The deepest of several layer names."""
+    return max(resolve_layers(layers), key=_INDEX.__getitem__)
+
+
+def build_vgg(
+    layers: Iterable[str],
+    weights: str | None = None,
+    pooling: str = "max",
+    padding: str = "zeros",
+    device: torch.device | str = "cpu",
+) -> VGG19:
+    """A VGG-19 cut after the deepest of ``layers``, with bundled or user weights, on ``device``."""
+    return VGG19(load_vgg_weights(weights), deepest(layers), pooling, padding).to(device)
