@@ -9,10 +9,12 @@ from typing import Any
 import torch
 from PIL import Image
 
-from . import __version__
-from .gatys import StepInfo, StyleTransfer
-from .images import ImageLike, load_image, tensor_to_pil
+from . import __version__, estimate
+from .gatys import StepInfo
+from .images import ImageLike, load_image, resize_tensor, tensor_to_pil
+from .masks import load_masks
 from .options import Options, make_options
+from .pipeline import Stylizer
 
 
 def _describe(image: ImageLike) -> str:
@@ -44,13 +46,24 @@ def stylize_tensors(
     style: ImageLike | Sequence[ImageLike],
     options: Options,
     callback: Callable[[StepInfo], None] | None = None,
+    masks: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Run the method selected by ``options``; returns a (1, 3, H, W) tensor on the CPU."""
+    """Run the method selected by ``options``; returns a (1, 3, H, W) tensor on the CPU.
+
+    ``masks`` (K, 1, H, W) in [0, 1], one per style, overrides the mask files named in ``options``.
+    """
     styles = as_list(style)
+    # Refuse what cannot fit in memory before loading anything at the output size.
+    estimate.check(estimate.plan(options, estimate.image_size(content), [estimate.image_size(s) for s in styles]))
     content_t = load_image(content, options.size, "content image")
     style_longest = max(16, round(options.style_scale * options.size))
     style_ts = [load_image(s, style_longest, "style image") for s in styles]
-    return StyleTransfer(options).stylize(content_t, style_ts, callback)
+    if masks is None:
+        hw = tuple(content_t.shape[-2:])
+        masks = load_masks(hw, len(style_ts), options.masks, options.mask_map, options.mask_colors)  # type: ignore[arg-type]
+    elif tuple(masks.shape[-2:]) != tuple(content_t.shape[-2:]):
+        masks = resize_tensor(masks.float(), tuple(content_t.shape[-2:]))
+    return Stylizer(options)(content_t, style_ts, masks, callback)
 
 
 def stylize(

@@ -16,12 +16,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
+from . import __version__, batch, estimate
 from .api import metadata
 from .errors import ImpastoError, InputError, NonFiniteLossError
-from .gatys import StepInfo, StyleTransfer, StylizeInterrupted
+from .gatys import StepInfo, StylizeInterrupted
 from .images import load_image, open_image, output_format, save_image, tensor_to_pil
+from .masks import load_masks
 from .options import PRESETS, Options, make_options
+from .pipeline import Stylizer
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,17 +42,43 @@ def _floats(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
 
 
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.replace(" ", ",").split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="impasto", description="Repaint a photo in the style of an artwork (neural style transfer).")
-    p.add_argument("content", help="content image (photo)")
+    p.add_argument("content", help="content image (photo); a folder or a quoted glob ('photos/*.jpg') runs a batch")
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended")
-    p.add_argument("-o", "--output", help="result image; .png .jpg .webp .tif (default: CONTENT-STYLE.png)")
+    p.add_argument("-o", "--output", help="result image; .png .jpg .webp .tif (default: CONTENT-STYLE.png); "
+                   "in batch mode the output folder")  # fmt: skip
     p.add_argument("--preset", default="default", choices=list(PRESETS), help="starting set of options")
-    p.add_argument("--method", choices=["gatys", "fast"], help="gatys: optimization (default); fast: AdaIN")
+    p.add_argument("--method", choices=["gatys", "fast"], help="gatys: optimization (default); fast: AdaIN, ~1 s")
     g = p.add_argument_group("size")
     g.add_argument("-s", "--size", type=int, help="longest side of the result in pixels (default 512)")
     g.add_argument("--style-scale", type=float, help="style image size relative to the result (default 1)")
     g.add_argument("--style-blend", type=_floats, help="weights of the style images, e.g. 0.7,0.3")
+    g.add_argument("--start-size", type=int, metavar="PX", help="multi-scale: coarsest scale's longest side")
+    g.add_argument("--scale-factor", type=float, help="multi-scale: size ratio between scales (default 2)")
+    g.add_argument("--scale-steps", type=_ints, metavar="N,N,..", help="multi-scale: steps per scale, coarse to fine")
+    g.add_argument("--tile", type=int, metavar="PX", help="process in tiles of at most PX pixels (0: never; "
+                   "default: only when memory requires)")  # fmt: skip
+    g.add_argument("--tile-overlap", type=int, metavar="PX", help="pixels shared by neighbouring tiles (default 1/8)")
+    g.add_argument("--tile-passes", type=int, help="passes over the tiles, grid shifted between them (default 2)")
+    g.add_argument("--dry-run", action="store_true", help="print the plan (scales, tiles, memory, time) and exit")
+    g = p.add_argument_group("artistic controls (both methods)")
+    g.add_argument("--strength", type=float, help="style strength 0..1 (default 1); fast: AdaIN's alpha, gatys: "
+                   "each 0.25 less divides the style/content weight ratio by 10; 0 keeps the content")  # fmt: skip
+    g.add_argument("--preserve-color", choices=["luminance", "histogram"],
+                   help="keep the content's colours: luminance-only transfer, or style recoloured to the content")
+    g.add_argument("--mask", dest="masks", action="append", metavar="FILE", help="region of one style (white: that "
+                   "style), one per style in order; content outside every mask stays unstyled")  # fmt: skip
+    g.add_argument("--mask-map", metavar="FILE", help="one colour-coded mask image instead of --mask files")
+    g.add_argument("--mask-colors", type=_layers, metavar="C1,C2", help="colour of each style's region in "
+                   "--mask-map, in style order (names or #rrggbb); other colours stay unstyled")  # fmt: skip
     g = p.add_argument_group("losses")
     g.add_argument("--content-layers", type=_layers, help="e.g. relu4_2 (tutorial aliases conv_N accepted)")
     g.add_argument("--style-layers", type=_layers, help="e.g. relu1_1,relu2_1,relu3_1,relu4_1,relu5_1")
@@ -64,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--optimizer", choices=["lbfgs", "adam"])
     g.add_argument("--lr", type=float, help="Adam learning rate")
     g.add_argument("--steps", type=int, help="loss evaluations (L-BFGS) or Adam steps")
+    g.add_argument("--lbfgs-history", type=int, help="L-BFGS memory size (default 50; tutorial 100)")
     g.add_argument("--seed", type=int, help="random seed (default 0)")
     g = p.add_argument_group("network")
     g.add_argument("--weights", help="your own VGG-19 state dict (torchvision or Caffe layout)")
@@ -76,15 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--history", metavar="FILE", help="write the loss history to FILE (.json or .csv)")
     g.add_argument("--plot", metavar="FILE", help="draw content | style | result and the loss curves to FILE")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g = p.add_argument_group(
+        "batch mode", "CONTENT a folder or quoted glob: every image x every style (all blended with --style-blend) "
+        "to -o FOLDER as CONTENT-STYLE.FORMAT; unreadable images are skipped with a warning (exit code 2)",
+    )  # fmt: skip
+    g.add_argument("--format", choices=["png", "jpg", "webp", "tif"], help="output format in batch mode (default png)")
+    g.add_argument("--skip-existing", action="store_true", help="in batch mode, leave outputs that already exist")
     p.add_argument("--version", action="version", version=f"impasto {__version__}")
     return p
 
 
 _OPTION_ARGS = [
     "method", "size", "style_scale", "style_blend", "content_layers", "style_layers", "style_layer_weights",
-    "content_weight", "style_weight", "tv_weight", "gram_norm", "init", "optimizer", "lr", "steps", "seed",
+    "content_weight", "style_weight", "tv_weight", "gram_norm", "init", "optimizer", "lr", "steps", "seed", "lbfgs_history",
     "weights", "pooling", "padding", "device", "precision",
+    "strength", "preserve_color", "masks", "mask_map", "mask_colors",
 ]  # fmt: skip
+_OPTION_ARGS += ["start_size", "scale_factor", "scale_steps", "tile", "tile_overlap", "tile_passes"]
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
@@ -106,7 +143,9 @@ def sibling(output: Path, tag: str) -> Path:
 
 def check_paths(args: argparse.Namespace, opts: Options) -> Path:
     """Validate output paths against inputs; returns the output path."""
-    inputs = [Path(args.content), *map(Path, args.styles)]
+    inputs = [Path(args.content), *map(Path, args.styles), *map(Path, opts.masks or ())]
+    if opts.mask_map:
+        inputs.append(Path(opts.mask_map))
     if opts.init not in ("content", "noise", "style"):
         inputs.append(Path(opts.init))
     if args.output is None:
@@ -172,6 +211,10 @@ class Progress:
 
 def run(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
+    if batch.is_batch(args.content):
+        return batch.run_from_args(args, opts)
+    if opts.method == "fast" and (args.history or args.save_every):
+        raise InputError("--history and --save-every need the optimization method; --method fast has no steps")
     output = check_paths(args, opts)
     # Decode every input before any heavy work, so a bad file fails fast.
     content_im = open_image(args.content)
@@ -180,14 +223,21 @@ def run(args: argparse.Namespace) -> int:
         open_image(opts.init)
     if opts.style_blend is not None and len(opts.style_blend) != len(style_ims):
         raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(style_ims)} style images")
+    # Memory and time before any heavy work: refuse what cannot fit, print the plan on --dry-run.
+    plan = estimate.plan(opts, content_im.size, [s.size for s in style_ims])
+    if args.dry_run:
+        print(plan.describe())
+        return 0
+    estimate.check(plan)
     meta = metadata(opts, args.content, args.styles)
     content = load_image(content_im, opts.size)
+    masks = load_masks(tuple(content.shape[-2:]), len(style_ims), opts.masks, opts.mask_map, opts.mask_colors)
     style_longest = max(16, round(opts.style_scale * opts.size))
     styles = [load_image(s, style_longest) for s in style_ims]
-    progress = Progress(opts.steps, args.quiet, args.save_every, output, meta)
-    transfer = StyleTransfer(opts)
+    progress = Progress(opts.steps, args.quiet or opts.method == "fast", args.save_every, output, meta)
+    transfer = Stylizer(opts)
     try:
-        result = transfer.stylize(content, styles, progress)
+        result = transfer(content, styles, masks, progress)
     except StylizeInterrupted as stop:
         progress.close()
         kept = save_image(tensor_to_pil(stop.image), sibling(output, "interrupted"), meta)

@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .device import autocast, pick_device, pick_dtype
+from .device import pick_device, pick_dtype
 from .errors import ImpastoError, NonFiniteLossError
 from .images import fit_size, load_image, resize_tensor
 from .losses import ContentLoss, StyleLoss, TVLoss
+from .masks import region_style_losses
 from .options import Options
 from .vgg import VGG19, build_vgg, resolve_layers
-
-LBFGS_HISTORY = 20
 
 
 @dataclass
@@ -68,6 +67,14 @@ class Losses:
         return list(dict.fromkeys([*self.content, *self.style]))
 
 
+def strength_factor(strength: float) -> float:
+    """What ``--strength`` multiplies the style weight by: 10 ** (4 (strength - 1)), 0 at strength 0.
+
+    Strength 1 keeps the style/content weight ratio, each 0.25 less divides it by 10, 0 is content only.
+    """
+    return 0.0 if strength <= 0 else 10.0 ** (4.0 * (strength - 1.0))
+
+
 class StyleTransfer:
     """Gatys et al. style transfer with the options of :class:`impasto.options.Options`."""
 
@@ -80,13 +87,23 @@ class StyleTransfer:
         self.net = net or build_vgg(
             self.content_layers + self.style_layers, options.weights, options.pooling, options.padding, self.device
         )
+        if self.dtype is not None:
+            # Hold the frozen network in the reduced precision: autocast's arithmetic without re-casting every
+            # weight at every step (autocast caches casts only for weights that need grad).
+            self.net = self.net.reduced_precision(self.dtype)
         self.history: list[dict[str, float]] = []
+        #: Region masks (K, 1, H, W), one per style image (guided Gram matrices); resized to each content.
+        self.masks: torch.Tensor | None = None
 
     # -- targets ---------------------------------------------------------------------------------------
     def features(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Features of an image at ``layers`` (no gradient), in the run's precision."""
-        with torch.no_grad(), autocast(self.device, self.dtype):
-            return self.net(image.to(self.device), layers)
+        """Features of an image at ``layers`` (no gradient), from the network the steps use."""
+        with torch.no_grad():
+            return self.net(self.net_input(image), layers)
+
+    def net_input(self, image: torch.Tensor) -> torch.Tensor:
+        """An image on the run's device as fp32 (the network casts after its first conv)."""
+        return image.to(self.device, torch.float32)
 
     def style_image_for(self, style: torch.Tensor, content_hw: tuple[int, int]) -> torch.Tensor:
         """A style image resized so its longest side is ``style_scale`` times the content's longest side."""
@@ -104,8 +121,10 @@ class StyleTransfer:
             positions[name] = feat.shape[-2] * feat.shape[-1]
         content_losses = {n: ContentLoss(content_feats[n], o.normalize_losses) for n in self.content_layers}
         grams: dict[str, list[torch.Tensor]] = {n: [] for n in self.style_layers}
+        style_feats = []
         for style in styles:
             feats = self.features(self.style_image_for(style, content.shape[-2:]), self.style_layers)
+            style_feats.append(feats)
             for n in self.style_layers:
                 grams[n].append(StyleLoss.target_of(feats[n], o.gram_norm, positions[n]))
         blend = o.style_blend if o.style_blend is not None else [1.0] * len(styles)
@@ -114,17 +133,22 @@ class StyleTransfer:
         style_losses = {
             n: StyleLoss(grams[n], blend, o.gram_norm, o.normalize_losses, o.style_layer_norm) for n in self.style_layers
         }
+        if self.masks is not None:  # spatial control: one guided Gram loss per region and layer
+            masks = resize_tensor(self.masks.float(), tuple(content.shape[-2:])).to(self.device)
+            style_losses = region_style_losses(  # type: ignore[assignment]
+                style_feats, content_feats, masks, self.style_layers,
+                o.gram_norm, o.normalize_losses, o.style_layer_norm,
+            )  # fmt: skip
         layer_w = o.style_layer_weights or [1.0] * len(self.style_layers)
         return Losses(
             content_losses, style_losses, dict(zip(self.style_layers, layer_w)),
-            o.content_weight, o.style_weight, o.tv_weight,
+            o.content_weight, o.style_weight * strength_factor(o.strength), o.tv_weight,
         )  # fmt: skip
 
     # -- loss and optimization ------------------------------------------------------------------------------
     def evaluate(self, image: torch.Tensor, losses: Losses) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted total loss of an image (differentiable) and its parts as floats."""
-        with autocast(self.device, self.dtype):
-            feats = self.net(image, losses.layers)
+        feats = self.net(self.net_input(image), losses.layers)
         content = sum((losses.content[n](feats[n]) for n in losses.content), torch.zeros((), device=image.device))
         style = sum(
             (losses.style_layer_weights[n] * losses.style[n](feats[n]) for n in losses.style),
@@ -182,7 +206,7 @@ class StyleTransfer:
         try:
             if o.optimizer == "lbfgs":
                 optimizer = torch.optim.LBFGS(
-                    [x], lr=1.0, max_iter=steps, max_eval=steps, history_size=LBFGS_HISTORY,
+                    [x], lr=1.0, max_iter=steps, max_eval=steps, history_size=o.lbfgs_history,
                     tolerance_grad=0.0, tolerance_change=0.0,
                 )  # fmt: skip
                 optimizer.step(closure)

@@ -108,7 +108,7 @@ def fit_size(width: int, height: int, longest: int) -> tuple[int, int]:
 def pil_to_tensor(im: Image.Image) -> torch.Tensor:
     """(1, 3, H, W) float32 tensor in [0, 1] from an RGB image."""
     arr = np.asarray(to_rgb(im), dtype=np.float32) / 255.0
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0)
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:

@@ -39,6 +39,36 @@ def gram_matrix(features: torch.Tensor, norm: str = "positions", mask: torch.Ten
     raise ValueError(f"gram norm must be one of {GRAM_NORMS}, not '{norm}'")
 
 
+class _GramMSE(torch.autograd.Function):
+    """mean((F F^T / n - A)^2) with one matrix product forward and one backward.
+
+    Autograd of ``mm(f, f.t())`` would run two products backward; the Gram matrix is symmetric, so
+    d/dF = 4 / (n C^2) (G - A) F needs only one. The Gram matrix and the loss are fp32; the backward
+    product runs in the features' precision, which is the precision of the backward pass it feeds.
+    """
+
+    @staticmethod
+    def forward(ctx, f: torch.Tensor, target: torch.Tensor, n: float) -> torch.Tensor:
+        f32 = f.float()
+        diff = torch.bmm(f32, f32.transpose(1, 2)).div_(n).sub_(target)
+        ctx.save_for_backward(f, diff)
+        ctx.n = n
+        return diff.pow(2).mean()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        f, diff = ctx.saved_tensors
+        scale = grad * 4.0 / (ctx.n * diff.numel())
+        return torch.bmm(diff.mul_(scale).to(f.dtype), f), None, None
+
+
+def gram_mse(features: torch.Tensor, target: torch.Tensor, norm: str = "positions") -> torch.Tensor:
+    """mean((gram_matrix(features, norm) - target)^2) for (N, C, H, W) features, with a fused backward."""
+    n, c, h, w = features.shape
+    divisor = {"positions": h * w, "elements": c * h * w, "none": 1}[norm]
+    return _GramMSE.apply(features.reshape(n, c, h * w), target.expand(n, c, c), float(divisor))
+
+
 def _scale(target: torch.Tensor, normalize: bool) -> float:
     """1 / mean(target^2) when normalizing (scale-free weights), else 1."""
     return 1.0 / float(target.float().pow(2).mean().clamp_min(1e-12)) if normalize else 1.0
@@ -94,8 +124,11 @@ class StyleLoss(nn.Module):
         return g
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        g = gram_matrix(features, self.gram_norm, mask)
-        loss = F.mse_loss(g, self.target.expand_as(g)) * self.scale
+        if mask is None:
+            loss = gram_mse(features, self.target, self.gram_norm) * self.scale
+        else:
+            g = gram_matrix(features, self.gram_norm, mask)
+            loss = F.mse_loss(g, self.target.expand_as(g)) * self.scale
         if self.layer_norm == "elements":
             loss = loss / features[0].numel()
         return loss

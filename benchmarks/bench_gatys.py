@@ -1,0 +1,150 @@
+"""Gatys step cost against the bare VGG floor, peak memory, and the tutorial preset against the tutorial.
+
+Part 1, for each size and precision, each in a fresh subprocess (so peak RSS is its own): seconds per
+iteration of the full Gatys step (default preset: VGG-19 forward to relu5_1, content + 5 style losses,
+backward, L-BFGS update, clamp), seconds per bare VGG forward+backward of the same input to the same layer
+(the floor), their ratio, and the process's peak RSS.
+
+Part 2: ``--preset tutorial`` end to end (network build, targets, 300 L-BFGS evaluations) against
+``tutorial_baseline.py`` (the tutorial's loop as the tutorial structures it, fp32) on the same images and
+size, in the same run; both final images are scored with the same fp32 tutorial loss.
+
+    python benchmarks/bench_gatys.py                    # everything (~15 min on 2 cores)
+    python benchmarks/bench_gatys.py --skip-tutorial    # part 1 only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SHARED = ROOT.parent / "shared" / "images"
+
+
+def _images(kind: str) -> tuple[Path, Path]:
+    if kind == "tutorial" and (SHARED / "content" / "dancing.jpg").exists():
+        return SHARED / "content" / "dancing.jpg", SHARED / "style" / "picasso.jpg"
+    return ROOT / "examples" / "chelsea.png", ROOT / "examples" / "starry_night.jpg"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_step(size: int, precision: str, iters: int) -> dict:
+    """Per-iteration seconds of the Gatys step and of the bare VGG floor (run inside a subprocess)."""
+    from impasto import make_options
+    from impasto.gatys import StyleTransfer
+    from impasto.images import load_image
+
+    content_path, style_path = _images("default")
+    content = load_image(content_path, size)
+    h, w = content.shape[-2:]
+    content = torch.nn.functional.interpolate(content, size=(size, size), mode="bilinear")  # square, as stated
+    style = load_image(style_path, size)
+    st = StyleTransfer(make_options(precision=precision, size=size, steps=iters + 2))
+    losses = st.build_losses(content, [style])
+    stamps: list[float] = []
+    st.optimize(content, losses, callback=lambda info: stamps.append(time.perf_counter()))
+    gatys = (stamps[-1] - stamps[1]) / (len(stamps) - 2)  # skip the first (warm-up) evaluation
+    rss_gatys = peak_rss_mb()
+
+    layers = losses.layers
+    deepest_layer = st.net.layers[-1]
+    x = content.clone().requires_grad_(True)
+
+    def bare() -> None:  # same network and precision, no losses, no optimizer
+        out = st.net(st.net_input(x), [deepest_layer])[deepest_layer]
+        out.float().sum().backward()
+
+    bare()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        bare()
+    floor = (time.perf_counter() - t0) / iters
+    return {"size": size, "precision": precision, "gatys_s": gatys, "floor_s": floor, "ratio": gatys / floor,
+            "peak_rss_mb": rss_gatys, "layers": layers}  # fmt: skip
+
+
+def run_tutorial(size: int) -> dict:
+    """Tutorial baseline and impasto's tutorial preset, end to end, same images and size."""
+    sys.path.insert(0, str(HERE))
+    from impasto import make_options
+    from impasto.gatys import StyleTransfer
+    from impasto.images import load_image
+    from tutorial_baseline import run_style_transfer
+
+    content_path, style_path = _images("tutorial")
+    content, style = load_image(content_path, size), load_image(style_path, size)
+
+    scorer = StyleTransfer(make_options("tutorial", precision="fp32"))
+    score_losses = scorer.build_losses(content, [style])
+
+    def score(img: torch.Tensor) -> float:
+        with torch.no_grad():
+            return float(scorer.evaluate(img, score_losses)[0])
+
+    t0 = time.perf_counter()
+    base_img, evals = run_style_transfer(content, style, content.clone())
+    base_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    transfer = StyleTransfer(make_options("tutorial", size=size))
+    ours = transfer.stylize(content, [style])
+    ours_s = time.perf_counter() - t0
+    return {"size": size, "images": [content_path.name, style_path.name], "baseline_s": base_s, "baseline_evals": evals,
+            "baseline_loss": score(base_img), "impasto_s": ours_s, "impasto_evals": len(transfer.history),
+            "impasto_loss": score(ours), "speedup": base_s / ours_s, "precision": str(transfer.dtype)}  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    p.add_argument("--iters", type=int, default=8)
+    p.add_argument("--tutorial-size", type=int, default=256)
+    p.add_argument("--skip-tutorial", action="store_true")
+    p.add_argument("--skip-steps", action="store_true")
+    p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args._child:
+        size, precision, iters = args._child
+        print(json.dumps(measure_step(int(size), precision, int(iters))))
+        return
+    results: dict = {"torch": torch.__version__, "threads": torch.get_num_threads(), "steps": [], "tutorial": None}
+    if not args.skip_steps:
+        print(f"{'size':>5} {'prec':>5} {'gatys s/it':>11} {'floor s/it':>11} {'ratio':>6} {'peak RSS MB':>12}")
+        for size in args.sizes:
+            for precision in args.precisions:
+                out = subprocess.run([sys.executable, __file__, "--_child", str(size), precision, str(args.iters)],
+                                     capture_output=True, text=True, check=True)  # fmt: skip
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                results["steps"].append(r)
+                print(f"{size:>5} {precision:>5} {r['gatys_s']:>11.3f} {r['floor_s']:>11.3f} {r['ratio']:>6.3f} "
+                      f"{r['peak_rss_mb']:>12.0f}", flush=True)  # fmt: skip
+    if not args.skip_tutorial:
+        r = run_tutorial(args.tutorial_size)
+        results["tutorial"] = r
+        print(f"\ntutorial preset at {r['size']} px ({', '.join(r['images'])}), 300 evaluations each:")
+        print(f"  baseline (tutorial loop, fp32): {r['baseline_s']:7.1f} s  final loss {r['baseline_loss']:.4f}")
+        print(
+            f"  impasto --preset tutorial ({r['precision']}): {r['impasto_s']:7.1f} s  final loss {r['impasto_loss']:.4f}"
+        )
+        print(
+            f"  speedup {r['speedup']:.2f}x, loss ratio impasto/baseline {r['impasto_loss'] / r['baseline_loss']:.3f}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

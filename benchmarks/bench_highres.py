@@ -1,0 +1,118 @@
+"""A 4096 px (long side) picture on this machine: wall time, peak RSS, seams.
+
+Runs the ``impasto`` command in a subprocess (so its peak RSS, read with ``RUSAGE_CHILDREN``, is the run's
+own) on tubingen.jpg + starry_night.jpg: coarse to fine from 512 px, the last scale in tiles. Then checks
+the picture for seams: for every tile border line of the last scale (both passes), the mean absolute
+difference of neighbouring pixels across the line, divided by the same measure on the nearby lines
+(1 = no seam; a visible seam is several times that). Crops around tile corners are written as PNGs for a
+look.
+
+    python benchmarks/bench_highres.py --out /tmp/highres.png
+    python benchmarks/bench_highres.py --out /tmp/highres.png --scale-steps 100,50,20,6 --tile 2048
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SHARED = ROOT.parent / "shared" / "images"
+
+
+def seam_ratios(image: np.ndarray, tile: int, overlap: int, passes: int) -> dict:
+    """Across-border / nearby neighbour differences for the tile borders of a last scale in tiles."""
+    from impasto.tiling import shifts, tile_grid
+
+    img = image.astype(np.float32) / 255.0
+    h, w = img.shape[:2]
+    dx = np.abs(np.diff(img, axis=1)).mean(axis=(0, 2))  # per column boundary c | c+1
+    dy = np.abs(np.diff(img, axis=0)).mean(axis=(1, 2))
+    cols, rows = set(), set()
+    for s in shifts(passes):
+        for t in tile_grid(h, w, tile, overlap, s):
+            cols.update(c for c in (t.left - 1, t.left + t.width - 1) if 0 <= c < w - 1)
+            rows.update(r for r in (t.top - 1, t.top + t.height - 1) if 0 <= r < h - 1)
+
+    def ratios(d: np.ndarray, lines: set) -> list[float]:
+        out = []
+        for c in sorted(lines):
+            near = [d[j] for j in range(c - 12, c + 13) if 0 <= j < len(d) and abs(j - c) >= 3]
+            out.append(float(d[c] / max(np.median(near), 1e-9)))
+        return out
+
+    rx, ry = ratios(dx, cols), ratios(dy, rows)
+    both = rx + ry
+    mean = float(np.mean(both)) if both else 1.0
+    return {"lines": len(both), "max_ratio": max(both, default=1.0), "mean_ratio": mean, "columns": sorted(cols),
+            "rows": sorted(rows)}  # fmt: skip
+
+
+def save_crops(image: Image.Image, points: list[tuple[int, int]], out: Path, size: int = 512) -> list[Path]:
+    """PNG crops of ``size`` px centred on ``points`` (tile corners), next to ``out``."""
+    paths = []
+    for i, (x, y) in enumerate(points):
+        left = min(max(0, x - size // 2), image.width - size)
+        top = min(max(0, y - size // 2), image.height - size)
+        path = out.with_name(f"{out.stem}.crop{i}.png")
+        image.crop((left, top, left + size, top + size)).save(path)
+        paths.append(path)
+    return paths
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, help="where to write the picture (.png or .jpg)")
+    p.add_argument("--size", type=int, default=4096)
+    p.add_argument("--start-size", type=int, default=512)
+    p.add_argument("--scale-steps", default="100,50,20,6", help="steps per scale, coarse to fine")
+    p.add_argument("--tile", type=int, default=2048, help="tile size (0: let the estimate choose)")
+    p.add_argument("--tile-overlap", type=int, default=256)
+    p.add_argument("--tile-passes", type=int, default=2)
+    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more impasto options")
+    args = p.parse_args()
+
+    content, style = SHARED / "content" / "tubingen.jpg", SHARED / "style" / "starry_night.jpg"
+    if not content.exists():
+        sys.exit(f"needs {content} (the shared images)")
+    out = Path(args.out).resolve()
+    cmd = [sys.executable, "-m", "impasto", str(content), str(style), "-o", str(out), "--size", str(args.size),
+           "--start-size", str(args.start_size), "--scale-steps", args.scale_steps,
+           "--tile-overlap", str(args.tile_overlap), "--tile-passes", str(args.tile_passes),
+           "--history", str(out.with_suffix(".history.csv")), *args.extra]  # fmt: skip
+    if args.tile:
+        cmd += ["--tile", str(args.tile)]
+    plan = subprocess.run([*cmd, "--dry-run"], capture_output=True, text=True, check=True).stdout
+    print(plan, flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 / 1024  # GB (the dry run is small)
+    if proc.returncode != 0:
+        sys.exit(f"impasto failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
+    image = Image.open(out).convert("RGB")
+    tile = args.tile or next((int(w) for w in plan.split() if w.isdigit() and f"<= {w} px" in plan), 0)
+    result = {"size": image.size, "wall_s": round(wall, 1), "peak_rss_gb": round(peak, 2), "plan": plan.strip(),
+              "command": " ".join(cmd[1:])}  # fmt: skip
+    if tile and max(image.size) > tile:
+        seams = seam_ratios(np.asarray(image), tile, args.tile_overlap, args.tile_passes)
+        corners = [(c, r) for c in seams["columns"][:2] for r in seams["rows"][:1]]
+        crops = save_crops(image, corners or [(image.width // 2, image.height // 2)], out)
+        result.update(seam_lines=seams["lines"], seam_max_ratio=round(seams["max_ratio"], 3),
+                      seam_mean_ratio=round(seams["mean_ratio"], 3), crops=[str(c) for c in crops])  # fmt: skip
+    print(json.dumps(result, indent=1))
+    ok = peak < 16 and result.get("seam_max_ratio", 1.0) < 1.5
+    print("PASS" if ok else "FAIL", "(peak RSS < 16 GB, no tile border line stands out: ratio < 1.5)")
+
+
+if __name__ == "__main__":
+    main()

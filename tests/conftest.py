@@ -1,0 +1,43 @@
+"""Shared fixtures: bundled example images, small tensors, and the optional ../shared/images folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from impasto.images import load_image
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+SHARED_IMAGES = Path(os.environ.get("IMPASTO_SHARED_IMAGES", ROOT.parent / "shared" / "images"))
+
+
+@pytest.fixture(scope="session")
+def content_path() -> Path:
+    return EXAMPLES / "chelsea.png"
+
+
+@pytest.fixture(scope="session")
+def style_path() -> Path:
+    return EXAMPLES / "starry_night.jpg"
+
+
+@pytest.fixture(scope="session")
+def content64(content_path: Path) -> torch.Tensor:
+    return load_image(content_path, 64)
+
+
+@pytest.fixture(scope="session")
+def style64(style_path: Path) -> torch.Tensor:
+    return load_image(style_path, 64)
+
+
+@pytest.fixture
+def shared_images() -> Path:
+    """The shared test images folder; the test is skipped where it is absent."""
+    if not SHARED_IMAGES.is_dir():
+        pytest.skip(f"shared images not found at {SHARED_IMAGES}")
+    return SHARED_IMAGES

@@ -1,0 +1,108 @@
+"""Batch mode: a folder or a glob of content images against several styles in one command."""
+
+import shutil
+
+import pytest
+from PIL import Image
+
+from impasto import batch
+from impasto.cli import main
+from impasto.errors import InputError
+from impasto.fast import FastStyleTransfer
+from impasto.images import read_metadata
+from impasto.options import make_options
+
+FAST = ["--method", "fast", "-s", "48", "-q"]
+
+
+@pytest.fixture
+def photos(tmp_path, content_path):
+    """A folder with three photos of different sizes, a broken image and a text file."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    im = Image.open(content_path).convert("RGB")
+    im.save(folder / "cat.png")
+    im.resize((101, 57)).save(folder / "wide.jpg")
+    im.rotate(90, expand=True).save(folder / "tall.webp")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_batch_over_a_folder_writes_every_content_style_pair(tmp_path, photos, style_path, capsys):
+    style2 = tmp_path / "noise.png"
+    Image.effect_noise((40, 40), 60).convert("RGB").save(style2)
+    out = tmp_path / "out"
+    code = main([str(photos), str(style_path), str(style2), "-o", str(out), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2  # the broken file was skipped, the rest written
+    assert "skipped" in err and "broken.png" in err and "notes.txt" not in err
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{c}-{s}.png" for c in ("cat", "wide", "tall") for s in ("starry_night", "noise"))
+    assert Image.open(out / "wide-noise.png").size == (48, 27)
+    assert Image.open(out / "tall-starry_night.png").size[1] == 48
+    meta = read_metadata(out / "cat-noise.png")
+    assert meta["content"] == "cat.png" and meta["styles"] == ["noise.png"] and meta["options"]["method"] == "fast"
+
+
+def test_batch_over_a_glob_with_blend_and_format(tmp_path, photos, style_path):
+    out = tmp_path / "out"
+    code = main([str(photos / "*.[pj]*g"), str(style_path), str(style_path), "--style-blend", "3,1", "-o", str(out),
+                 "--format", "jpg", *FAST])  # fmt: skip
+    assert code == 2  # broken.png matches the glob too
+    assert sorted(p.name for p in out.iterdir()) == ["cat-starry_night+starry_night.jpg",
+                                                    "wide-starry_night+starry_night.jpg"]  # fmt: skip
+    assert Image.open(out / "cat-starry_night+starry_night.jpg").format == "JPEG"
+
+
+def test_batch_skip_existing(tmp_path, photos, style_path):
+    (photos / "broken.png").unlink()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "cat-starry_night.png").write_bytes(b"keep me")
+    assert main([str(photos), str(style_path), "-o", str(out), "--skip-existing", *FAST]) == 0
+    assert (out / "cat-starry_night.png").read_bytes() == b"keep me"
+    assert (out / "wide-starry_night.png").exists() and (out / "tall-starry_night.png").exists()
+
+
+def test_batch_refuses_bad_plans_before_any_work(tmp_path, photos, style_path, capsys):
+    shutil.copy(photos / "cat.png", photos / "cat.jpg")
+    out = tmp_path / "out"
+    assert main([str(photos), str(style_path), "-o", str(out), *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "would both write cat-starry_night.png" in err and len(err.splitlines()) == 1 and not out.exists()
+    (photos / "cat.jpg").unlink()
+    for args, message in [
+        ([], "needs -o"),
+        (["-o", str(tmp_path / "x.png")], "-o names a folder"),
+        (["-o", str(tmp_path / "no" / "such")], "cannot create output folder"),
+        (["-o", str(out), "--mask", "m.png"], "not available in batch mode"),
+        (["-o", str(out), "--plot", str(tmp_path / "p.png")], "--plot is not available in batch mode"),
+    ]:
+        assert main([str(photos), str(style_path), *args, *FAST]) == 2
+        assert message in capsys.readouterr().err
+    assert main([str(tmp_path / "nothing" / "*.jpg"), str(style_path), "-o", str(out), *FAST]) == 2
+    assert "no image files" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_batch_output_in_the_content_folder_cannot_overwrite_inputs(tmp_path, style_path):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    Image.new("RGB", (30, 20), "red").save(folder / "a-starry_night.png")
+    Image.new("RGB", (30, 20), "blue").save(folder / "a.png")
+    with pytest.raises(InputError, match="overwrite an input"):
+        batch.plan(batch.find_contents(str(folder)), [style_path], folder)
+
+
+def test_batch_builds_the_network_and_style_statistics_once(tmp_path, photos, style_path, monkeypatch):
+    (photos / "broken.png").unlink()
+    calls = []
+    original = FastStyleTransfer.encode
+    monkeypatch.setattr(FastStyleTransfer, "encode", lambda self, x: calls.append(x.shape) or original(self, x))
+    built = []
+    monkeypatch.setattr("impasto.pipeline.fast_engine", lambda *a: built.append(a) or FastStyleTransfer(*a))
+    contents = batch.find_contents(str(photos))
+    result = batch.run_batch(contents, [style_path], tmp_path, make_options(method="fast", size=40), progress=False)
+    assert len(result.written) == 3 and not result.skipped and result.images_per_second > 0
+    assert len(built) == 1 and len(calls) == 3 + 1  # each content once, the style once

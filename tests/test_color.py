@@ -1,0 +1,93 @@
+"""Colour preservation: YIQ, luminance-only transfer, and colour matching of the style to the content."""
+
+import pytest
+import torch
+
+from impasto import color
+from impasto.errors import InputError
+from impasto.images import load_image
+from impasto.options import make_options
+from impasto.pipeline import Stylizer, prepare
+
+
+@pytest.fixture(scope="module")
+def pair(content_path, style_path):
+    return load_image(content_path, 80), load_image(style_path, 80)
+
+
+def test_yiq_round_trip_and_luminance_weights():
+    x = torch.rand(2, 3, 9, 7)
+    assert torch.allclose(color.yiq_to_rgb(color.rgb_to_yiq(x)), x, atol=1e-5)
+    gray = torch.full((1, 3, 2, 2), 0.4)
+    yiq = color.rgb_to_yiq(gray)
+    assert torch.allclose(yiq[:, 0], torch.full((1, 2, 2), 0.4), atol=1e-6) and yiq[:, 1:].abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("mode", ["pca", "cholesky"])
+def test_color_matching_gives_the_style_the_content_mean_and_covariance(pair, mode):
+    content, style = pair
+    matched = color.match_color(style, content, mode, clamp=False)
+    mu_m, cov_m = color.color_stats(matched)
+    mu_c, cov_c = color.color_stats(content)
+    mu_s, cov_s = color.color_stats(style)
+    assert torch.allclose(mu_m, mu_c, atol=1e-5)
+    assert torch.allclose(cov_m, cov_c, atol=2e-4 * float(cov_c.abs().max()))
+    assert not torch.allclose(cov_s, cov_c, atol=0.1 * float(cov_c.abs().max()))  # they differed before
+    # Clamped into [0, 1] (what the transfer uses), the statistics stay close.
+    clamped = color.match_color(style, content, mode)
+    assert 0 <= clamped.min() and clamped.max() <= 1
+    assert torch.allclose(color.color_stats(clamped)[0], mu_c, atol=0.02)
+
+
+def test_pca_matching_keeps_the_style_structure(pair):
+    content, style = pair
+    matched = color.match_color(style, content)
+    # A linear map of colours: the luminance pattern of the style survives (strong correlation).
+    a, b = color.luminance(matched).flatten(), color.luminance(style).flatten()
+    assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.9
+
+
+def test_luminance_combination_keeps_the_content_chroma_exactly(pair):
+    content, _ = pair
+    # A wild stylized luminance, far outside what the content's colours allow in places.
+    stylized = torch.rand_like(content) * 1.4 - 0.2
+    out = color.combine_luminance(stylized, content)
+    assert 0 <= out.min() and out.max() <= 1
+    assert torch.allclose(color.rgb_to_yiq(out)[:, 1:], color.rgb_to_yiq(content)[:, 1:], atol=1e-5)
+    inside = (color.luminance(out) - color.luminance(stylized).clamp(0, 1)).abs() < 1e-5
+    assert inside.float().mean() > 0.5  # where it fits, the stylized luminance is kept as is
+
+
+def test_luminance_matching_of_the_style(pair):
+    content, style = pair
+    matched = color.match_luminance(style, content)
+    assert torch.equal(matched[:, 0], matched[:, 1]) and torch.equal(matched[:, 1], matched[:, 2])
+    y, yc = color.luminance(matched), color.luminance(content)
+    assert abs(float(y.mean() - yc.mean())) < 0.01 and abs(float(y.std() - yc.std())) < 0.01
+
+
+def test_luminance_transfer_end_to_end_keeps_chroma(pair):
+    content, style = pair
+    opts = make_options(method="fast", preserve_color="luminance", precision="fp32")
+    out = Stylizer(opts)(content, [style])
+    assert torch.allclose(color.rgb_to_yiq(out)[:, 1:], color.rgb_to_yiq(content)[:, 1:], atol=1e-5)
+    assert float((color.luminance(out) - color.luminance(content)).abs().mean()) > 0.03  # still stylized
+    plain = Stylizer(make_options(method="fast", precision="fp32"))(content, [style])
+    assert float((color.rgb_to_yiq(plain)[:, 1:] - color.rgb_to_yiq(content)[:, 1:]).abs().mean()) > 0.02
+
+
+def test_histogram_mode_brings_the_result_colours_near_the_content(pair):
+    content, style = pair
+    net_content, net_styles = prepare(content, [style], "histogram")
+    assert net_content is content
+    assert torch.allclose(color.color_stats(net_styles[0])[0], color.color_stats(content)[0], atol=0.02)
+    kept = Stylizer(make_options(method="fast", preserve_color="histogram", precision="fp32"))(content, [style])
+    plain = Stylizer(make_options(method="fast", precision="fp32"))(content, [style])
+    mu_c = color.color_stats(content)[0]
+    assert (color.color_stats(kept)[0] - mu_c).norm() < 0.5 * (color.color_stats(plain)[0] - mu_c).norm()
+
+
+def test_preserve_color_option_is_checked():
+    with pytest.raises(InputError, match="--preserve-color"):
+        make_options(preserve_color="hue")
+    assert make_options(preserve_color="none").preserve_color is None

@@ -1,0 +1,105 @@
+import pytest
+
+from impasto import cli, estimate
+from impasto.errors import InputError
+from impasto.estimate import GB, MB, plan
+from impasto.options import make_options
+
+TUBINGEN = (1024, 768)
+STARRY = (1024, 640)
+PLENTY = 1 << 50
+
+
+def _peak_and_time(size: int, **kw) -> tuple[int, float, int]:
+    p = plan(make_options(size=size, tile=0, device="cpu", **kw), TUBINGEN, [STARRY], available=PLENTY)
+    h, w = p.scales[-1].hw
+    return p.peak_bytes, p.seconds, h * w
+
+
+@pytest.mark.parametrize("kw", [{}, {"precision": "fp32"}, {"optimizer": "adam"}, {"method": "fast"}])
+def test_estimate_grows_linearly_with_pixel_count(kw):
+    points = [_peak_and_time(s, **kw) for s in (512, 1024, 1536, 2048, 4096)]
+    slopes = [(b[0] - a[0]) / (b[2] - a[2]) for a, b in zip(points, points[1:])]
+    assert max(slopes) / min(slopes) < 1.01
+    if kw.get("method") != "fast":
+        rates = [t / px for _, t, px in points]
+        assert max(rates) / min(rates) < 1.01
+    assert points[-1][0] > points[0][0] > 0
+
+
+def test_more_history_and_fp32_need_more_memory():
+    base = _peak_and_time(1024)[0]
+    assert _peak_and_time(1024, precision="fp32")[0] > base
+    assert _peak_and_time(1024, lbfgs_history=100)[0] > base
+    assert _peak_and_time(1024, steps=5)[0] < base  # a short run never fills the L-BFGS history
+
+
+def test_tiles_are_chosen_only_when_the_whole_image_does_not_fit():
+    opts = make_options(size=2048, start_size=512)
+    roomy = plan(opts, TUBINGEN, [STARRY], device="cpu", available=64 * GB)
+    assert roomy.tiles == [None, None, None] and roomy.fits
+    tight = plan(opts, TUBINGEN, [STARRY], device="cpu", available=3 * GB)
+    assert tight.tiles[0] is None and tight.tiles[-1] is not None and tight.fits
+    assert tight.peak_bytes < roomy.peak_bytes
+    forced = plan(make_options(size=2048, tile=512), TUBINGEN, [STARRY], device="cpu", available=64 * GB)
+    assert forced.tiles == [512] and forced.scales[0].tiles > 1
+
+
+def test_plan_describes_scales_tiles_memory_and_time():
+    opts = make_options(size=4096, start_size=512, scale_steps=(100, 50, 20, 10))
+    text = plan(opts, TUBINGEN, [STARRY], device="cpu", available=12 * GB).describe()
+    assert "512x384" in text and "4096x3072" in text and "tiles of <=" in text
+    assert "estimated peak memory" in text and "estimated time" in text
+
+
+def test_impossible_plan_is_refused_with_a_suggestion():
+    p = plan(make_options(size=16384, tile=0), TUBINGEN, [STARRY], device="cpu", available=8 * GB)
+    with pytest.raises(InputError, match=r"not enough memory .*--tile"):
+        estimate.check(p)
+    p = plan(make_options(size=16384), TUBINGEN, [STARRY], device="cpu", available=600 * MB)
+    with pytest.raises(InputError, match="smaller --size"):
+        estimate.check(p)
+
+
+@pytest.fixture
+def no_heavy_work(monkeypatch):
+    """Fail the test if anything loads an image at the output size or builds a network."""
+
+    def boom(*args, **kwargs):
+        raise AssertionError("heavy work started")
+
+    monkeypatch.setattr(cli, "load_image", boom)
+    monkeypatch.setattr(cli, "Stylizer", boom)
+
+
+def test_cli_refuses_an_impossible_size_before_allocating(content_path, style_path, tmp_path, capsys, no_heavy_work,
+                                                          monkeypatch):  # fmt: skip
+    monkeypatch.setattr(estimate, "available_memory", lambda device="cpu": 4 * GB)
+    out = tmp_path / "out.png"
+    code = cli.main([str(content_path), str(style_path), "-o", str(out), "--size", "16384", "--tile", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert err.count("\n") == 1 and "not enough memory" in err and "--tile" in err
+
+
+def test_api_refuses_an_impossible_size_before_loading(content_path, style_path, monkeypatch):
+    import impasto.api
+
+    monkeypatch.setattr(estimate, "available_memory", lambda device="cpu": 4 * GB)
+    monkeypatch.setattr(impasto.api, "load_image", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    with pytest.raises(InputError, match="not enough memory"):
+        impasto.api.stylize(content_path, style_path, size=16384, tile=0)
+
+
+def test_dry_run_prints_the_plan_and_does_nothing(content_path, style_path, tmp_path, capsys, no_heavy_work):
+    out = tmp_path / "out.png"
+    code = cli.main([str(content_path), str(style_path), "-o", str(out), "--size", "4096", "--start-size", "512",
+                     "--scale-steps", "50,20,10,5", "--tile", "1024", "--dry-run"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and not out.exists()
+    assert "plan: gatys" in printed and "tiles of <= 1024 px" in printed and "estimated peak memory" in printed
+    assert len(printed.strip().splitlines()) == 1 + 4 + 1  # header, one line per scale, totals
+
+
+def test_available_memory_is_positive():
+    assert estimate.available_memory("cpu") > 100 * MB

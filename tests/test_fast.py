@@ -1,0 +1,171 @@
+"""The fast method (AdaIN): decoder weights, AdaIN statistics, strength, style blends, odd sizes, CLI."""
+
+import pytest
+import torch
+from PIL import Image
+
+from impasto import stylize
+from impasto.cli import main
+from impasto.device import cpu_supports_bf16
+from impasto.errors import InputError
+from impasto.fast import Decoder, FastStyleTransfer, adain, channel_stats, crop_pads, pad_to_stride
+from impasto.images import load_image, read_metadata
+from impasto.options import make_options
+from impasto.pipeline import fast_engine
+from impasto.vgg import build_vgg
+
+
+@pytest.fixture(scope="module")
+def engine() -> FastStyleTransfer:
+    return fast_engine("cpu", "fp32")
+
+
+@pytest.fixture(scope="module")
+def content96(content_path):
+    return load_image(content_path, 96)
+
+
+@pytest.fixture(scope="module")
+def style96(style_path):
+    return load_image(style_path, 96)
+
+
+def _stats_distance(a, b):
+    return float((a[0] - b[0]).abs().mean() + (a[1] - b[1]).abs().mean())
+
+
+def test_decoder_has_pytorch_adain_layout_and_trained_weights():
+    dec = Decoder.pretrained()
+    assert isinstance(dec[0], torch.nn.ReflectionPad2d) and dec[1].weight.shape == (256, 512, 3, 3)
+    assert isinstance(dec[3], torch.nn.Upsample) and dec[28].weight.shape == (3, 64, 3, 3) and len(dec) == 29
+    assert float(dec[1].weight.std()) > 1e-3  # trained, not initialized
+    assert dec(torch.zeros(1, 512, 3, 5)).shape == (1, 3, 24, 40)
+
+
+def test_fp32_engine_computes_the_reference_network(engine, content96):
+    x, _ = pad_to_stride(content96)
+    vgg, dec = build_vgg(["relu4_1"], padding="reflect"), Decoder.pretrained()
+    with torch.no_grad():
+        ref = vgg(x, ["relu4_1"])["relu4_1"]
+        feats = engine.encode(x)
+        assert torch.allclose(feats, ref, atol=1e-4 * float(ref.abs().max()))
+        assert torch.allclose(engine.decode(ref), dec(ref).clamp(0, 1), atol=1e-5)
+
+
+def test_adain_gives_content_features_the_style_statistics(engine, content96, style96):
+    fc = engine.encode(pad_to_stride(content96)[0])
+    s_mean, s_std = engine.style_stats(style96)
+    live = channel_stats(fc)[1].flatten() > 1e-3  # channels where the content is not constant
+    assert live.float().mean() > 0.9
+    mean, std = channel_stats(adain(fc, s_mean, s_std))
+    assert torch.allclose(mean, s_mean, atol=1e-4)
+    assert torch.allclose(std.flatten()[live], s_std.flatten()[live], rtol=1e-4, atol=1e-5)
+    assert _stats_distance(channel_stats(fc), (s_mean, s_std)) > 0.1  # the content's were different
+    # Per region: the masked positions get the style's statistics.
+    mask = torch.zeros(1, 1, *fc.shape[-2:])
+    mask[..., : fc.shape[-2] // 2, :] = 1
+    live = channel_stats(fc, mask)[1].flatten() > 1e-3
+    mean, std = channel_stats(adain(fc, s_mean, s_std, mask), mask)
+    assert torch.allclose(mean, s_mean, atol=1e-4)
+    assert torch.allclose(std.flatten()[live], s_std.flatten()[live], rtol=1e-4, atol=1e-5)
+
+
+def test_strength_zero_decodes_the_content_and_strength_one_is_full_style(engine, content96, style96):
+    x, pads = pad_to_stride(content96)
+    decoded = crop_pads(engine.decode(engine.encode(x)), pads)
+    zero = engine.stylize(content96, [style96], strength=0.0)
+    assert torch.allclose(zero, decoded, atol=1e-6)
+    full = engine.stylize(content96, [style96])
+    # The decoder roughly inverts the encoder: much nearer the content than the stylized image is.
+    assert float((zero - content96).abs().mean()) < 0.6 * float((full - content96).abs().mean())
+    style_stats = engine.style_stats(style96)
+    distances = []
+    for strength in (0.0, 0.5, 1.0):
+        out = engine.stylize(content96, [style96], strength=strength)
+        distances.append(_stats_distance(channel_stats(engine.encode(pad_to_stride(out)[0])), style_stats))
+    assert distances[0] > distances[1] > distances[2]
+    # Strength 1 decodes exactly the AdaIN target.
+    target = adain(engine.encode(x), *style_stats)
+    assert torch.allclose(engine.stylize(content96, [style96]), crop_pads(engine.decode(target), pads), atol=1e-6)
+
+
+def test_style_blend_interpolates_the_adain_targets(engine, content96, style96):
+    other = load_image(torch.rand(3, 50, 70), 96)
+    single = engine.stylize(content96, [style96])
+    assert torch.allclose(engine.stylize(content96, [style96, other], weights=[1.0, 0.0]), single, atol=1e-6)
+    half = engine.stylize(content96, [style96, other], weights=[2.0, 2.0])
+    feats = engine.encode(pad_to_stride(content96)[0])
+    (m1, s1), (m2, s2) = engine.style_stats(style96), engine.style_stats(other)
+    expected = crop_pads(engine.decode(adain(feats, (m1 + m2) / 2, (s1 + s2) / 2)), pad_to_stride(content96)[1])
+    assert torch.allclose(half, expected, atol=1e-6) and float((half - single).abs().mean()) > 0.01
+
+
+def test_style_statistics_are_computed_once(content96, style96, monkeypatch):
+    eng = FastStyleTransfer("cpu", "fp32")
+    calls = []
+    original = eng.encode
+    monkeypatch.setattr(eng, "encode", lambda x: calls.append(tuple(x.shape)) or original(x))
+    for _ in range(3):
+        eng.stylize(content96, [style96])
+    assert len(calls) == 4  # the style once, the content three times
+    eng.stylize(content96, [style96.clone()])  # same pixels, another tensor: still cached
+    assert len(calls) == 5
+
+
+@pytest.mark.parametrize("hw", [(61, 45), (96, 97), (5, 16), (16, 3), (33, 130)])
+def test_any_size_and_aspect_ratio(engine, style96, hw):
+    content = load_image(torch.rand(3, 7, 9), None)
+    content = torch.nn.functional.interpolate(content, size=hw, mode="bilinear", align_corners=False)
+    out = engine.stylize(content, [style96])
+    assert out.shape == (1, 3, *hw) and torch.isfinite(out).all() and 0 <= out.min() and out.max() <= 1
+
+
+def test_odd_size_has_no_edge_artefacts(engine, content_path, style96):
+    # Compare each result with the same pixels of a run on a larger crop of the same picture: at an odd size
+    # the borders must not differ more than they do at an aligned size (zero padding would: ~1.4x).
+    picture = torch.nn.functional.interpolate(load_image(content_path, None), size=(120, 180), mode="area")
+    larger = engine.stylize(picture[..., :110, :170], [style96])
+
+    def edge_and_interior(h, w):
+        d = (engine.stylize(picture[..., :h, :w], [style96]) - larger[..., :h, :w]).abs()
+        return max(float(d[..., -4:].mean()), float(d[..., -4:, :].mean())), float(d[..., 8:-8, 8:-8].mean())
+
+    aligned_edge, aligned_inside = edge_and_interior(96, 152)
+    for hw in [(99, 157), (101, 149)]:
+        edge, inside = edge_and_interior(*hw)
+        assert edge < 1.2 * aligned_edge and inside < 1.2 * aligned_inside, (hw, edge, aligned_edge)
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bf16")
+def test_bf16_engine_close_to_fp32(engine, content96, style96):
+    fast = fast_engine("cpu", "bf16")
+    assert fast.dtype == torch.bfloat16
+    diff = (fast.stylize(content96, [style96]) - engine.stylize(content96, [style96])).abs()
+    assert float(diff.mean()) < 0.02
+
+
+def test_api_fast_records_options(content_path, style_path):
+    im = stylize(content_path, style_path, method="fast", size=64, strength=0.5, precision="fp32")
+    assert max(im.size) == 64
+    assert im.info["impasto"]["options"]["method"] == "fast" and im.info["impasto"]["options"]["strength"] == 0.5
+
+
+def test_fast_options_are_checked():
+    with pytest.raises(InputError, match="--weights"):
+        make_options(method="fast", weights="vgg.pth")
+    with pytest.raises(InputError, match="--strength"):
+        make_options(method="fast", strength=1.5)
+    with pytest.raises(InputError, match="--strength"):
+        make_options(strength=-0.1)
+
+
+def test_cli_fast(tmp_path, content_path, style_path, capsys):
+    out = tmp_path / "f.jpg"
+    assert main([str(content_path), str(style_path), "-o", str(out), "--method", "fast", "-s", "80",
+                 "--strength", "0.8", "-q"]) == 0  # fmt: skip
+    assert max(Image.open(out).size) == 80
+    meta = read_metadata(out)
+    assert meta["options"]["method"] == "fast" and meta["options"]["strength"] == 0.8
+    assert main([str(content_path), str(style_path), "-o", str(tmp_path / "g.png"), "--method", "fast",
+                 "--history", str(tmp_path / "h.csv")]) == 2  # fmt: skip
+    assert "--method fast has no steps" in capsys.readouterr().err

@@ -1,0 +1,143 @@
+import pytest
+import torch
+
+from impasto import make_options
+from impasto.errors import InputError, NonFiniteLossError
+from impasto.gatys import StyleTransfer
+from impasto.options import PRESETS
+
+
+def _run(content, style, **opts):
+    st = StyleTransfer(make_options(**opts))
+    out = st.stylize(content, [style])
+    return st, out
+
+
+def test_short_run_lowers_style_loss(content64, style64):
+    st, out = _run(content64, style64, steps=15, precision="fp32")
+    first, last = st.history[0], st.history[-1]
+    assert last["style"] < 0.5 * first["style"]
+    assert out.shape == content64.shape and 0 <= out.min() and out.max() <= 1
+    assert len(st.history) == 15 and [h["step"] for h in st.history] == list(range(1, 16))
+
+
+def test_adam_run_lowers_total_loss(content64, style64):
+    st, _ = _run(content64, style64, optimizer="adam", lr=0.05, steps=10, precision="fp32")
+    assert st.history[-1]["loss"] < st.history[0]["loss"]
+
+
+def test_same_seed_same_pixels(content64, style64):
+    _, a = _run(content64, style64, steps=4, init="noise", seed=3)
+    _, b = _run(content64, style64, steps=4, init="noise", seed=3)
+    _, c = _run(content64, style64, steps=4, init="noise", seed=4)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_init_options(content64, style64, tmp_path):
+    st = StyleTransfer(make_options(init="content"))
+    torch.testing.assert_close(st.initial_image(content64, [style64]), content64)
+    st = StyleTransfer(make_options(init="style"))
+    assert st.initial_image(content64, [style64]).shape == content64.shape
+    st = StyleTransfer(make_options(init="noise", seed=1))
+    noise = st.initial_image(content64, [style64])
+    assert noise.std() > 0.2
+
+
+def test_style_scale_resizes_style_relative_to_content(style64):
+    st = StyleTransfer(make_options(style_scale=0.5))
+    assert max(st.style_image_for(style64, (40, 64)).shape[-2:]) == 32
+
+
+def test_blend_weights_must_match_style_count(content64, style64):
+    st = StyleTransfer(make_options(style_blend=(1, 2, 3)))
+    with pytest.raises(Exception, match="3 weights for 1 style"):
+        st.build_losses(content64, [style64])
+
+
+def test_non_finite_loss_stops_with_last_good_image(content64, style64, monkeypatch):
+    st = StyleTransfer(make_options(steps=10, precision="fp32"))
+    real = st.evaluate
+    calls = {"n": 0}
+
+    def flaky(image, losses):
+        calls["n"] += 1
+        total, parts = real(image, losses)
+        return (total * float("nan"), parts) if calls["n"] == 4 else (total, parts)
+
+    monkeypatch.setattr(st, "evaluate", flaky)
+    with pytest.raises(NonFiniteLossError, match="loss became nan at step 4") as info:
+        st.stylize(content64, [style64])
+    assert info.value.image.shape == content64.shape
+    assert torch.isfinite(info.value.image).all()
+
+
+def test_tutorial_preset_matches_the_tutorial():
+    o = make_options("tutorial")
+    assert o.content_layers == ("conv_4",) and o.style_layers == ("conv_1", "conv_2", "conv_3", "conv_4", "conv_5")
+    assert (o.content_weight, o.style_weight) == (1.0, 1e6)
+    assert o.gram_norm == "elements" and not o.normalize_losses
+    assert (o.optimizer, o.steps, o.init) == ("lbfgs", 300, "content")
+
+
+def test_article_preset_matches_the_article():
+    o = make_options("article")
+    assert o.content_layers == ("conv4_2",)
+    assert o.style_layers == ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    assert o.style_layer_weights == (1.0, 0.75, 0.2, 0.2, 0.2)
+    assert o.optimizer == "adam" and o.content_weight == 1.0
+    assert make_options("article", style_weight=1e10).style_weight == 1e10
+
+
+def test_tutorial_preset_style_loss_equals_tutorial_formula(content64, style64):
+    """Style loss of the tutorial preset = sum over layers of MSE(G/(abcd), A/(abcd)) * 1e6, as the tutorial."""
+    from impasto.vgg import build_vgg
+
+    st = StyleTransfer(make_options("tutorial", precision="fp32"))
+    losses = st.build_losses(content64, [style64])
+    x = torch.rand_like(content64)
+    _, parts = st.evaluate(x, losses)
+    net = build_vgg(["conv3_1"])
+    names = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1"]
+    fx, fs = net(x, names), net(style64, names)
+
+    def gram(f):
+        a, b, c, d = f.shape
+        m = f.view(a * b, c * d)
+        return m @ m.t() / (a * b * c * d)
+
+    expected = sum(torch.nn.functional.mse_loss(gram(fx[n]), gram(fs[n])) for n in names) * 1e6
+    assert parts["style"] == pytest.approx(expected.item(), rel=1e-3)
+
+
+def test_every_preset_validates():
+    for name in PRESETS:
+        make_options(name)
+
+
+@pytest.mark.parametrize(
+    "opts, message",
+    [
+        ({"size": 0}, "--size"), ({"size": 10**6}, "--size"), ({"steps": -1}, "--steps"),
+        ({"style_weight": -1.0}, "--style-weight"), ({"lr": 0.0}, "--lr"), ({"style_scale": float("nan")}, "--style-scale"),
+        ({"optimizer": "sgd"}, "--optimizer"), ({"content_layers": ("conv9_9",)}, "unknown VGG-19 layer"),
+        ({"style_layer_weights": (1.0,)}, "style layers"), ({"precision": "int8"}, "--precision"),
+    ],
+)  # fmt: skip
+def test_bad_options(opts, message):
+    with pytest.raises(InputError, match=message):
+        make_options(**opts)
+
+
+def test_unknown_preset():
+    with pytest.raises(InputError, match="unknown preset"):
+        make_options("nope")
+
+
+
+def test_reduced_precision_keeps_first_conv_fp32(content64):
+    st = StyleTransfer(make_options(precision="bf16"))
+    assert st.net.convs["conv1_1"].weight.dtype == torch.float32
+    assert st.net.convs["conv2_1"].weight.dtype == torch.bfloat16
+    feats = st.features(content64, ["relu1_1", "relu2_1"])
+    assert feats["relu1_1"].dtype == torch.float32 and feats["relu2_1"].dtype == torch.bfloat16

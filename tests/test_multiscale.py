@@ -1,0 +1,119 @@
+import pytest
+import torch
+
+from impasto import multiscale
+from impasto.errors import InputError
+from impasto.gatys import StyleTransfer, StylizeInterrupted
+from impasto.images import resize_tensor
+from impasto.multiscale import Scale, scale_sizes, schedule, split_steps
+from impasto.options import make_options
+
+
+@pytest.mark.parametrize(
+    "size, start, factor, expected",
+    [
+        (512, 256, 2.0, [256, 512]),
+        (512, 128, 2.0, [128, 256, 512]),
+        (4096, 512, 2.0, [512, 1024, 2048, 4096]),
+        (600, 256, 2.0, [300, 600]),  # the coarsest is the size / 2**k nearest to the start size
+        (800, 256, 2.0, [200, 400, 800]),
+        (510, 256, 2.0, [255, 510]),
+        (512, 256, 2**0.5, [256, 362, 512]),
+        (512, None, 2.0, [512]),
+        (512, 512, 2.0, [512]),
+        (512, 1024, 2.0, [512]),
+        (64, 16, 2.0, [32, 64]),  # nothing below MIN_SCALE
+    ],
+)
+def test_scale_sizes(size, start, factor, expected):
+    assert scale_sizes(size, start, factor) == expected
+
+
+def test_steps_are_shared_out_coarse_first():
+    assert split_steps(300, 2) == [150, 150]
+    assert split_steps(301, 3) == [101, 100, 100]
+    assert sum(split_steps(7, 4)) == 7
+
+
+def test_schedule_from_options():
+    opts = make_options(size=512, start_size=128, steps=90)
+    assert schedule(opts) == [Scale(128, 30), Scale(256, 30), Scale(512, 30)]
+    opts = make_options(size=512, start_size=128, scale_steps=(200, 50))  # first value repeats for extra scales
+    assert [s.steps for s in schedule(opts)] == [200, 200, 50]
+    opts = make_options(size=512, start_size=256, scale_steps=(9, 200, 50))  # extra values drop from the start
+    assert [s.steps for s in schedule(opts)] == [200, 50]
+    assert [s.tile for s in schedule(opts, [None, 256])] == [None, 256]
+
+
+@pytest.mark.parametrize("bad", [dict(start_size=8), dict(scale_factor=1.0), dict(scale_steps=(10, -1)),
+                                 dict(tile=32), dict(tile_passes=0)])  # fmt: skip
+def test_bad_scale_options_are_input_errors(bad):
+    with pytest.raises(InputError):
+        make_options(**bad)
+
+
+@pytest.fixture
+def small_run(content64, style64):
+    opts = make_options(size=64, start_size=32, scale_steps=(3, 2), precision="fp32")
+    transfer = StyleTransfer(opts)
+    content = resize_tensor(content64, (48, 64))
+    return transfer, content, style64
+
+
+def test_multiscale_run_reports_global_steps_and_rescales_style_targets(small_run, monkeypatch):
+    transfer, content, style = small_run
+    style_sizes, seen = [], []
+    original = transfer.style_image_for
+
+    def spy(style_image, content_hw):
+        out = original(style_image, content_hw)
+        style_sizes.append((tuple(content_hw), max(out.shape[-2:])))
+        return out
+
+    monkeypatch.setattr(transfer, "style_image_for", spy)
+    out = multiscale.run(
+        transfer, content, [style], lambda i: seen.append((i.step, i.total, tuple(i.image.shape[-2:])))
+    )
+    assert out.shape == content.shape
+    assert [s for s, _, _ in seen] == [1, 2, 3, 4, 5] and {t for _, t, _ in seen} == {5}
+    assert [hw for _, _, hw in seen] == [(24, 32)] * 3 + [(48, 64)] * 2
+    # style targets recomputed per scale, the style image scaled with the picture (style_scale 1)
+    assert style_sizes == [((24, 32), 32), ((48, 64), 64)]
+    assert [r["step"] for r in transfer.history] == [1, 2, 3, 4, 5]
+    assert all(a["seconds"] <= b["seconds"] for a, b in zip(transfer.history, transfer.history[1:]))
+
+
+def test_single_scale_is_the_plain_run(content64, style64):
+    opts = make_options(size=64, steps=3, precision="fp32")
+    a = multiscale.run(StyleTransfer(opts), content64, [style64])
+    b = StyleTransfer(opts).stylize(content64, [style64])
+    assert torch.equal(a, b)
+
+
+def test_interrupt_at_a_coarse_scale_keeps_a_full_size_image(small_run):
+    transfer, content, style = small_run
+
+    def stop(info):
+        raise KeyboardInterrupt
+
+    with pytest.raises(StylizeInterrupted) as caught:
+        multiscale.run(transfer, content, [style], stop)
+    assert caught.value.image.shape == content.shape
+
+
+def test_forced_tiles_run_the_last_scale_in_tiles(content64, style64, monkeypatch):
+    from impasto import tiling
+
+    calls = []
+    original = tiling.optimize_tiled
+
+    def spy(transfer, image, *args, **kwargs):
+        calls.append(tuple(image.shape[-2:]))
+        return original(transfer, image, *args, **kwargs)
+
+    monkeypatch.setattr(tiling, "optimize_tiled", spy)
+    opts = make_options(size=128, start_size=64, scale_steps=(2, 2), tile=64, tile_overlap=16, precision="fp32")
+    content = resize_tensor(content64, (96, 128))
+    out = multiscale.run(StyleTransfer(opts), content, [style64])
+    assert calls == [(96, 128)]  # the 64 px scale fits in one tile
+    assert out.shape == content.shape
