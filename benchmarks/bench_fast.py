@@ -6,7 +6,7 @@ authors' ``test.py`` (pytorch-AdaIN) does. The reference is timed twice: with th
 (same work as impasto: the ratio that counts) and encoding the style for every image (the authors' script).
 Then batch mode end to end (read, resize, stylize, write PNG) in images per second, and peak RSS.
 
-    python benchmarks/bench_fast.py [--size 512] [--repeats 5] [--batch 8] [--device cpu]
+    python benchmarks/bench_fast.py [--size 512] [--repeats 5] [--batch 8] [--device cpu] [--threads N]
 """
 
 from __future__ import annotations
@@ -77,7 +77,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--batch", type=int, default=8, help="content images in the batch-mode run")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     load0 = os.getloadavg()[0]
@@ -145,8 +148,10 @@ def main() -> None:
           f"{result.images_per_second:.2f} images/s (read + stylize + write PNG)")  # fmt: skip
     print(f"peak RSS: {rss_ours:.0f} MB after the impasto runs, {peak_rss_mb():.0f} MB overall")
     load1 = os.getloadavg()[0]
-    print(f"load average (1 min) at start/end: {load0:.2f}/{load1:.2f}"
-          + ("  -- other processes were busy: figures are pessimistic" if max(load0, load1) > 1.5 else ""))
+    print(
+        f"load average (1 min) at start/end: {load0:.2f}/{load1:.2f}"
+        + ("  -- other processes were busy: figures are pessimistic" if max(load0, load1) > 1.5 else "")
+    )
     sys.stdout.flush()
 
 

@@ -137,7 +137,8 @@ def main() -> None:
         print(f"\ntutorial preset at {r['size']} px ({', '.join(r['images'])}), 300 evaluations each:")
         print(f"  baseline (tutorial loop, fp32): {r['baseline_s']:7.1f} s  final loss {r['baseline_loss']:.4f}")
         print(
-            f"  impasto --preset tutorial ({r['precision']}): {r['impasto_s']:7.1f} s  final loss {r['impasto_loss']:.4f}"
+            f"  impasto --preset tutorial ({r['precision']}): {r['impasto_s']:7.1f} s  "
+            f"final loss {r['impasto_loss']:.4f}"
         )
         print(
             f"  speedup {r['speedup']:.2f}x, loss ratio impasto/baseline {r['impasto_loss'] / r['baseline_loss']:.3f}"

@@ -119,7 +119,8 @@ def test_every_preset_validates():
     "opts, message",
     [
         ({"size": 0}, "--size"), ({"size": 10**6}, "--size"), ({"steps": -1}, "--steps"),
-        ({"style_weight": -1.0}, "--style-weight"), ({"lr": 0.0}, "--lr"), ({"style_scale": float("nan")}, "--style-scale"),
+        ({"style_weight": -1.0}, "--style-weight"), ({"lr": 0.0}, "--lr"),
+        ({"style_scale": float("nan")}, "--style-scale"),
         ({"optimizer": "sgd"}, "--optimizer"), ({"content_layers": ("conv9_9",)}, "unknown VGG-19 layer"),
         ({"style_layer_weights": (1.0,)}, "style layers"), ({"precision": "int8"}, "--precision"),
     ],
@@ -132,7 +133,6 @@ def test_bad_options(opts, message):
 def test_unknown_preset():
     with pytest.raises(InputError, match="unknown preset"):
         make_options("nope")
-
 
 
 def test_reduced_precision_keeps_first_conv_fp32(content64):

@@ -62,18 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--style-scale", type=float, help="style image size relative to the result (default 1)")
     g.add_argument("--style-blend", type=_floats, help="weights of the style images, e.g. 0.7,0.3")
     g.add_argument("--start-size", type=int, metavar="PX", help="multi-scale: coarsest scale's longest side")
-    g.add_argument("--scale-factor", type=float, help="multi-scale: size ratio between scales (default 2)")
+    g.add_argument("--scale-factor", type=float, metavar="F", help="multi-scale: size ratio between scales (default 2)")
     g.add_argument("--scale-steps", type=_ints, metavar="N,N,..", help="multi-scale: steps per scale, coarse to fine")
     g.add_argument("--tile", type=int, metavar="PX", help="process in tiles of at most PX pixels (0: never; "
                    "default: only when memory requires)")  # fmt: skip
     g.add_argument("--tile-overlap", type=int, metavar="PX", help="pixels shared by neighbouring tiles (default 1/8)")
-    g.add_argument("--tile-passes", type=int, help="passes over the tiles, grid shifted between them (default 2)")
+    g.add_argument("--tile-passes", type=int, metavar="N", help="tile passes, grid moved between them (default 2)")
     g.add_argument("--dry-run", action="store_true", help="print the plan (scales, tiles, memory, time) and exit")
     g = p.add_argument_group("artistic controls (both methods)")
     g.add_argument("--strength", type=float, help="style strength 0..1 (default 1); fast: AdaIN's alpha, gatys: "
                    "each 0.25 less divides the style/content weight ratio by 10; 0 keeps the content")  # fmt: skip
-    g.add_argument("--preserve-color", choices=["luminance", "histogram"],
-                   help="keep the content's colours: luminance-only transfer, or style recoloured to the content")
+    g.add_argument(
+        "--preserve-color",
+        choices=["luminance", "histogram"],
+        help="keep the content's colours: luminance-only transfer, or style recoloured to the content",
+    )
     g.add_argument("--mask", dest="masks", action="append", metavar="FILE", help="region of one style (white: that "
                    "style), one per style in order; content outside every mask stays unstyled")  # fmt: skip
     g.add_argument("--mask-map", metavar="FILE", help="one colour-coded mask image instead of --mask files")
@@ -117,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 _OPTION_ARGS = [
     "method", "size", "style_scale", "style_blend", "content_layers", "style_layers", "style_layer_weights",
-    "content_weight", "style_weight", "tv_weight", "gram_norm", "init", "optimizer", "lr", "steps", "seed", "lbfgs_history",
+    "content_weight", "style_weight", "tv_weight", "gram_norm", "init", "optimizer", "lr", "steps", "seed",
+    "lbfgs_history",
     "weights", "pooling", "padding", "device", "precision",
     "strength", "preserve_color", "masks", "mask_map", "mask_colors",
 ]  # fmt: skip

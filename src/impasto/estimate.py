@@ -3,11 +3,14 @@
 Memory model (bytes; ``A`` = pixels processed at once: the image, or one tile; ``P`` = pixels of the picture):
 
 * fixed: the Python/PyTorch runtime (:data:`RUNTIME_BYTES`), the VGG-19 weights file held in memory, the
-  network's float32 parameters and, in bf16/fp16, one low-precision copy of them;
+  network's float32 parameters and, in bf16/fp16, one low-precision copy of them, plus
+  :data:`WORK_FIXED_BYTES` (kernel workspaces, allocator arenas; calibrated);
 * activations: ``A`` x the bytes per input pixel that autograd keeps for the backward pass: each conv
   (and ReLU, in place) output down to the deepest layer in use, each pooling's output and, for max
-  pooling, its int64 indices, plus float32 copies of the loss layers' features when the network runs in
-  bf16/fp16; times :data:`FWD_BWD_FACTOR` for the backward pass's gradients and the allocator's slack;
+  pooling, its int64 indices (2 bytes per value in bf16/fp16, 4 in fp32), plus a float32 copy of the
+  content layers' features; and ``A`` x :data:`BACKWARD_BYTES_PER_PIXEL` for what the backward pass holds
+  at its peak (gradients and float32 Gram temporaries at full resolution; calibrated, the same in every
+  precision);
 * image-sized float32 buffers: ``A`` x 12 bytes x (:data:`IMAGE_COPIES` + 2 x min(steps, L-BFGS history)),
   the history being ``options.lbfgs_history`` pairs of vectors (Adam keeps 2 instead);
 * whole-picture buffers: ``P`` x 12 bytes x :data:`PICTURE_COPIES` (content, result, blending) and the
@@ -38,9 +41,11 @@ GB = 1 << 30
 RUNTIME_BYTES = 230 * MB
 #: Bytes of the bundled VGG-19 weights file, which stays loaded.
 VGG_FILE_BYTES = 80 * MB
-#: Multiplies the saved activations: gradients of the backward pass and allocator slack (calibrated).
-FWD_BWD_FACTOR = 1.6
-#: Image-sized float32 buffers besides the optimizer's history (pixels, gradient, copies; calibrated).
+#: Memory a run holds besides the runtime, weights and per-pixel terms (workspaces, arenas; calibrated).
+WORK_FIXED_BYTES = 150 * MB
+#: Peak bytes per pixel held by the backward pass besides the saved activations (calibrated).
+BACKWARD_BYTES_PER_PIXEL = 1480
+#: Image-sized float32 buffers besides the optimizer's history (pixels, gradient, copies).
 IMAGE_COPIES = 10
 #: Picture-sized float32 buffers kept during a run (content, result, tile blending).
 PICTURE_COPIES = 4
@@ -94,10 +99,11 @@ def flops_per_pixel(layers: Sequence[str]) -> float:
 
 
 def activation_bytes_per_pixel(
-    layers: Sequence[str], loss_layers: Sequence[str], elem: int, pooling: str = "max"
+    layers: Sequence[str], content_layers: Sequence[str], elem: int, pooling: str = "max"
 ) -> float:
-    """Bytes per input pixel that autograd keeps for the backward pass (before :data:`FWD_BWD_FACTOR`)."""
-    wanted = set(resolve_layers(loss_layers))
+    """Bytes per input pixel that autograd keeps for the backward pass of VGG-19 up to the deepest of
+    ``layers`` running with ``elem``-byte values (see the module docstring)."""
+    content = set(resolve_layers(content_layers))
     total = 3 * 4 + 3 * elem  # the input and its normalized copy
     for name, c, stride in _walk(layers):
         per = c / stride**2
@@ -105,8 +111,8 @@ def activation_bytes_per_pixel(
             total += per * elem
         elif name.startswith("pool"):
             total += per * elem + (per * 8 if pooling == "max" else 0)
-        if name in wanted and elem < 4:
-            total += per * 4  # float32 copy for the loss
+        if name in content and elem < 4:
+            total += per * 4  # float32 copy for the content loss
     return total
 
 
@@ -265,8 +271,8 @@ def gatys_peak_bytes(
     layers = [*options.content_layers, *options.style_layers]
     elem = 4 if precision == "fp32" else 2
     params = param_count(layers)
-    fixed = RUNTIME_BYTES + VGG_FILE_BYTES + params * (4 + (elem if elem < 4 else 0))
-    act = activation_bytes_per_pixel(layers, layers, elem, options.pooling) * FWD_BWD_FACTOR
+    fixed = RUNTIME_BYTES + VGG_FILE_BYTES + WORK_FIXED_BYTES + params * (4 + (elem if elem < 4 else 0))
+    act = activation_bytes_per_pixel(layers, options.content_layers, elem, options.pooling) + BACKWARD_BYTES_PER_PIXEL
     history = 2 if options.optimizer == "adam" else 2 * min(steps, getattr(options, "lbfgs_history", 20))
     work = area * (act + 12 * (IMAGE_COPIES + history))
     # Style targets: a forward pass (no gradient) over the style image; its peak is two conv outputs.

@@ -131,7 +131,8 @@ class StyleTransfer:
         if len(blend) != len(styles):
             raise ImpastoError(f"--style-blend has {len(blend)} weights for {len(styles)} style images")
         style_losses = {
-            n: StyleLoss(grams[n], blend, o.gram_norm, o.normalize_losses, o.style_layer_norm) for n in self.style_layers
+            n: StyleLoss(grams[n], blend, o.gram_norm, o.normalize_losses, o.style_layer_norm)
+            for n in self.style_layers
         }
         if self.masks is not None:  # spatial control: one guided Gram loss per region and layer
             masks = resize_tensor(self.masks.float(), tuple(content.shape[-2:])).to(self.device)

@@ -8,7 +8,6 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .errors import InputError
 
-ImageLike = Union[str, os.PathLike, Image.Image, torch.Tensor]
+ImageLike = str | os.PathLike | Image.Image | torch.Tensor
 
 #: Largest input accepted, in pixels (Pillow's decompression-bomb guard is made an error at this size).
 MAX_INPUT_PIXELS = 120_000_000
@@ -33,7 +32,9 @@ def output_format(path: str | os.PathLike) -> str:
     """Pillow format name for an output path, from its extension."""
     ext = Path(path).suffix.lower()
     if ext not in FORMATS:
-        raise InputError(f"unknown output extension '{ext or Path(path).name}' for {path} (use {', '.join(sorted(FORMATS))})")
+        raise InputError(
+            f"unknown output extension '{ext or Path(path).name}' for {path} (use {', '.join(sorted(FORMATS))})"
+        )
     return FORMATS[ext]
 
 
@@ -52,7 +53,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
             with Image.open(p) as im:
                 if im.width * im.height > MAX_INPUT_PIXELS:
                     raise InputError(
-                        f"image too large: {p} is {im.width}x{im.height} (limit {MAX_INPUT_PIXELS // 1_000_000} megapixels)"
+                        f"image too large: {p} is {im.width}x{im.height} "
+                        f"(limit {MAX_INPUT_PIXELS // 1_000_000} megapixels)"
                     )
                 im.load()
                 im = ImageOps.exif_transpose(im)
@@ -63,7 +65,9 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     except UnidentifiedImageError:
         raise InputError(f"not an image file (or a format Pillow cannot read): {p}") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"cannot decode image {p}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise InputError(
+            f"cannot decode image {p}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     if im.width < 1 or im.height < 1:
         raise InputError(f"image has no pixels: {p}")
     return im
@@ -170,9 +174,7 @@ def read_metadata(path: str | os.PathLike) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def save_image(
-    im: Image.Image, path: str | os.PathLike, metadata: Mapping | None = None, quality: int = 95
-) -> Path:
+def save_image(im: Image.Image, path: str | os.PathLike, metadata: Mapping | None = None, quality: int = 95) -> Path:
     """Write ``im`` atomically (temporary file in the same folder, then rename), embedding ``metadata``.
 
     PNG gets an ``impasto`` text chunk, JPEG a comment, TIFF and WebP an EXIF ImageDescription.

@@ -115,7 +115,9 @@ class StyleLoss(nn.Module):
         self.scale = _scale(target, normalize)
 
     @staticmethod
-    def target_of(features: torch.Tensor, gram_norm: str = "positions", out_positions: int | None = None) -> torch.Tensor:
+    def target_of(
+        features: torch.Tensor, gram_norm: str = "positions", out_positions: int | None = None
+    ) -> torch.Tensor:
         """Gram target of style features; for raw Gram matrices, rescaled to ``out_positions`` positions so
         style and content sizes may differ."""
         g = gram_matrix(features, gram_norm)

@@ -203,7 +203,11 @@ def validate(opts: Options) -> Options:
         raise InputError(f"--size must be a whole number of pixels from 16 to {MAX_SIZE}, got {opts.size!r}")
     if not isinstance(opts.steps, int) or isinstance(opts.steps, bool) or not 0 <= opts.steps <= 100_000:
         raise InputError(f"--steps must be a whole number from 0 to 100000, got {opts.steps!r}")
-    if not isinstance(opts.lbfgs_history, int) or isinstance(opts.lbfgs_history, bool) or not 1 <= opts.lbfgs_history <= 1000:
+    if (
+        not isinstance(opts.lbfgs_history, int)
+        or isinstance(opts.lbfgs_history, bool)
+        or not 1 <= opts.lbfgs_history <= 1000
+    ):
         raise InputError(f"--lbfgs-history must be a whole number from 1 to 1000, got {opts.lbfgs_history!r}")
     if not isinstance(opts.seed, int) or isinstance(opts.seed, bool) or not 0 <= opts.seed < 2**63:
         raise InputError(f"--seed must be a whole number >= 0, got {opts.seed!r}")
@@ -221,7 +225,8 @@ def validate(opts: Options) -> Options:
         opts.style_layer_weights = tuple(float(w) for w in opts.style_layer_weights)
         if len(opts.style_layer_weights) != len(opts.style_layers):
             raise InputError(
-                f"--style-layer-weights has {len(opts.style_layer_weights)} values for {len(opts.style_layers)} style layers"
+                f"--style-layer-weights has {len(opts.style_layer_weights)} values "
+                f"for {len(opts.style_layers)} style layers"
             )
         for w in opts.style_layer_weights:
             _check_range("style_layer_weights", w, 0.0)

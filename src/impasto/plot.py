@@ -20,7 +20,8 @@ def plot_run(
     history: Sequence[dict[str, float]],
 ) -> None:
     """Save a figure with the images on top and content/style/TV/total loss curves (log scale) below."""
-    panels = [("content", content), *((f"style {i + 1}" if len(styles) > 1 else "style", s) for i, s in enumerate(styles)),
+    style_titles = [f"style {i + 1}" if len(styles) > 1 else "style" for i in range(len(styles))]
+    panels = [("content", content), *zip(style_titles, styles),
               ("result", result)]  # fmt: skip
     fig = plt.figure(figsize=(4 * len(panels), 7.5 if history else 4), constrained_layout=True)
     grid = fig.add_gridspec(2 if history else 1, len(panels), height_ratios=[1.3, 1] if history else [1])

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import InputError, NonFiniteLossError
-from .gatys import Losses, StepInfo, StyleTransfer, StylizeInterrupted
+from .gatys import Losses, StepInfo, StyleTransfer, StylizeInterrupted, strength_factor
 from .losses import ContentLoss, StyleLoss, gram_matrix
 from .vgg import stride_of
 
@@ -248,7 +248,8 @@ def tile_losses(
         style[n] = StyleLoss(grams, blend, o.gram_norm, o.normalize_losses, o.style_layer_norm)
     layer_w = o.style_layer_weights or [1.0] * len(transfer.style_layers)
     layer_weights = dict(zip(transfer.style_layers, layer_w, strict=True))
-    return Losses(content, style, layer_weights, o.content_weight, o.style_weight, o.tv_weight)
+    style_weight = o.style_weight * strength_factor(o.strength)  # as in StyleTransfer.build_losses
+    return Losses(content, style, layer_weights, o.content_weight, style_weight, o.tv_weight)
 
 
 def content_scale(transfer: StyleTransfer, content: torch.Tensor, tiles: Sequence[Tile]) -> float | None:

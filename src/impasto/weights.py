@@ -73,7 +73,7 @@ def packaged_file(resource: str, sha256: str, package: str = VGG_PACKAGE) -> Pat
     try:
         ref = importlib.resources.files(package) / resource
     except ModuleNotFoundError:
-        raise WeightsError(f"pretrained weights not found: package '{package}' is not installed ({hint})")
+        raise WeightsError(f"pretrained weights not found: package '{package}' is not installed ({hint})") from None
     path = Path(str(ref))
     if not path.is_file():
         raise WeightsError(f"pretrained weights not found: {package}/{resource} is missing ({hint})")
@@ -116,7 +116,9 @@ def convert_vgg_state_dict(sd: dict[str, torch.Tensor], source: str = "") -> VGG
         pre_w, pre_b, layout = sd["0.weight"][:, :, 0, 0].float(), sd["0.bias"].float(), "normalized"
     elif {f"features.{i}.weight" for i in _TORCHVISION_IDX} <= keys:
         convs = {
-            f"{n}.{p}": sd[f"features.{i}.{p}"] for n, i in zip(CONV_NAMES, _TORCHVISION_IDX) for p in ("weight", "bias")
+            f"{n}.{p}": sd[f"features.{i}.{p}"]
+            for n, i in zip(CONV_NAMES, _TORCHVISION_IDX)
+            for p in ("weight", "bias")
         }
         pre_w, pre_b = _affine(
             tuple(1 / s for s in IMAGENET_STD), tuple(-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)), bgr=False
@@ -136,7 +138,9 @@ def convert_vgg_state_dict(sd: dict[str, torch.Tensor], source: str = "") -> VGG
     for name in CONV_NAMES:
         w = convs[f"{name}.weight"]
         if w.ndim != 4 or w.shape[1] != expected_in or w.shape[2:] != (3, 3):
-            raise WeightsError(f"weights in {source or 'state dict'} do not fit VGG-19 at {name}: shape {tuple(w.shape)}")
+            raise WeightsError(
+                f"weights in {source or 'state dict'} do not fit VGG-19 at {name}: shape {tuple(w.shape)}"
+            )
         expected_in = w.shape[0]
     convs = {k: v.float() for k, v in convs.items()}
     return VGGWeights(convs, pre_w, pre_b, layout, source)
