@@ -140,3 +140,13 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         I.save_image(_gradient(), target)
     assert target.read_bytes() == b"previous result"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.png"]
+
+
+def test_saved_file_has_the_usual_mode(tmp_path):
+    import os
+    import stat
+
+    path = I.save_image(_gradient(), tmp_path / "mode.png")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask

@@ -174,6 +174,12 @@ def read_metadata(path: str | os.PathLike) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_image(im: Image.Image, path: str | os.PathLike, metadata: Mapping | None = None, quality: int = 95) -> Path:
     """Write ``im`` atomically (temporary file in the same folder, then rename), embedding ``metadata``.
 
@@ -206,6 +212,7 @@ def save_image(im: Image.Image, path: str | os.PathLike, metadata: Mapping | Non
     try:
         with os.fdopen(fd, "wb") as fh:
             im.save(fh, format=fmt, **kwargs)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
