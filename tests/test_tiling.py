@@ -152,3 +152,24 @@ def test_tiled_optimization_reports_each_step_once_and_lowers_the_loss(content64
     before, _ = transfer.evaluate(content.clone(), losses)
     after, _ = transfer.evaluate(out, losses)
     assert float(after) < 0.8 * float(before)
+
+
+def test_tiled_optimization_starts_each_tile_from_a_seamless_blend(monkeypatch):
+    """Tiles that each brighten their start image must leave no step at any tile border: a tile's start
+    image fades from its neighbours' results to the pass's input across their windows."""
+    from impasto import tiling
+
+    class Fake:
+        options = make_options(size=256)
+        history: list = []
+
+        def optimize(self, init, losses, steps, callback=None):
+            return (init + 0.1).clamp(0, 1)
+
+    monkeypatch.setattr(tiling, "style_targets", lambda *a, **k: None)
+    monkeypatch.setattr(tiling, "content_scale", lambda *a, **k: None)
+    monkeypatch.setattr(tiling, "tile_losses", lambda *a, **k: None)
+    image = torch.full((1, 3, 150, 250), 0.3)
+    out = optimize_tiled(Fake(), image, image, [], steps=2, tile=96, overlap=24, passes=2)
+    border, inner = _border_and_inner_steps(out, 96, 24, 2)
+    assert border <= inner + 1e-6 and border < 0.1 / 24, (border, inner)

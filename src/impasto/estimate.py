@@ -70,8 +70,8 @@ THROUGHPUT = {
 }
 #: Backward pass cost relative to the forward pass (input gradients only: the weights are fixed).
 BACKWARD_RATIO = 1.0
-#: Tile sides tried, largest first, when tiles are chosen automatically.
-TILE_LADDER = (3072, 2048, 1536, 1024, 768, 512, 384, 256)
+#: Tile sides tried, largest first, when tiles are chosen automatically (larger tiles gain little speed).
+TILE_LADDER = (2048, 1536, 1024, 768, 512, 384, 256)
 
 
 # -- the network's per-pixel costs --------------------------------------------------------------------------

@@ -269,7 +269,7 @@ def _paste(
     image: torch.Tensor, acc: torch.Tensor, wsum: torch.Tensor, tile: Tile, tile_image: torch.Tensor
 ) -> torch.Tensor:
     """The picture as blended so far, with ``tile_image`` in its tile (for an interrupted run)."""
-    out = torch.where(wsum > 0, acc / wsum.clamp_min(1e-12), image)
+    out = acc + (1 - wsum).clamp(0, 1) * image
     rows, cols = tile.slices
     out[..., rows, cols] = tile_image.detach().cpu().float()
     return out.clamp_(0, 1)
@@ -287,7 +287,8 @@ def optimize_tiled(
     callback: Callable[[StepInfo], None] | None = None,
 ) -> torch.Tensor:
     """Optimize ``image`` tile by tile: ``steps`` evaluations per tile, shared out over ``passes`` passes
-    with shifted grids. Each tile starts from the picture as blended so far, so neighbours agree.
+    with shifted grids. Each tile starts from the picture as blended so far (completed by the pass's input
+    image), so neighbours agree.
 
     The callback gets the scale's progress as steps 1..``steps`` (each reported once, with the tile's
     image and losses); ``transfer.history`` gets every evaluation with that step.
@@ -314,14 +315,15 @@ def optimize_tiled(
         wsum = torch.zeros(1, 1, h, w)
         for t in grid:
             rows, cols = t.slices
-            ws = wsum[..., rows, cols]
-            init = torch.where(ws > 0, acc[..., rows, cols] / ws.clamp_min(1e-12), image[..., rows, cols])
+            # The blend so far, completed by the pass's input where the windows do not yet sum to one: smooth
+            # across the edges of earlier tiles (their border pixels carry almost no weight).
+            init = acc[..., rows, cols] + (1 - wsum[..., rows, cols]).clamp_(0, 1) * image[..., rows, cols]
             losses = tile_losses(transfer, t.crop(content), targets, scale)
             first_row, t0 = len(transfer.history), time.perf_counter() - start
 
             def on_step(info: StepInfo, base: int = done) -> None:
                 nonlocal reported
-                step = min(steps, (base + info.step) * steps // total_evals)
+                step = min(steps, -(-(base + info.step) * steps // total_evals))
                 if callback is not None and step > reported:
                     reported = step
                     callback(dataclasses.replace(info, step=step, total=steps))
@@ -334,7 +336,7 @@ def optimize_tiled(
                 err.image = _paste(image, acc, wsum, t, err.image)  # type: ignore[attr-defined]
                 raise
             for row in transfer.history[first_row:]:
-                row["step"] = min(steps, (done + row["step"]) * steps // total_evals)
+                row["step"] = min(steps, -(-(done + row["step"]) * steps // total_evals))
                 row["seconds"] = round(row["seconds"] + t0, 4)
             done += k
             win = blend_window(t, overlap)
