@@ -113,12 +113,18 @@ def get_style_model_and_losses(cnn, normalization, style_img, content_img,
     return model, style_losses, content_losses
 
 
-def run_style_transfer(content_img, style_img, input_img, num_steps=300, style_weight=1000000, content_weight=1):
-    """The tutorial's ``run_style_transfer``; returns the image and the number of evaluations."""
+def run_style_transfer(content_img, style_img, input_img, num_steps=300, style_weight=1000000, content_weight=1,
+                       freeze=False):  # fmt: skip
+    """The tutorial's ``run_style_transfer``; returns the image and the number of evaluations.
+
+    As in the tutorial (seeds/004), the network's weights keep ``requires_grad``, so every backward pass also
+    computes their gradients; ``freeze=True`` adds the ``model.requires_grad_(False)`` of later tutorial
+    versions."""
     cnn, normalization = vgg19_features()
     model, style_losses, content_losses = get_style_model_and_losses(cnn, normalization, style_img, content_img)
     input_img.requires_grad_(True)
-    model.requires_grad_(False)
+    if freeze:
+        model.requires_grad_(False)
     optimizer = optim.LBFGS([input_img])
     run = [0]
     while run[0] < num_steps:

@@ -78,3 +78,14 @@ def test_pooling_and_padding_options_change_features():
 def test_odd_sizes_give_ceil_sized_features():
     out = build_vgg(["relu4_1"])(torch.rand(1, 3, 33, 50), ["relu4_1"])["relu4_1"]
     assert out.shape == (1, 512, 5, 7)
+
+
+def test_channels_last_network_gives_the_same_features():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 37, 45)
+    plain = build_vgg(["relu3_1"])
+    fast = build_vgg(["relu3_1"]).channels_last()
+    a, b = plain(x, ["relu1_1", "relu3_1"]), fast(x, ["relu1_1", "relu3_1"])
+    assert b["relu3_1"].is_contiguous(memory_format=torch.channels_last)
+    for n in a:
+        assert torch.allclose(a[n], b[n], atol=1e-4, rtol=1e-4)

@@ -91,6 +91,8 @@ class StyleTransfer:
             # Hold the frozen network in the reduced precision: autocast's arithmetic without re-casting every
             # weight at every step (autocast caches casts only for weights that need grad).
             self.net = self.net.reduced_precision(self.dtype)
+        if self.device.type == "cpu":
+            self.net = self.net.channels_last()
         self.history: list[dict[str, float]] = []
         #: Region masks (K, 1, H, W), one per style image (guided Gram matrices); resized to each content.
         self.masks: torch.Tensor | None = None
@@ -149,12 +151,15 @@ class StyleTransfer:
     # -- loss and optimization ------------------------------------------------------------------------------
     def evaluate(self, image: torch.Tensor, losses: Losses) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted total loss of an image (differentiable) and its parts as floats."""
-        feats = self.net(self.net_input(image), losses.layers)
+        # Plain Gram losses run as taps inside the forward pass (their backward fused with the network's).
+        taps = {n: loss.tap for n, loss in losses.style.items() if type(loss) is StyleLoss}
+        feats, tapped = self.net.forward_with_taps(self.net_input(image), losses.layers, taps)
         content = sum((losses.content[n](feats[n]) for n in losses.content), torch.zeros((), device=image.device))
         style = sum(
-            (losses.style_layer_weights[n] * losses.style[n](feats[n]) for n in losses.style),
+            (losses.style_layer_weights[n] * (tapped[n] if n in tapped else losses.style[n](feats[n]))
+             for n in losses.style),
             torch.zeros((), device=image.device),
-        )
+        )  # fmt: skip
         tv = losses.tv(image) if losses.tv_weight > 0 else torch.zeros((), device=image.device)
         content, style, tv = content * losses.content_weight, style * losses.style_weight, tv * losses.tv_weight
         total = content + style + tv

@@ -39,34 +39,72 @@ def gram_matrix(features: torch.Tensor, norm: str = "positions", mask: torch.Ten
     raise ValueError(f"gram norm must be one of {GRAM_NORMS}, not '{norm}'")
 
 
-class _GramMSE(torch.autograd.Function):
-    """mean((F F^T / n - A)^2) with one matrix product forward and one backward.
+class _GramMSETap(torch.autograd.Function):
+    """Pass features through and compute mean((F F^T / n - A)^2), one matrix product each way.
 
     Autograd of ``mm(f, f.t())`` would run two products backward; the Gram matrix is symmetric, so
-    d/dF = 4 / (n C^2) (G - A) F needs only one. The Gram matrix and the loss are fp32; the backward
-    product runs in the features' precision, which is the precision of the backward pass it feeds.
+    d/dF = 4 / (n C^2) (G - A) F needs only one, and it is accumulated straight into the gradient arriving
+    from the layers above (``baddbmm``) instead of a separate full-size addition. The Gram matrix and the loss
+    are fp32; the backward product runs in the features' precision, the precision of the pass it feeds.
+    Channels-last features are read through an (N, P, C) view, without a copy.
     """
 
     @staticmethod
-    def forward(ctx, f: torch.Tensor, target: torch.Tensor, n: float) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, target: torch.Tensor, n: float) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.set_materialize_grads(False)
+        positions_first = _positions_first(x)
+        f = _flat(x, positions_first)
         f32 = f.float()
-        diff = torch.bmm(f32, f32.transpose(1, 2)).div_(n).sub_(target)
-        ctx.save_for_backward(f, diff)
-        ctx.n = n
-        return diff.pow(2).mean()
+        gram = torch.bmm(f32.transpose(1, 2), f32) if positions_first else torch.bmm(f32, f32.transpose(1, 2))
+        diff = gram.div_(n).sub_(target)
+        ctx.save_for_backward(x, diff)
+        ctx.n, ctx.positions_first = n, positions_first
+        return x.view_as(x), diff.pow(2).mean()
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        f, diff = ctx.saved_tensors
-        scale = grad * 4.0 / (ctx.n * diff.numel())
-        return torch.bmm(diff.mul_(scale).to(f.dtype), f), None, None
+    def backward(ctx, grad_x: torch.Tensor | None, grad_loss: torch.Tensor | None):
+        x, diff = ctx.saved_tensors
+        if grad_loss is None:
+            return grad_x, None, None
+        pf = ctx.positions_first
+        f = _flat(x, pf)
+        d = diff.mul_(grad_loss * 4.0 / (ctx.n * diff.numel())).to(f.dtype)  # symmetric: d == d^T
+        if grad_x is None:
+            g = torch.bmm(f, d) if pf else torch.bmm(d, f)
+        else:
+            acc = _flat(grad_x.to(f.dtype), pf)
+            g = torch.baddbmm(acc, f, d) if pf else torch.baddbmm(acc, d, f)
+        n, c, h, w = x.shape
+        return (g.view(n, h, w, c).permute(0, 3, 1, 2) if pf else g.view(n, c, h, w)), None, None
+
+
+def _positions_first(x: torch.Tensor) -> bool:
+    return x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _flat(x: torch.Tensor, positions_first: bool) -> torch.Tensor:
+    """(N, C, H, W) as (N, H*W, C) (a view of channels-last data) or (N, C, H*W)."""
+    n, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(n, h * w, c) if positions_first else x.reshape(n, c, h * w)
+
+
+def _gram_divisor(features: torch.Tensor, norm: str) -> float:
+    n, c, h, w = features.shape
+    return float({"positions": h * w, "elements": c * h * w, "none": 1}[norm])
+
+
+def gram_mse_tap(
+    features: torch.Tensor, target: torch.Tensor, norm: str = "positions"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(features, mean((gram_matrix(features, norm) - target)^2))``: use the returned features downstream
+    so the loss's gradient is added into theirs inside one fused product."""
+    n, c = features.shape[:2]
+    return _GramMSETap.apply(features, target.expand(n, c, c), _gram_divisor(features, norm))
 
 
 def gram_mse(features: torch.Tensor, target: torch.Tensor, norm: str = "positions") -> torch.Tensor:
     """mean((gram_matrix(features, norm) - target)^2) for (N, C, H, W) features, with a fused backward."""
-    n, c, h, w = features.shape
-    divisor = {"positions": h * w, "elements": c * h * w, "none": 1}[norm]
-    return _GramMSE.apply(features.reshape(n, c, h * w), target.expand(n, c, c), float(divisor))
+    return gram_mse_tap(features, target, norm)[1]
 
 
 def _scale(target: torch.Tensor, normalize: bool) -> float:
@@ -124,6 +162,15 @@ class StyleLoss(nn.Module):
         if gram_norm == "none" and out_positions is not None:
             g = g * (out_positions / (features.shape[-2] * features.shape[-1]))
         return g
+
+    def tap(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(features, loss)`` for :meth:`VGG19.forward_with_taps`: the loss computed in the forward pass,
+        its gradient fused into the features' gradient from the layers above."""
+        out, loss = gram_mse_tap(features, self.target, self.gram_norm)
+        loss = loss * self.scale
+        if self.layer_norm == "elements":
+            loss = loss / features[0].numel()
+        return out, loss
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is None:

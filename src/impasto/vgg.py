@@ -7,7 +7,7 @@ cut after the deepest layer in use, pooling may be max or average and padding ze
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -100,6 +100,18 @@ class VGG19(nn.Module):
         self.requires_grad_(False)
         self.eval()
         self.compute_dtype: torch.dtype | None = None
+        self.memory_format = torch.contiguous_format
+
+    def channels_last(self) -> VGG19:
+        """Hold weights and activations in channels-last (NHWC) layout; returns self.
+
+        oneDNN's CPU convolutions and max-pooling run 10-25% faster in this layout (``benchmarks/``); the
+        returned features are channels-last tensors of the usual (N, C, H, W) shape.
+        """
+        self.memory_format = torch.channels_last
+        for conv in self.convs.values():
+            conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
+        return self
 
     def reduced_precision(self, dtype: torch.dtype) -> VGG19:
         """Run every conv after conv1_1 in ``dtype`` (bf16/fp16); returns self.
@@ -114,13 +126,27 @@ class VGG19(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
-        wanted = set(resolve_layers(layers))
+        return self.forward_with_taps(x, layers)[0]
+
+    def forward_with_taps(
+        self,
+        x: torch.Tensor,
+        layers: Sequence[str],
+        taps: Mapping[str, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] | None = None,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Activations at ``layers``, and the values of ``taps``: per-layer functions ``f(a) -> (a', value)``
+        whose ``a'`` (the same activation) continues through the network, so a loss computed by a tap can
+        add its gradient into the one from above without an extra full-size addition."""
+        taps = {resolve_layer(k): f for k, f in (taps or {}).items()}
+        wanted = set(resolve_layers(layers)) | set(resolve_layers(taps))
         missing = wanted - set(self.layers)
         if missing:
             raise InputError(f"layer(s) {sorted(missing)} lie beyond this network's last layer {self.last_layer}")
         deepest = max(_INDEX[n] for n in wanted)
         out: dict[str, torch.Tensor] = {}
+        values: dict[str, torch.Tensor] = {}
         x = F.conv2d(x, self.pre_weight.to(x.dtype), self.pre_bias.to(x.dtype))
+        x = x.contiguous(memory_format=self.memory_format)
         for name in self.layers[: deepest + 1]:
             if name.startswith("conv"):
                 x = self.convs[name](x.to(self.convs[name].weight.dtype))
@@ -131,9 +157,11 @@ class VGG19(nn.Module):
                 x = F.max_pool2d(x, 2, ceil_mode=True)
             else:
                 x = F.avg_pool2d(x, 2, ceil_mode=True)
+            if name in taps:
+                x, values[name] = taps[name](x)
             if name in wanted:
                 out[name] = x
-        return out
+        return out, values
 
 
 def deepest(layers: Iterable[str]) -> str:
