@@ -1,13 +1,15 @@
 """Gatys step cost against the bare VGG floor, peak memory, and the tutorial preset against the tutorial.
 
 Part 1, for each size and precision, each in a fresh subprocess (so peak RSS is its own): seconds per
-iteration of the full Gatys step (default preset: VGG-19 forward to relu5_1, content + 5 style losses,
+iteration (median) of the full Gatys step (default preset: VGG-19 forward to relu5_1, content + 5 style losses,
 backward, L-BFGS update, clamp), seconds per bare VGG forward+backward of the same input to the same layer
 (the floor), their ratio, and the process's peak RSS.
 
 Part 2: ``--preset tutorial`` end to end (network build, targets, 300 L-BFGS evaluations) against
 ``tutorial_baseline.py`` (the tutorial's loop as the tutorial structures it, fp32) on the same images and
-size, in the same run; both final images are scored with the same fp32 tutorial loss.
+size, in the same run; all final images are scored with the same fp32 tutorial loss. The baseline runs as
+the tutorial is written (its VGG's weights keep ``requires_grad``, so each backward also computes weight
+gradients) and, for reference, with the ``model.requires_grad_(False)`` of later tutorial versions.
 
     python benchmarks/bench_gatys.py                    # everything (~15 min on 2 cores)
     python benchmarks/bench_gatys.py --skip-tutorial    # part 1 only
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -40,9 +43,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_step(size: int, precision: str, iters: int) -> dict:
+def measure_step(size: int, precision: str, iters: int, allocator: str = "tuned") -> dict:
     """Per-iteration seconds of the Gatys step and of the bare VGG floor (run inside a subprocess)."""
     from impasto import make_options
+    from impasto.device import tune_allocator
+
+    if allocator == "tuned":  # as the CLI and impasto.stylize run
+        tune_allocator()
     from impasto.gatys import StyleTransfer
     from impasto.images import load_image
 
@@ -55,7 +62,8 @@ def measure_step(size: int, precision: str, iters: int) -> dict:
     losses = st.build_losses(content, [style])
     stamps: list[float] = []
     st.optimize(content, losses, callback=lambda info: stamps.append(time.perf_counter()))
-    gatys = (stamps[-1] - stamps[1]) / (len(stamps) - 2)  # skip the first (warm-up) evaluation
+    # Medians of per-iteration times (the first evaluation is warm-up): robust to a noisy neighbour.
+    gatys = statistics.median(b - a for a, b in zip(stamps[1:], stamps[2:]))
     rss_gatys = peak_rss_mb()
 
     layers = losses.layers
@@ -67,12 +75,14 @@ def measure_step(size: int, precision: str, iters: int) -> dict:
         out.float().sum().backward()
 
     bare()
-    t0 = time.perf_counter()
+    times = []
     for _ in range(iters):
+        t0 = time.perf_counter()
         bare()
-    floor = (time.perf_counter() - t0) / iters
+        times.append(time.perf_counter() - t0)
+    floor = statistics.median(times)
     return {"size": size, "precision": precision, "gatys_s": gatys, "floor_s": floor, "ratio": gatys / floor,
-            "peak_rss_mb": rss_gatys, "layers": layers}  # fmt: skip
+            "peak_rss_mb": rss_gatys, "layers": layers, "allocator": allocator}  # fmt: skip
 
 
 def run_tutorial(size: int) -> dict:
@@ -97,12 +107,17 @@ def run_tutorial(size: int) -> dict:
     base_img, evals = run_style_transfer(content, style, content.clone())
     base_s = time.perf_counter() - t0
     t0 = time.perf_counter()
+    frozen_img, _ = run_style_transfer(content, style, content.clone(), freeze=True)
+    frozen_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
     transfer = StyleTransfer(make_options("tutorial", size=size))
     ours = transfer.stylize(content, [style])
     ours_s = time.perf_counter() - t0
     return {"size": size, "images": [content_path.name, style_path.name], "baseline_s": base_s, "baseline_evals": evals,
-            "baseline_loss": score(base_img), "impasto_s": ours_s, "impasto_evals": len(transfer.history),
-            "impasto_loss": score(ours), "speedup": base_s / ours_s, "precision": str(transfer.dtype)}  # fmt: skip
+            "baseline_loss": score(base_img), "frozen_s": frozen_s, "frozen_loss": score(frozen_img),
+            "impasto_s": ours_s, "impasto_evals": len(transfer.history), "impasto_loss": score(ours),
+            "speedup": base_s / ours_s, "speedup_vs_frozen": frozen_s / ours_s,
+            "precision": str(transfer.dtype or torch.float32)}  # fmt: skip
 
 
 def main() -> None:
@@ -110,39 +125,54 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     p.add_argument("--iters", type=int, default=8)
-    p.add_argument("--tutorial-size", type=int, default=256)
+    p.add_argument("--tutorial-sizes", type=int, nargs="+", default=[128, 256], help="128 is the tutorial's CPU size")
     p.add_argument("--skip-tutorial", action="store_true")
     p.add_argument("--skip-steps", action="store_true")
     p.add_argument("--json", help="also write the results to this file")
-    p.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--allocator",
+        choices=["tuned", "default", "both"],
+        default="tuned",
+        help="tuned: glibc keeps freed memory, as the CLI runs (impasto.device.tune_allocator)",
+    )
+    p.add_argument("--_child", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._child:
-        size, precision, iters = args._child
-        print(json.dumps(measure_step(int(size), precision, int(iters))))
+        size, precision, iters, allocator = args._child
+        print(json.dumps(measure_step(int(size), precision, int(iters), allocator)))
         return
     results: dict = {"torch": torch.__version__, "threads": torch.get_num_threads(), "steps": [], "tutorial": None}
     if not args.skip_steps:
-        print(f"{'size':>5} {'prec':>5} {'gatys s/it':>11} {'floor s/it':>11} {'ratio':>6} {'peak RSS MB':>12}")
+        allocators = ["tuned", "default"] if args.allocator == "both" else [args.allocator]
+        print(f"{'size':>5} {'prec':>5} {'allocator':>9} {'gatys s/it':>11} {'floor s/it':>11} {'ratio':>6} "
+              f"{'peak RSS MB':>12}")  # fmt: skip
         for size in args.sizes:
             for precision in args.precisions:
-                out = subprocess.run([sys.executable, __file__, "--_child", str(size), precision, str(args.iters)],
-                                     capture_output=True, text=True, check=True)  # fmt: skip
-                r = json.loads(out.stdout.strip().splitlines()[-1])
-                results["steps"].append(r)
-                print(f"{size:>5} {precision:>5} {r['gatys_s']:>11.3f} {r['floor_s']:>11.3f} {r['ratio']:>6.3f} "
-                      f"{r['peak_rss_mb']:>12.0f}", flush=True)  # fmt: skip
+                for alloc in allocators:
+                    cmd = [sys.executable, __file__, "--_child", str(size), precision, str(args.iters), alloc]
+                    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                    r = json.loads(out.stdout.strip().splitlines()[-1])
+                    results["steps"].append(r)
+                    print(f"{size:>5} {precision:>5} {alloc:>9} {r['gatys_s']:>11.3f} {r['floor_s']:>11.3f} "
+                          f"{r['ratio']:>6.3f} {r['peak_rss_mb']:>12.0f}", flush=True)  # fmt: skip
     if not args.skip_tutorial:
-        r = run_tutorial(args.tutorial_size)
-        results["tutorial"] = r
-        print(f"\ntutorial preset at {r['size']} px ({', '.join(r['images'])}), 300 evaluations each:")
-        print(f"  baseline (tutorial loop, fp32): {r['baseline_s']:7.1f} s  final loss {r['baseline_loss']:.4f}")
-        print(
-            f"  impasto --preset tutorial ({r['precision']}): {r['impasto_s']:7.1f} s  "
-            f"final loss {r['impasto_loss']:.4f}"
-        )
-        print(
-            f"  speedup {r['speedup']:.2f}x, loss ratio impasto/baseline {r['impasto_loss'] / r['baseline_loss']:.3f}"
-        )
+        if args.allocator != "default":  # the baseline runs in this process too: both get the same allocator
+            from impasto.device import tune_allocator
+
+            tune_allocator()
+        results["tutorial"] = []
+        for size in args.tutorial_sizes:
+            r = run_tutorial(size)
+            results["tutorial"].append(r)
+            print(f"\ntutorial preset at {r['size']} px ({', '.join(r['images'])}), 300 evaluations each:")
+            print(f"  baseline, the tutorial's loop as written (fp32):   {r['baseline_s']:7.1f} s  "
+                  f"final loss {r['baseline_loss']:.4f}")  # fmt: skip
+            print(f"  baseline with model.requires_grad_(False):         {r['frozen_s']:7.1f} s  "
+                  f"final loss {r['frozen_loss']:.4f}")  # fmt: skip
+            print(f"  impasto --preset tutorial ({r['precision']}):        {r['impasto_s']:7.1f} s  "
+                  f"final loss {r['impasto_loss']:.4f}")  # fmt: skip
+            print(f"  speed-up {r['speedup']:.2f}x ({r['speedup_vs_frozen']:.2f}x vs the frozen baseline), "
+                  f"loss ratio impasto/baseline {r['impasto_loss'] / r['baseline_loss']:.4f}", flush=True)  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

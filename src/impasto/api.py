@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from . import __version__, estimate
+from .device import tune_allocator
 from .gatys import StepInfo
 from .images import ImageLike, load_image, resize_tensor, tensor_to_pil
 from .masks import load_masks
@@ -82,6 +83,7 @@ def stylize(
     The returned image carries the options in ``image.info["impasto"]``.
     """
     opts = make_options(preset, **options)
+    tune_allocator()
     result = tensor_to_pil(stylize_tensors(content, style, opts, callback))
     result.info["impasto"] = metadata(opts, content, as_list(style))
     return result

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import __version__, batch, estimate
 from .api import metadata
+from .device import tune_allocator
 from .errors import ImpastoError, InputError, NonFiniteLossError
 from .gatys import StepInfo, StylizeInterrupted
 from .images import load_image, open_image, output_format, save_image, tensor_to_pil
@@ -271,6 +272,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``impasto`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
+    tune_allocator()
     try:
         return run(args)
     except ImpastoError as err:
