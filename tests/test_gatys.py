@@ -78,6 +78,7 @@ def test_tutorial_preset_matches_the_tutorial():
     assert (o.content_weight, o.style_weight) == (1.0, 1e6)
     assert o.gram_norm == "elements" and not o.normalize_losses
     assert (o.optimizer, o.steps, o.init) == ("lbfgs", 300, "content")
+    assert o.precision == "fp32"  # as the tutorial; bf16 ends with a higher tutorial loss (README)
 
 
 def test_article_preset_matches_the_article():
@@ -135,9 +136,12 @@ def test_unknown_preset():
         make_options("nope")
 
 
-def test_reduced_precision_keeps_first_conv_fp32(content64):
+def test_reduced_precision_keeps_the_image_and_first_conv_fp32(content64):
     st = StyleTransfer(make_options(precision="bf16"))
     assert st.net.convs["conv1_1"].weight.dtype == torch.float32
     assert st.net.convs["conv2_1"].weight.dtype == torch.bfloat16
     feats = st.features(content64, ["relu1_1", "relu2_1"])
-    assert feats["relu1_1"].dtype == torch.float32 and feats["relu2_1"].dtype == torch.bfloat16
+    assert feats["relu1_1"].dtype == torch.bfloat16 and feats["relu2_1"].dtype == torch.bfloat16
+    x = content64.clone().requires_grad_(True)  # the image and its gradient stay fp32
+    st.net(x, ["relu2_1"])["relu2_1"].float().sum().backward()
+    assert x.grad.dtype == torch.float32 and x.grad.abs().sum() > 0

@@ -116,8 +116,10 @@ class VGG19(nn.Module):
     def reduced_precision(self, dtype: torch.dtype) -> VGG19:
         """Run every conv after conv1_1 in ``dtype`` (bf16/fp16); returns self.
 
-        The input transform and conv1_1 (1.5% of the arithmetic) stay fp32: rounding the image itself to
-        bf16 would hide every pixel change smaller than about one grey level from the optimizer.
+        The input transform and conv1_1 (1.5% of the arithmetic) stay fp32, and conv1_1's output is cast:
+        rounding the image itself to bf16 would hide every pixel change smaller than about one grey level from
+        the optimizer, while rounding conv1_1's output costs nothing measurable (default preset, 256 px, 150
+        steps: fp32-scored loss 1.433 vs 1.435) and makes every later activation bf16.
         """
         for name, conv in self.convs.items():
             if name != "conv1_1":
@@ -150,6 +152,8 @@ class VGG19(nn.Module):
         for name in self.layers[: deepest + 1]:
             if name.startswith("conv"):
                 x = self.convs[name](x.to(self.convs[name].weight.dtype))
+                if name == "conv1_1" and self.compute_dtype is not None:
+                    x = x.to(self.compute_dtype)  # the image's precision matters, conv1_1's output's does not
             elif name.startswith("relu"):
                 # In place unless the conv output before it is asked for (conv backward needs only its input).
                 x = F.relu(x, inplace=name.replace("relu", "conv") not in wanted)
