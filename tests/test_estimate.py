@@ -103,3 +103,12 @@ def test_dry_run_prints_the_plan_and_does_nothing(content_path, style_path, tmp_
 
 def test_available_memory_is_positive():
     assert estimate.available_memory("cpu") > 100 * MB
+
+
+def test_a_long_run_announces_its_estimate_before_heavy_work(content_path, style_path, tmp_path, capsys,
+                                                              no_heavy_work):  # fmt: skip
+    out = tmp_path / "out.png"
+    with pytest.raises(AssertionError, match="heavy work started"):
+        cli.main([str(content_path), str(style_path), "-o", str(out), "--size", "4096", "--tile", "1024"])
+    err = capsys.readouterr().err
+    assert "impasto: estimated" in err and "Ctrl-C keeps the latest image" in err and not out.exists()

@@ -50,6 +50,10 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
 
 
+#: Runs estimated to take longer than this announce their estimate first.
+LONG_RUN_SECONDS = 600
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="impasto", description="Repaint a photo in the style of an artwork (neural style transfer).")
     p.add_argument("content", help="content image (photo); a folder or a quoted glob ('photos/*.jpg') runs a batch")
@@ -234,6 +238,9 @@ def run(args: argparse.Namespace) -> int:
         print(plan.describe())
         return 0
     estimate.check(plan)
+    if plan.seconds > LONG_RUN_SECONDS and not args.quiet:  # say so before a long run, not after
+        print(f"impasto: estimated {estimate.fmt_seconds(plan.seconds)} and {estimate.fmt_bytes(plan.peak_bytes)} "
+              "on this machine (--dry-run shows the plan); Ctrl-C keeps the latest image", file=sys.stderr)  # fmt: skip
     meta = metadata(opts, args.content, args.styles)
     content = load_image(content_im, opts.size)
     masks = load_masks(tuple(content.shape[-2:]), len(style_ims), opts.masks, opts.mask_map, opts.mask_colors)
