@@ -29,14 +29,7 @@ def gram_matrix(features: torch.Tensor, norm: str = "positions", mask: torch.Ten
         g = torch.bmm(f * m, f.transpose(1, 2))
         mass = m.sum(dim=2, keepdim=True).clamp_min(1e-8)
         return g / mass if norm == "positions" else g / (mass * c) if norm == "elements" else g
-    g = torch.bmm(f, f.transpose(1, 2))
-    if norm == "positions":
-        return g / (h * w)
-    if norm == "elements":
-        return g / (c * h * w)
-    if norm == "none":
-        return g
-    raise ValueError(f"gram norm must be one of {GRAM_NORMS}, not '{norm}'")
+    return torch.bmm(f, f.transpose(1, 2)) / _gram_divisor(features, norm)
 
 
 class _GramMSETap(torch.autograd.Function):
@@ -89,7 +82,10 @@ def _flat(x: torch.Tensor, positions_first: bool) -> torch.Tensor:
 
 
 def _gram_divisor(features: torch.Tensor, norm: str) -> float:
+    """What a Gram matrix of (N, C, H, W) features is divided by under ``norm`` (see :func:`gram_matrix`)."""
     n, c, h, w = features.shape
+    if norm not in GRAM_NORMS:
+        raise ValueError(f"gram norm must be one of {GRAM_NORMS}, not '{norm}'")
     return float({"positions": h * w, "elements": c * h * w, "none": 1}[norm])
 
 
@@ -167,20 +163,18 @@ class StyleLoss(nn.Module):
         """``(features, loss)`` for :meth:`VGG19.forward_with_taps`: the loss computed in the forward pass,
         its gradient fused into the features' gradient from the layers above."""
         out, loss = gram_mse_tap(features, self.target, self.gram_norm)
-        loss = loss * self.scale
-        if self.layer_norm == "elements":
-            loss = loss / features[0].numel()
-        return out, loss
+        return out, self._weighted(loss, features)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is None:
-            loss = gram_mse(features, self.target, self.gram_norm) * self.scale
-        else:
-            g = gram_matrix(features, self.gram_norm, mask)
-            loss = F.mse_loss(g, self.target.expand_as(g)) * self.scale
-        if self.layer_norm == "elements":
-            loss = loss / features[0].numel()
-        return loss
+            return self.tap(features)[1]
+        g = gram_matrix(features, self.gram_norm, mask)
+        return self._weighted(F.mse_loss(g, self.target.expand_as(g)), features)
+
+    def _weighted(self, loss: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """The raw Gram MSE times the normalization scale, per element when ``layer_norm`` asks."""
+        loss = loss * self.scale
+        return loss / features[0].numel() if self.layer_norm == "elements" else loss
 
 
 class TVLoss(nn.Module):

@@ -140,7 +140,7 @@ class VGG19(nn.Module):
         whose ``a'`` (the same activation) continues through the network, so a loss computed by a tap can
         add its gradient into the one from above without an extra full-size addition."""
         taps = {resolve_layer(k): f for k, f in (taps or {}).items()}
-        wanted = set(resolve_layers(layers)) | set(resolve_layers(taps))
+        wanted = set(resolve_layers(layers)) | set(taps)
         missing = wanted - set(self.layers)
         if missing:
             raise InputError(f"layer(s) {sorted(missing)} lie beyond this network's last layer {self.last_layer}")
