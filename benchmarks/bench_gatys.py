@@ -28,9 +28,7 @@ from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-SHARED = ROOT.parent / "shared" / "images"
+from common import HERE, ROOT, SHARED
 
 
 def _images(kind: str) -> tuple[Path, Path]:

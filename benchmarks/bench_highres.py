@@ -24,9 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-SHARED = ROOT.parent / "shared" / "images"
+from common import SHARED
 
 
 def _segment_ratios(img: np.ndarray, lines: list[int], axis: int, segment: int = 256) -> list[float]:

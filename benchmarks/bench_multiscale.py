@@ -19,16 +19,7 @@ import json
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-SHARED = ROOT.parent / "shared" / "images"
-
-
-def _images() -> tuple[Path, Path]:
-    content, style = SHARED / "content" / "tubingen.jpg", SHARED / "style" / "starry_night.jpg"
-    if content.exists() and style.exists():
-        return content, style
-    return ROOT / "examples" / "chelsea.png", ROOT / "examples" / "starry_night.jpg"
+from common import tubingen_starry_night as _images
 
 
 def run(opts, content, styles) -> list[dict]:
