@@ -5,9 +5,10 @@ iteration (median) of the full Gatys step (default preset: VGG-19 forward to rel
 backward, L-BFGS update, clamp), seconds per bare VGG forward+backward of the same input to the same layer
 (the floor), their ratio, and the process's peak RSS.
 
-Part 2: ``--preset tutorial`` end to end (network build, targets, 300 L-BFGS evaluations) against
-``tutorial_baseline.py`` (the tutorial's loop as the tutorial structures it, fp32) on the same images and
-size, in the same run; all final images are scored with the same fp32 tutorial loss. The baseline runs as
+Part 2: ``--preset tutorial`` end to end (network build, targets, 300 L-BFGS evaluations, ``mixed``
+precision: fp32 forward, bf16 gradients) against ``tutorial_baseline.py`` (the tutorial's loop as the
+tutorial structures it, fp32) on the same images and size, in the same run; all final images are scored with
+the same fp32 tutorial loss. The baseline runs as
 the tutorial is written (its VGG's weights keep ``requires_grad``, so each backward also computes weight
 gradients) and, for reference, with the ``model.requires_grad_(False)`` of later tutorial versions.
 
@@ -18,6 +19,7 @@ gradients) and, for reference, with the ``model.requires_grad_(False)`` of later
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import resource
 import statistics
@@ -83,7 +85,7 @@ def measure_step(size: int, precision: str, iters: int, allocator: str = "tuned"
             "peak_rss_mb": rss_gatys, "layers": layers, "allocator": allocator}  # fmt: skip
 
 
-def run_tutorial(size: int) -> dict:
+def run_tutorial(size: int, frozen: bool = True) -> dict:
     """Tutorial baseline and impasto's tutorial preset, end to end, same images and size."""
     sys.path.insert(0, str(HERE))
     from impasto import make_options
@@ -104,18 +106,21 @@ def run_tutorial(size: int) -> dict:
     t0 = time.perf_counter()
     base_img, evals = run_style_transfer(content, style, content.clone())
     base_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    frozen_img, _ = run_style_transfer(content, style, content.clone(), freeze=True)
-    frozen_s = time.perf_counter() - t0
+    frozen_s, frozen_loss = float("nan"), float("nan")
+    if frozen:
+        t0 = time.perf_counter()
+        frozen_img, _ = run_style_transfer(content, style, content.clone(), freeze=True)
+        frozen_s = time.perf_counter() - t0
+        frozen_loss = score(frozen_img)
     t0 = time.perf_counter()
     transfer = StyleTransfer(make_options("tutorial", size=size))
     ours = transfer.stylize(content, [style])
     ours_s = time.perf_counter() - t0
     return {"size": size, "images": [content_path.name, style_path.name], "baseline_s": base_s, "baseline_evals": evals,
-            "baseline_loss": score(base_img), "frozen_s": frozen_s, "frozen_loss": score(frozen_img),
+            "baseline_loss": score(base_img), "frozen_s": frozen_s, "frozen_loss": frozen_loss,
             "impasto_s": ours_s, "impasto_evals": len(transfer.history), "impasto_loss": score(ours),
             "speedup": base_s / ours_s, "speedup_vs_frozen": frozen_s / ours_s,
-            "precision": str(transfer.dtype or torch.float32)}  # fmt: skip
+            "precision": transfer.options.precision}  # fmt: skip
 
 
 def main() -> None:
@@ -123,9 +128,17 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     p.add_argument("--iters", type=int, default=8)
-    p.add_argument("--tutorial-sizes", type=int, nargs="+", default=[128, 256], help="128 is the tutorial's CPU size")
+    p.add_argument(
+        "--tutorial-sizes",
+        type=int,
+        nargs="+",
+        default=[128, 256],
+        help="128 and 512 are the tutorial's CPU and GPU sizes",
+    )
     p.add_argument("--skip-tutorial", action="store_true")
     p.add_argument("--skip-steps", action="store_true")
+    p.add_argument("--repeats", type=int, default=1, help="run each tutorial comparison this many times")
+    p.add_argument("--no-frozen", action="store_true", help="skip the frozen-weights baseline (saves time at 512 px)")
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument(
         "--allocator",
@@ -159,18 +172,27 @@ def main() -> None:
 
             tune_allocator()
         results["tutorial"] = []
-        for size in args.tutorial_sizes:
-            r = run_tutorial(size)
+        for size, _ in itertools.product(args.tutorial_sizes, range(args.repeats)):
+            r = run_tutorial(size, frozen=not args.no_frozen)
             results["tutorial"].append(r)
             print(f"\ntutorial preset at {r['size']} px ({', '.join(r['images'])}), 300 evaluations each:")
             print(f"  baseline, the tutorial's loop as written (fp32):   {r['baseline_s']:7.1f} s  "
                   f"final loss {r['baseline_loss']:.4f}")  # fmt: skip
-            print(f"  baseline with model.requires_grad_(False):         {r['frozen_s']:7.1f} s  "
-                  f"final loss {r['frozen_loss']:.4f}")  # fmt: skip
-            print(f"  impasto --preset tutorial ({r['precision']}):        {r['impasto_s']:7.1f} s  "
+            if not args.no_frozen:
+                print(f"  baseline with model.requires_grad_(False):         {r['frozen_s']:7.1f} s  "
+                      f"final loss {r['frozen_loss']:.4f}")  # fmt: skip
+            print(f"  impasto --preset tutorial ({r['precision']:>5}):            {r['impasto_s']:7.1f} s  "
                   f"final loss {r['impasto_loss']:.4f}")  # fmt: skip
-            print(f"  speed-up {r['speedup']:.2f}x ({r['speedup_vs_frozen']:.2f}x vs the frozen baseline), "
+            vs_frozen = "" if args.no_frozen else f" ({r['speedup_vs_frozen']:.2f}x vs the frozen baseline)"
+            print(f"  speed-up {r['speedup']:.2f}x{vs_frozen}, "
                   f"loss ratio impasto/baseline {r['impasto_loss'] / r['baseline_loss']:.4f}", flush=True)  # fmt: skip
+        if args.repeats > 1:
+            for size in args.tutorial_sizes:
+                runs = [r for r in results["tutorial"] if r["size"] == size]
+                speed = statistics.median(r["speedup"] for r in runs)
+                each = ", ".join(f"{r['speedup']:.2f}" for r in runs)
+                losses = [round(r["impasto_loss"] / r["baseline_loss"], 4) for r in runs]
+                print(f"\n{size} px, {len(runs)} runs: median speed-up {speed:.2f}x ({each}); loss ratios {losses}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

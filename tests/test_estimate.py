@@ -27,6 +27,20 @@ def test_estimate_grows_linearly_with_pixel_count(kw):
     assert points[-1][0] > points[0][0] > 0
 
 
+def test_mixed_precision_is_planned_with_fp32_activations_and_a_faster_backward():
+    from impasto.device import cpu_supports_bf16
+
+    if not cpu_supports_bf16():
+        pytest.skip("this CPU has no native bf16")
+    mixed, fp32 = (
+        plan(make_options("tutorial", size=512, device="cpu", **kw), TUBINGEN, [STARRY], available=PLENTY)
+        for kw in ({}, {"precision": "fp32"})
+    )
+    assert mixed.precision == "mixed" and fp32.precision == "fp32"
+    assert 0 < mixed.peak_bytes - fp32.peak_bytes < 10 * MB  # fp32 activations, plus bf16 weights
+    assert mixed.seconds < fp32.seconds
+
+
 def test_more_history_and_fp32_need_more_memory():
     base = _peak_and_time(1024)[0]
     assert _peak_and_time(1024, precision="fp32")[0] > base

@@ -107,7 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pooling", choices=["max", "avg"])
     g.add_argument("--padding", choices=["zeros", "reflect"])
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
-    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="auto: bf16 where supported")
+    g.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16", "mixed"],
+        help="auto: bf16 where supported; mixed: fp32 loss, bf16 gradients (the tutorial preset's)",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--save-every", type=int, default=0, metavar="N", help="write an intermediate image every N steps")
     g.add_argument("--history", metavar="FILE", help="write the loss history to FILE (.json or .csv)")

@@ -43,8 +43,8 @@ def cpu_supports_bf16() -> bool:
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for a precision name, or None for plain fp32."""
-    if precision == "fp32":
+    """Compute dtype of the forward pass for a precision name, or None for plain fp32."""
+    if precision in ("fp32", "mixed"):
         return None
     if precision == "bf16":
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -52,6 +52,18 @@ def pick_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if precision == "fp16":
         return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_supports_bf16():
+        return torch.bfloat16
+    return None
+
+
+def pick_grad_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """Dtype of the backward pass's convolutions under ``mixed`` precision (fp32 forward): bf16 where the
+    hardware has it, else fp16 on CUDA, else None (plain fp32). None for every other precision."""
+    if precision != "mixed":
+        return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu" and cpu_supports_bf16():

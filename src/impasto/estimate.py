@@ -61,6 +61,8 @@ THROUGHPUT = {
     ("cpu", "bf16"): 2.9e11,
     ("cpu", "fp32"): 1.6e11,
     ("cpu", "fp16"): 0.5e11,
+    ("cpu", "mixed"): 2.1e11,  # fp32 forward, bf16 backward: 4/3 of fp32's rate
+    ("cuda", "mixed"): 1.3e13,
     ("cuda", "bf16"): 2.0e13,
     ("cuda", "fp16"): 2.0e13,
     ("cuda", "fp32"): 1.0e13,
@@ -256,9 +258,12 @@ def _own_rss() -> int:
 def _precision_name(options: Options, device: str) -> str:
     import torch
 
-    from .device import pick_dtype
+    from .device import pick_dtype, pick_grad_dtype
 
-    dtype = pick_dtype(options.precision, torch.device(device))
+    dev = torch.device(device)
+    if pick_grad_dtype(options.precision, dev) is not None:
+        return "mixed"
+    dtype = pick_dtype(options.precision, dev)
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[dtype]
 
 
@@ -269,9 +274,10 @@ def gatys_peak_bytes(
     """Peak bytes of the optimization method working on ``area`` pixels of a ``picture``-pixel image, with
     style images of ``style_pixels`` passed through the network ``style_area`` pixels at a time."""
     layers = [*options.content_layers, *options.style_layers]
-    elem = 4 if precision == "fp32" else 2
+    elem = 2 if precision in ("bf16", "fp16") else 4  # "mixed" keeps fp32 activations
     params = param_count(layers)
-    fixed = RUNTIME_BYTES + VGG_FILE_BYTES + WORK_FIXED_BYTES + params * (4 + (elem if elem < 4 else 0))
+    low_copy = 2 if precision in ("bf16", "fp16", "mixed") else 0  # the network's weights in 16 bits
+    fixed = RUNTIME_BYTES + VGG_FILE_BYTES + WORK_FIXED_BYTES + params * (4 + low_copy)
     act = activation_bytes_per_pixel(layers, options.content_layers, elem, options.pooling) + BACKWARD_BYTES_PER_PIXEL
     history = 2 if options.optimizer == "adam" else 2 * min(steps, getattr(options, "lbfgs_history", 20))
     work = area * (act + 12 * (IMAGE_COPIES + history))

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .device import pick_device, pick_dtype
+from . import lbfgs
+from .device import pick_device, pick_dtype, pick_grad_dtype
 from .errors import ImpastoError, NonFiniteLossError
 from .images import fit_size, load_image, resize_tensor
 from .losses import ContentLoss, StyleLoss, TVLoss
@@ -91,6 +92,9 @@ class StyleTransfer:
             # Hold the frozen network in the reduced precision: autocast's arithmetic without re-casting every
             # weight at every step (autocast caches casts only for weights that need grad).
             self.net = self.net.reduced_precision(self.dtype)
+        self.grad_dtype = pick_grad_dtype(options.precision, self.device)
+        if self.grad_dtype is not None:
+            self.net = self.net.low_precision_gradients(self.grad_dtype)
         if self.device.type == "cpu":
             self.net = self.net.channels_last()
         self.history: list[dict[str, float]] = []
@@ -190,7 +194,7 @@ class StyleTransfer:
             nonlocal count, last_good
             with torch.no_grad():
                 x.clamp_(0, 1)
-            optimizer.zero_grad(set_to_none=True)
+            x.grad = None
             total, parts = self.evaluate(x, losses)
             value = float(total.detach())
             if not math.isfinite(value):
@@ -211,11 +215,7 @@ class StyleTransfer:
 
         try:
             if o.optimizer == "lbfgs":
-                optimizer = torch.optim.LBFGS(
-                    [x], lr=1.0, max_iter=steps, max_eval=steps, history_size=o.lbfgs_history,
-                    tolerance_grad=0.0, tolerance_change=0.0,
-                )  # fmt: skip
-                optimizer.step(closure)
+                lbfgs.minimize(closure, x, steps, history_size=o.lbfgs_history)
             else:
                 optimizer = torch.optim.Adam([x], lr=o.lr)
                 for _ in range(steps):

@@ -1,0 +1,79 @@
+"""L-BFGS as the PyTorch tutorial runs it (``torch.optim.LBFGS``, no line search), in a lean loop.
+
+The arithmetic is that of ``torch.optim.LBFGS`` without a line search: the first step is
+``min(1, 1 / |g|_1) * lr`` along ``-g``, every later one ``lr`` along the two-loop direction, pairs with
+``y.s <= 1e-10`` are skipped, and the initial inverse Hessian is ``y.s / y.y`` of the newest pair. Two
+differences: the scalars of the two-loop recursion are kept in double precision (torch keeps them as float32
+tensors; in the tutorial benchmark the result ends equal or slightly lower, README: "Benchmarks"), and a
+direction that is not a descent direction restarts from the gradient instead of ending the run.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+import torch
+
+
+def _direction(g: torch.Tensor, s_hist: deque, y_hist: deque, rho: deque, h_diag: float) -> torch.Tensor:
+    """-H g by the two-loop recursion over the stored pairs (oldest first)."""
+    q = g.neg()
+    alphas = []
+    for s, y, r in zip(reversed(s_hist), reversed(y_hist), reversed(rho), strict=True):
+        a = float(s.dot(q)) * r
+        q.add_(y, alpha=-a)
+        alphas.append(a)
+    d = q.mul_(h_diag)
+    for s, y, r, a in zip(s_hist, y_hist, rho, reversed(alphas), strict=True):
+        b = float(y.dot(d)) * r
+        d.add_(s, alpha=a - b)
+    return d
+
+
+@torch.no_grad()
+def minimize(
+    closure: Callable[[], object], x: torch.Tensor, evaluations: int, history_size: int = 100, lr: float = 1.0
+) -> None:
+    """Run L-BFGS on the leaf tensor ``x`` (changed in place) for ``evaluations`` calls of ``closure``.
+
+    ``closure()`` evaluates the loss at ``x`` and leaves its gradient in ``x.grad`` (it may change ``x`` in
+    place first, as the tutorial's clamp does). ``x`` ends at the last evaluated point.
+    """
+    if evaluations <= 0:
+        return
+    if not x.is_contiguous():
+        raise ValueError("L-BFGS needs a contiguous tensor")
+    closure = torch.enable_grad()(closure)
+    flat = x.data.view(-1)
+
+    def evaluate() -> torch.Tensor:
+        closure()
+        if x.grad is None:
+            raise RuntimeError("the closure left no gradient in x.grad")
+        return x.grad.reshape(-1).clone()
+
+    g = evaluate()
+    count = 1
+    s_hist: deque[torch.Tensor] = deque(maxlen=history_size)
+    y_hist: deque[torch.Tensor] = deque(maxlen=history_size)
+    rho: deque[float] = deque(maxlen=history_size)
+    d, t, h_diag = g.neg(), 0.0, 1.0
+    fresh = True
+    while count < evaluations:
+        if not fresh and float(g.dot(d)) >= 0:  # not a descent direction: forget the pairs, start again
+            s_hist.clear(), y_hist.clear(), rho.clear()
+            d, h_diag, fresh = g.neg(), 1.0, True
+        t = min(1.0, 1.0 / max(float(g.abs().sum()), 1e-30)) * lr if fresh else lr
+        fresh = False
+        flat.add_(d, alpha=t)
+        g_new = evaluate()
+        count += 1
+        y = g_new - g
+        s = d.mul_(t)
+        ys = float(y.dot(s))
+        if ys > 1e-10:
+            s_hist.append(s), y_hist.append(y), rho.append(1.0 / ys)
+            h_diag = ys / float(y.dot(y))
+        g = g_new
+        d = _direction(g, s_hist, y_hist, rho, h_diag)

@@ -1,0 +1,48 @@
+"""The lean L-BFGS: the arithmetic of torch.optim.LBFGS without line search, a fixed evaluation budget."""
+
+from __future__ import annotations
+
+import torch
+
+from impasto import lbfgs
+
+
+def _rosenbrock(x: torch.Tensor) -> torch.Tensor:
+    return (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
+
+
+def _closure(x: torch.Tensor, calls: list):
+    def closure() -> torch.Tensor:
+        x.grad = None
+        loss = _rosenbrock(x)
+        loss.backward()
+        calls.append(float(loss.detach()))
+        return loss
+
+    return closure
+
+
+def test_follows_torch_lbfgs_and_uses_exactly_the_budget():
+    start = torch.linspace(-1.0, 1.5, 8, dtype=torch.float64)
+    ours, calls = start.clone().requires_grad_(True), []
+    lbfgs.minimize(_closure(ours, calls), ours, 12, history_size=5, lr=0.1)
+    theirs, calls_t = start.clone().requires_grad_(True), []
+    opt = torch.optim.LBFGS([theirs], lr=0.1, max_iter=12, max_eval=12, history_size=5,
+                            tolerance_grad=0.0, tolerance_change=0.0)  # fmt: skip
+    opt.step(_closure(theirs, calls_t))
+    assert len(calls) == 12 == len(calls_t)
+    assert torch.allclose(ours.detach(), theirs.detach(), rtol=1e-9, atol=1e-12)
+    assert calls[-1] < calls[0]
+
+
+def test_converges_on_rosenbrock():
+    x, calls = torch.zeros(6, dtype=torch.float64, requires_grad=True), []
+    lbfgs.minimize(_closure(x, calls), x, 200, history_size=10)
+    assert calls[-1] < 1e-8 and len(calls) == 200
+    assert torch.allclose(x.detach(), torch.ones(6, dtype=torch.float64), atol=1e-4)
+
+
+def test_zero_budget_leaves_x_alone():
+    x = torch.ones(3, requires_grad=True)
+    lbfgs.minimize(lambda: None, x, 0)
+    assert torch.equal(x.detach(), torch.ones(3))
