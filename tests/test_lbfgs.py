@@ -42,6 +42,12 @@ def test_converges_on_rosenbrock():
     assert torch.allclose(x.detach(), torch.ones(6, dtype=torch.float64), atol=1e-4)
 
 
+def test_a_zero_gradient_ends_the_run():
+    x, calls = torch.ones(4, dtype=torch.float64, requires_grad=True), []  # Rosenbrock's minimum
+    lbfgs.minimize(_closure(x, calls), x, 50)
+    assert len(calls) == 1 and torch.equal(x.detach(), torch.ones(4, dtype=torch.float64))
+
+
 def test_zero_budget_leaves_x_alone():
     x = torch.ones(3, requires_grad=True)
     lbfgs.minimize(lambda: None, x, 0)

@@ -38,7 +38,8 @@ def minimize(
     """Run L-BFGS on the leaf tensor ``x`` (changed in place) for ``evaluations`` calls of ``closure``.
 
     ``closure()`` evaluates the loss at ``x`` and leaves its gradient in ``x.grad`` (it may change ``x`` in
-    place first, as the tutorial's clamp does). ``x`` ends at the last evaluated point.
+    place first, as the tutorial's clamp does). ``x`` ends at the last evaluated point. A gradient of
+    exactly zero ends the run early, as in ``torch.optim.LBFGS``.
     """
     if evaluations <= 0:
         return
@@ -61,6 +62,8 @@ def minimize(
     d, t, h_diag = g.neg(), 0.0, 1.0
     fresh = True
     while count < evaluations:
+        if not bool(g.abs().max() > 0):  # an exact stationary point (e.g. content only from the content)
+            return
         if not fresh and float(g.dot(d)) >= 0:  # not a descent direction: forget the pairs, start again
             s_hist.clear(), y_hist.clear(), rho.clear()
             d, h_diag, fresh = g.neg(), 1.0, True

@@ -85,7 +85,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps": 300,
         "init": "content",
         # The loss in fp32, as the tutorial; only the gradients' convolutions in bf16. A bf16 forward pass ends
-        # ~3% higher in the tutorial's loss; bf16 gradients end where fp32 does (README: "Benchmarks").
+        # ~3% higher in the tutorial's loss; bf16 gradients end where fp32 does (README: "Precision and speed").
         "precision": "mixed",
     },
     # Medium article: conv4_2 content, conv1_1..conv5_1 style weighted 1, .75, .2, .2, .2, raw Gram matrices

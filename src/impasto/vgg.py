@@ -175,7 +175,10 @@ class VGG19(nn.Module):
         padding = 1
         if self.padding == "reflect":
             x, padding = F.pad(x, (1, 1, 1, 1), mode="reflect"), 0
-        return _ConvLowPrecisionGrad.apply(x, conv.weight, conv.bias, self._low[name], padding)
+        low = self._low[name]
+        if low.device != conv.weight.device:  # the network was moved after low_precision_gradients
+            low = self._low[name] = conv.weight.detach().to(low.dtype)
+        return _ConvLowPrecisionGrad.apply(x, conv.weight, conv.bias, low, padding)
 
     def forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         return self.forward_with_taps(x, layers)[0]
