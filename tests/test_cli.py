@@ -170,13 +170,13 @@ def test_ctrl_c_keeps_latest_image_and_exits_130(tmp_path, content_path, style_p
 def test_non_finite_loss_exit_1_keeps_last_good(tmp_path, content_path, style_path, monkeypatch, capsys):
     from impasto import gatys
 
-    real = gatys.StyleTransfer.evaluate
+    real = gatys.StyleTransfer.loss_and_grad
 
     def nan_after_two(self, image, losses):
-        total, parts = real(self, image, losses)
-        return (total * float("inf"), parts) if len(self.history) >= 2 else (total, parts)
+        total, parts, grad = real(self, image, losses)
+        return (total * float("inf"), parts, grad) if len(self.history) >= 2 else (total, parts, grad)
 
-    monkeypatch.setattr(gatys.StyleTransfer, "evaluate", nan_after_two)
+    monkeypatch.setattr(gatys.StyleTransfer, "loss_and_grad", nan_after_two)
     out = tmp_path / "n.png"
     assert main([str(content_path), str(style_path), "-o", str(out), "--size", "48", "--steps", "9", "-q"]) == 1
     err = capsys.readouterr().err

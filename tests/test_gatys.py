@@ -57,15 +57,15 @@ def test_blend_weights_must_match_style_count(content64, style64):
 
 def test_non_finite_loss_stops_with_last_good_image(content64, style64, monkeypatch):
     st = StyleTransfer(make_options(steps=10, precision="fp32"))
-    real = st.evaluate
+    real = st.loss_and_grad
     calls = {"n": 0}
 
     def flaky(image, losses):
         calls["n"] += 1
-        total, parts = real(image, losses)
-        return (total * float("nan"), parts) if calls["n"] == 4 else (total, parts)
+        total, parts, grad = real(image, losses)
+        return (total * float("nan"), parts, grad) if calls["n"] == 4 else (total, parts, grad)
 
-    monkeypatch.setattr(st, "evaluate", flaky)
+    monkeypatch.setattr(st, "loss_and_grad", flaky)
     with pytest.raises(NonFiniteLossError, match="loss became nan at step 4") as info:
         st.stylize(content64, [style64])
     assert info.value.image.shape == content64.shape

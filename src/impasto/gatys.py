@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import lbfgs
+from . import fused, lbfgs
 from .device import pick_device, pick_dtype, pick_grad_dtype
 from .errors import ImpastoError, NonFiniteLossError
 from .images import fit_size, load_image, resize_tensor
@@ -100,6 +100,8 @@ class StyleTransfer:
         self.history: list[dict[str, float]] = []
         #: Region masks (K, 1, H, W), one per style image (guided Gram matrices); resized to each content.
         self.masks: torch.Tensor | None = None
+        #: Use the hand-written forward/backward pass of :mod:`impasto.fused` where it applies.
+        self.fused = True
 
     # -- targets ---------------------------------------------------------------------------------------
     def features(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -169,6 +171,21 @@ class StyleTransfer:
         total = content + style + tv
         return total, {"content": float(content.detach()), "style": float(style.detach()), "tv": float(tv.detach())}
 
+    def loss_and_grad(self, image: torch.Tensor, losses: Losses) -> tuple[float, dict[str, float], torch.Tensor]:
+        """Weighted total loss of an image, its parts, and its gradient with respect to the image (fp32).
+
+        By the hand-written pass of :mod:`impasto.fused` where it applies (CPU, plain content and style
+        losses, zero padding), else by autograd through :meth:`evaluate`.
+        """
+        if self.fused and fused.supported(self.net, losses):
+            return fused.loss_and_grad(self.net, self.net_input(image), losses)
+        with torch.enable_grad():
+            leaf = image.detach().requires_grad_(True)
+            total, parts = self.evaluate(leaf, losses)
+            total.backward()
+        grad = leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
+        return float(total.detach()), parts, grad.contiguous()  # oneDNN may return a channels-last gradient
+
     def optimize(
         self,
         image: torch.Tensor,
@@ -190,20 +207,16 @@ class StyleTransfer:
         count = 0
         start = time.perf_counter()
 
-        def closure() -> torch.Tensor:
+        def closure() -> float:
             nonlocal count, last_good
             with torch.no_grad():
                 x.clamp_(0, 1)
-            x.grad = None
-            total, parts = self.evaluate(x, losses)
-            value = float(total.detach())
+            value, parts, grad = self.loss_and_grad(x, losses)
             if not math.isfinite(value):
                 err = NonFiniteLossError(f"the loss became {value} at step {count + 1}; stopped, last good image kept")
                 err.image = last_good  # type: ignore[attr-defined]
                 raise err
-            total.backward()
-            if x.grad is not None and not x.grad.is_contiguous():
-                x.grad = x.grad.contiguous()  # oneDNN may return a channels-last gradient; L-BFGS needs .view()
+            x.grad = grad
             count += 1
             last_good = x.detach().clone()
             info = StepInfo(count, steps, value, parts["content"], parts["style"], parts["tv"],
@@ -211,7 +224,7 @@ class StyleTransfer:
             self.history.append(info.as_row())
             if callback is not None:
                 callback(info)
-            return total
+            return value
 
         try:
             if o.optimizer == "lbfgs":
