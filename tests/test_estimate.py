@@ -41,6 +41,13 @@ def test_mixed_precision_is_planned_with_fp32_activations_and_a_faster_backward(
     assert mixed.seconds < fp32.seconds
 
 
+def test_the_hand_written_pass_is_planned_with_less_memory_than_autograd():
+    o = make_options(size=1024, device="cpu")
+    assert estimate.uses_fused_pass(o, "cpu") and not estimate.uses_fused_pass(o, "cuda:0")
+    assert not estimate.uses_fused_pass(make_options(padding="reflect"), "cpu")
+    assert _peak_and_time(1024, padding="reflect")[0] > _peak_and_time(1024)[0] + 500 * MB  # autograd's graph
+
+
 def test_more_history_and_fp32_need_more_memory():
     base = _peak_and_time(1024)[0]
     assert _peak_and_time(1024, precision="fp32")[0] > base

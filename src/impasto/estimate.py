@@ -10,7 +10,9 @@ Memory model (bytes; ``A`` = pixels processed at once: the image, or one tile; `
   pooling, its int64 indices (2 bytes per value in bf16/fp16, 4 in fp32), plus a float32 copy of the
   content layers' features; and ``A`` x :data:`BACKWARD_BYTES_PER_PIXEL` for what the backward pass holds
   at its peak (gradients and float32 Gram temporaries at full resolution; calibrated, the same in every
-  precision);
+  precision). The hand-written pass of :mod:`impasto.fused` (CPU, plain losses, zero padding) frees each
+  layer's tensors as its backward goes by and holds no autograd graph: :data:`FUSED_BACKWARD_BYTES_PER_PIXEL`
+  and :data:`FUSED_FIXED_SAVING` instead (calibrated the same way);
 * image-sized float32 buffers: ``A`` x 12 bytes x (:data:`IMAGE_COPIES` + 2 x min(steps, L-BFGS history)),
   the history being ``options.lbfgs_history`` pairs of vectors (Adam keeps 2 instead);
 * whole-picture buffers: ``P`` x 12 bytes x :data:`PICTURE_COPIES` (content, result, blending) and the
@@ -45,6 +47,9 @@ VGG_FILE_BYTES = 80 * MB
 WORK_FIXED_BYTES = 150 * MB
 #: Peak bytes per pixel held by the backward pass besides the saved activations (calibrated).
 BACKWARD_BYTES_PER_PIXEL = 1480
+#: The same for the hand-written pass of :mod:`impasto.fused`, and what it saves of the fixed part (calibrated).
+FUSED_BACKWARD_BYTES_PER_PIXEL = 130
+FUSED_FIXED_SAVING = 40 * MB
 #: Image-sized float32 buffers besides the optimizer's history (pixels, gradient, copies).
 IMAGE_COPIES = 10
 #: Picture-sized float32 buffers kept during a run (content, result, tile blending).
@@ -267,9 +272,14 @@ def _precision_name(options: Options, device: str) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[dtype]
 
 
+def uses_fused_pass(options: Options, device: str) -> bool:
+    """Whether a Gatys run takes the hand-written pass of :mod:`impasto.fused` (see ``fused.supported``)."""
+    return device.split(":")[0] == "cpu" and options.padding == "zeros" and not options.masks and not options.mask_map
+
+
 def gatys_peak_bytes(
     options: Options, area: int, picture: int, style_pixels: int, steps: int, precision: str,
-    style_area: int | None = None,
+    style_area: int | None = None, device: str = "cpu",
 ) -> int:  # fmt: skip
     """Peak bytes of the optimization method working on ``area`` pixels of a ``picture``-pixel image, with
     style images of ``style_pixels`` passed through the network ``style_area`` pixels at a time."""
@@ -277,8 +287,11 @@ def gatys_peak_bytes(
     elem = 2 if precision in ("bf16", "fp16") else 4  # "mixed" keeps fp32 activations
     params = param_count(layers)
     low_copy = 2 if precision in ("bf16", "fp16", "mixed") else 0  # the network's weights in 16 bits
+    fused = uses_fused_pass(options, device)
     fixed = RUNTIME_BYTES + VGG_FILE_BYTES + WORK_FIXED_BYTES + params * (4 + low_copy)
-    act = activation_bytes_per_pixel(layers, options.content_layers, elem, options.pooling) + BACKWARD_BYTES_PER_PIXEL
+    fixed -= FUSED_FIXED_SAVING if fused else 0
+    backward = FUSED_BACKWARD_BYTES_PER_PIXEL if fused else BACKWARD_BYTES_PER_PIXEL
+    act = activation_bytes_per_pixel(layers, options.content_layers, elem, options.pooling) + backward
     history = 2 if options.optimizer == "adam" else 2 * min(steps, getattr(options, "lbfgs_history", 20))
     work = area * (act + 12 * (IMAGE_COPIES + history))
     # Style targets: a forward pass (no gradient) over the style image; its peak is two conv outputs.
@@ -348,7 +361,7 @@ def _scale_plan(
     per_pass = split_steps(steps, passes) if tiled else [steps]
     steps_each = max(per_pass) if per_pass else 0
     style_area = min(style_pixels, tile * tile) if tiled else None  # type: ignore[operator]
-    peak = gatys_peak_bytes(options, area, picture, style_pixels, steps_each, precision, style_area)
+    peak = gatys_peak_bytes(options, area, picture, style_pixels, steps_each, precision, style_area, device)
     seconds = sum(gatys_seconds(options, px, k, device, precision) for px, k in zip(pass_pixels, per_pass, strict=True))
     return ScalePlan(size, hw, steps, tile if tiled else None, count, peak, seconds)
 

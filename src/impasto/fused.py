@@ -168,9 +168,11 @@ def _style(x: torch.Tensor, same: torch.Tensor, loss: StyleLoss, weight: float, 
 
 
 def _backward(net: VGG19, records: list[_Record]) -> torch.Tensor | None:
-    """Walk the records backwards, the gradient in the backward precision until conv1_1."""
+    """Walk the records backwards, the gradient in the backward precision until conv1_1. Each record is
+    dropped once used, so its tensors are freed as the gradients below grow (as autograd frees its graph)."""
     g: torch.Tensor | None = None
-    for r in reversed(records):
+    while records:
+        r = records.pop()
         if r.kind == "gram":
             same, d = r.tensors
             g = _gram_backward(g, same, d, r.positions_first)
