@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from .losses import ContentLoss, StyleLoss, _flat, _gram_divisor, _positions_first
+from .losses import ContentLoss, StyleLoss, _gram_divisor, _gram_grad, _gram_residual
 from .vgg import VGG19, resolve_layer
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class _Record:
     name: str = ""
     tensors: tuple[torch.Tensor, ...] = ()
     shape: tuple[int, ...] = ()  # a pooling's input shape
-    positions_first: bool = False  # a Gram loss's feature layout (see impasto.losses._flat)
+    positions_first: bool = False  # a Gram loss's feature layout (see impasto.losses._gram_residual)
 
 
 def supported(net: VGG19, losses: Losses) -> bool:
@@ -156,11 +156,8 @@ def _style(x: torch.Tensor, same: torch.Tensor, loss: StyleLoss, weight: float, 
     """Gram MSE at ``x`` (the math of :class:`impasto.losses._GramMSETap`) and what its backward needs:
     ``same`` (x in the backward precision) and d(loss)/dG, so that d(loss)/dF = (d(loss)/dG) F."""
     n, c = x.shape[:2]
-    pf = _positions_first(x)
-    f32 = _flat(x, pf).float()
-    gram = torch.bmm(f32.transpose(1, 2), f32) if pf else torch.bmm(f32, f32.transpose(1, 2))
     divisor = _gram_divisor(x, loss.gram_norm)
-    diff = gram.div_(divisor).sub_(loss.target.expand(n, c, c))
+    diff, pf = _gram_residual(x, loss.target.expand(n, c, c), divisor)
     coef = weight * loss.scale / (x[0].numel() if loss.layer_norm == "elements" else 1.0)
     value = coef * float(diff.pow(2).mean())
     d = diff.mul_(coef * 4.0 / (divisor * diff.numel())).to(low)  # symmetric
@@ -175,7 +172,7 @@ def _backward(net: VGG19, records: list[_Record]) -> torch.Tensor | None:
         r = records.pop()
         if r.kind == "gram":
             same, d = r.tensors
-            g = _gram_backward(g, same, d, r.positions_first)
+            g = _gram_grad(same, d, r.positions_first, g)
         elif r.kind == "content":
             g = r.tensors[0] if g is None else g.add_(r.tensors[0])
         elif g is None:  # nothing above this layer depends on the image
@@ -192,32 +189,9 @@ def _backward(net: VGG19, records: list[_Record]) -> torch.Tensor | None:
         elif r.name == "input":
             g = F.conv_transpose2d(g.float(), net.pre_weight)
         else:
-            weight = _backward_weight(net, r.name)
+            weight = net.backward_weight(r.name)
             g = F.conv_transpose2d(g.to(weight.dtype), weight, padding=1)
     return None if g is None else g.contiguous()
-
-
-def _gram_backward(g: torch.Tensor | None, same: torch.Tensor, d: torch.Tensor, pf: bool) -> torch.Tensor:
-    """g + d(loss)/dF for a Gram loss, in one (batched) matrix product accumulating into g."""
-    n, c, h, w = same.shape
-    f = _flat(same, pf)
-    if g is None:
-        out = torch.bmm(f, d) if pf else torch.bmm(d, f)
-    else:
-        acc = _flat(g.to(same.dtype), pf)
-        out = torch.baddbmm(acc, f, d) if pf else torch.baddbmm(acc, d, f)
-    return out.view(n, h, w, c).permute(0, 3, 1, 2) if pf else out.view(n, c, h, w)
-
-
-def _backward_weight(net: VGG19, name: str) -> torch.Tensor:
-    """The weights a conv's input gradient is computed with: the low-precision copy under ``mixed``."""
-    weight = net.convs[name].weight
-    low = net._low.get(name)
-    if low is None:
-        return weight
-    if low.device != weight.device:
-        low = net._low[name] = weight.detach().to(low.dtype)
-    return low
 
 
 def _empty_like(g: torch.Tensor, shape: tuple[int, ...], net: VGG19) -> torch.Tensor:

@@ -79,4 +79,5 @@ def minimize(
             s_hist.append(s), y_hist.append(y), rho.append(1.0 / ys)
             h_diag = ys / float(y.dot(y))
         g = g_new
-        d = _direction(g, s_hist, y_hist, rho, h_diag)
+        if count < evaluations:  # no direction is needed after the last evaluation
+            d = _direction(g, s_hist, y_hist, rho, h_diag)

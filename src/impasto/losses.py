@@ -45,11 +45,7 @@ class _GramMSETap(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, target: torch.Tensor, n: float) -> tuple[torch.Tensor, torch.Tensor]:
         ctx.set_materialize_grads(False)
-        positions_first = _positions_first(x)
-        f = _flat(x, positions_first)
-        f32 = f.float()
-        gram = torch.bmm(f32.transpose(1, 2), f32) if positions_first else torch.bmm(f32, f32.transpose(1, 2))
-        diff = gram.div_(n).sub_(target)
+        diff, positions_first = _gram_residual(x, target, n)
         ctx.save_for_backward(x, diff)
         ctx.n, ctx.positions_first = n, positions_first
         return x.view_as(x), diff.pow(2).mean()
@@ -59,16 +55,32 @@ class _GramMSETap(torch.autograd.Function):
         x, diff = ctx.saved_tensors
         if grad_loss is None:
             return grad_x, None, None
-        pf = ctx.positions_first
-        f = _flat(x, pf)
-        d = diff.mul_(grad_loss * 4.0 / (ctx.n * diff.numel())).to(f.dtype)  # symmetric: d == d^T
-        if grad_x is None:
-            g = torch.bmm(f, d) if pf else torch.bmm(d, f)
-        else:
-            acc = _flat(grad_x.to(f.dtype), pf)
-            g = torch.baddbmm(acc, f, d) if pf else torch.baddbmm(acc, d, f)
-        n, c, h, w = x.shape
-        return (g.view(n, h, w, c).permute(0, 3, 1, 2) if pf else g.view(n, c, h, w)), None, None
+        d = diff.mul_(grad_loss * 4.0 / (ctx.n * diff.numel())).to(x.dtype)  # symmetric: d == d^T
+        return _gram_grad(x, d, ctx.positions_first, grad_x), None, None
+
+
+def _gram_residual(x: torch.Tensor, target: torch.Tensor, n: float) -> tuple[torch.Tensor, bool]:
+    """``(F F^T / n - target, positions_first)`` in fp32 for (N, C, H, W) features ``x``; ``target`` is
+    (N, C, C). Shared by :class:`_GramMSETap` and :mod:`impasto.fused`."""
+    positions_first = _positions_first(x)
+    f32 = _flat(x, positions_first).float()
+    gram = torch.bmm(f32.transpose(1, 2), f32) if positions_first else torch.bmm(f32, f32.transpose(1, 2))
+    return gram.div_(n).sub_(target), positions_first
+
+
+def _gram_grad(
+    x: torch.Tensor, d: torch.Tensor, positions_first: bool, acc: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``acc + d F`` (the gradient of a Gram loss with symmetric d(loss)/dG = ``d``, in ``x``'s dtype and
+    layout), in one batched product that accumulates into ``acc`` (the gradient from above, or None)."""
+    f = _flat(x, positions_first)
+    if acc is None:
+        g = torch.bmm(f, d) if positions_first else torch.bmm(d, f)
+    else:
+        a = _flat(acc.to(x.dtype), positions_first)
+        g = torch.baddbmm(a, f, d) if positions_first else torch.baddbmm(a, d, f)
+    n, c, h, w = x.shape
+    return g.view(n, h, w, c).permute(0, 3, 1, 2) if positions_first else g.view(n, c, h, w)
 
 
 def _positions_first(x: torch.Tensor) -> bool:

@@ -168,6 +168,17 @@ class VGG19(nn.Module):
         self._low = {name: conv.weight.detach().to(dtype) for name, conv in self.convs.items() if name != "conv1_1"}
         return self
 
+    def backward_weight(self, name: str) -> torch.Tensor:
+        """The weights a conv's input gradient is computed with: the low-precision copy under ``mixed``
+        (recreated if the network moved to another device since), else the conv's own."""
+        weight = self.convs[name].weight
+        low = self._low.get(name)
+        if low is None:
+            return weight
+        if low.device != weight.device:
+            low = self._low[name] = weight.detach().to(low.dtype)
+        return low
+
     def _conv(self, name: str, x: torch.Tensor) -> torch.Tensor:
         conv = self.convs[name]
         if name not in self._low or not torch.is_grad_enabled():
@@ -175,10 +186,7 @@ class VGG19(nn.Module):
         padding = 1
         if self.padding == "reflect":
             x, padding = F.pad(x, (1, 1, 1, 1), mode="reflect"), 0
-        low = self._low[name]
-        if low.device != conv.weight.device:  # the network was moved after low_precision_gradients
-            low = self._low[name] = conv.weight.detach().to(low.dtype)
-        return _ConvLowPrecisionGrad.apply(x, conv.weight, conv.bias, low, padding)
+        return _ConvLowPrecisionGrad.apply(x, conv.weight, conv.bias, self.backward_weight(name), padding)
 
     def forward(self, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         return self.forward_with_taps(x, layers)[0]
