@@ -122,6 +122,22 @@ def test_dry_run_prints_the_plan_and_does_nothing(content_path, style_path, tmp_
     assert len(printed.strip().splitlines()) == 1 + 4 + 1  # header, one line per scale, totals
 
 
+def test_a_long_single_scale_plan_suggests_coarse_to_fine(content_path, style_path, tmp_path, capsys,
+                                                          no_heavy_work):  # fmt: skip
+    out = tmp_path / "out.png"
+    assert cli.main([str(content_path), str(style_path), "-o", str(out), "--size", "4096", "--dry-run"]) == 0
+    hint = capsys.readouterr().out.strip().splitlines()[-1]
+    assert hint.startswith("hint: coarse to fine from 512 px (--start-size 512: ") and not out.exists()
+    opts = make_options(size=4096)
+    single = estimate.plan(opts, (4096, 3072), available=20 * GB)
+    alt = estimate.plan(make_options(size=4096, start_size=512), (4096, 3072), available=20 * GB)
+    assert alt.seconds < single.seconds / 2 and "instead of" in hint
+    assert estimate.coarse_to_fine_hint(opts, single, (4096, 3072)).endswith("at a higher loss at full size")
+    # no hint where coarse to fine is already asked for, at 512 px, or for the fast method
+    for o in (make_options(size=4096, start_size=256), make_options(size=512), make_options(size=4096, method="fast")):
+        assert estimate.coarse_to_fine_hint(o, estimate.plan(o, (4096, 3072)), (4096, 3072)) is None
+
+
 def test_available_memory_is_positive():
     assert estimate.available_memory("cpu") > 100 * MB
 

@@ -5,7 +5,7 @@ from impasto import multiscale
 from impasto.errors import InputError
 from impasto.gatys import StyleTransfer, StylizeInterrupted
 from impasto.images import resize_tensor
-from impasto.multiscale import Scale, scale_sizes, schedule, split_steps
+from impasto.multiscale import Scale, balanced_steps, scale_sizes, schedule, split_steps
 from impasto.options import make_options
 
 
@@ -35,9 +35,21 @@ def test_steps_are_shared_out_coarse_first():
     assert sum(split_steps(7, 4)) == 7
 
 
+@pytest.mark.parametrize("steps", [4, 7, 90, 300, 1001])
+def test_balanced_steps_give_each_scale_about_the_same_time(steps):
+    sizes = [512, 1024, 2048, 4096]
+    out = balanced_steps(steps, sizes)
+    assert sum(out) == steps and all(k >= 1 for k in out)
+    if steps >= 300:  # pixels x steps (the time) within a few steps' rounding of each other
+        work = [k * s * s for k, s in zip(out, sizes, strict=True)]
+        assert max(work) / min(work) < 1.5
+    assert balanced_steps(300, [512]) == [300]
+    assert balanced_steps(2, [128, 256, 512]) == [1, 1, 0]
+
+
 def test_schedule_from_options():
     opts = make_options(size=512, start_size=128, steps=90)
-    assert schedule(opts) == [Scale(128, 30), Scale(256, 30), Scale(512, 30)]
+    assert schedule(opts) == [Scale(128, 67), Scale(256, 18), Scale(512, 5)]
     opts = make_options(size=512, start_size=128, scale_steps=(200, 50))  # first value repeats for extra scales
     assert [s.steps for s in schedule(opts)] == [200, 200, 50]
     opts = make_options(size=512, start_size=256, scale_steps=(9, 200, 50))  # extra values drop from the start

@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--style-blend", type=_floats, help="weights of the style images, e.g. 0.7,0.3")
     g.add_argument("--start-size", type=int, metavar="PX", help="multi-scale: coarsest scale's longest side")
     g.add_argument("--scale-factor", type=float, metavar="F", help="multi-scale: size ratio between scales (default 2)")
-    g.add_argument("--scale-steps", type=_ints, metavar="N,N,..", help="multi-scale: steps per scale, coarse to fine")
+    g.add_argument("--scale-steps", type=_ints, metavar="N,N,..",
+                   help="multi-scale: steps per scale, coarse to fine (default: --steps shared so that each scale "
+                   "takes about the same time)")  # fmt: skip
     g.add_argument("--tile", type=int, metavar="PX", help="process in tiles of at most PX pixels (0: never; "
                    "default: only when memory requires)")  # fmt: skip
     g.add_argument("--tile-overlap", type=int, metavar="PX", help="pixels shared by neighbouring tiles (default 1/8)")
@@ -238,13 +240,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(style_ims)} style images")
     # Memory and time before any heavy work: refuse what cannot fit, print the plan on --dry-run.
     plan = estimate.plan(opts, content_im.size, [s.size for s in style_ims])
+    long_run = plan.seconds > LONG_RUN_SECONDS
+    hint = estimate.coarse_to_fine_hint(opts, plan, content_im.size, [s.size for s in style_ims]) if long_run else None
     if args.dry_run:
-        print(plan.describe())
+        print(plan.describe() + (f"\n{hint}" if hint else ""))
         return 0
     estimate.check(plan)
-    if plan.seconds > LONG_RUN_SECONDS and not args.quiet:  # say so before a long run, not after
+    if long_run and not args.quiet:  # say so before a long run, not after
         print(f"impasto: estimated {estimate.fmt_seconds(plan.seconds)} and {estimate.fmt_bytes(plan.peak_bytes)} "
               "on this machine (--dry-run shows the plan); Ctrl-C keeps the latest image", file=sys.stderr)  # fmt: skip
+        if hint:
+            print(f"impasto: {hint}", file=sys.stderr)
     meta = metadata(opts, args.content, args.styles)
     content = load_image(content_im, opts.size)
     masks = load_masks(tuple(content.shape[-2:]), len(style_ims), opts.masks, opts.mask_map, opts.mask_colors)

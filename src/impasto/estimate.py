@@ -26,6 +26,7 @@ The constants were calibrated against peak RSS at 512, 1024 and 2048 px (``bench
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -409,6 +410,33 @@ def plan(
             sp = _scale_plan(options, size, hw, steps, options.tile or None, style_px, dev, precision)
         scales.append(sp)
     return Plan(options.method, dev, precision, scales, available)
+
+
+#: The coarsest scale :func:`coarse_to_fine_hint` suggests.
+HINT_START_SIZE = 512
+
+
+def coarse_to_fine_hint(options: Options, p: Plan, content_size: tuple[int, int],
+                        style_sizes: Sequence[tuple[int, int]] = ()) -> str | None:  # fmt: skip
+    """One line suggesting ``--start-size 512`` for a single-scale optimization plan at twice that size or
+    more when coarse to fine would take at most half the time; None otherwise.
+
+    Not the default: at 512 and 1024 px, measured, coarse to fine ends at a higher loss at full size than a
+    single-scale run given the same time (README: "Benchmarks"). Above that, single-scale runs take hours and
+    their strokes shrink with the picture, as the network sees a fixed number of pixels.
+    """
+    if options.method != "gatys" or options.start_size is not None or options.size < 2 * HINT_START_SIZE:
+        return None
+    alt = plan(dataclasses.replace(options, start_size=HINT_START_SIZE, scale_steps=None), content_size,
+               style_sizes, device=p.device, available=p.available_bytes)  # fmt: skip
+    if len(alt.scales) < 2 or not alt.fits or alt.seconds > p.seconds / 2:
+        return None
+    steps = ",".join(str(s.steps) for s in alt.scales)
+    return (
+        f"hint: coarse to fine from {HINT_START_SIZE} px (--start-size {HINT_START_SIZE}: {steps} steps) is "
+        f"estimated at {fmt_seconds(alt.seconds)} instead of {fmt_seconds(p.seconds)}; it keeps the strokes "
+        f"and composition of a {HINT_START_SIZE} px run, at a higher loss at full size"
+    )
 
 
 def check(p: Plan) -> Plan:
