@@ -79,11 +79,10 @@ def seam_ratios(image: np.ndarray, tile: int, overlap: int, passes: int, content
         ref_border, ref_control = ratios(content.astype(np.float32) / 255.0)
         border, control = _structure_normalized(border, ref_border), _structure_normalized(control, ref_control)
     p95 = float(np.percentile(border, 95)) if border else 1.0
-    worst = int(np.argmax(border)) if border else 0
     return {"segments": len(border), "max_ratio": max(border, default=1.0), "p95_ratio": p95,
             "control_max_ratio": max(control, default=1.0), "raw_max_ratio": max(raw_border, default=1.0),
-            "raw_control_max_ratio": max(raw_control, default=1.0), "worst_segment": worst,
-            "columns": sorted(cols), "rows": sorted(rows)}  # fmt: skip
+            "raw_control_max_ratio": max(raw_control, default=1.0), "columns": sorted(cols),
+            "rows": sorted(rows)}  # fmt: skip
 
 
 def save_crops(image: Image.Image, points: list[tuple[int, int]], out: Path, size: int = 512) -> list[Path]:

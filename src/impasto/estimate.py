@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import fused
 from .errors import InputError
 from .images import fit_size
 from .options import Options
@@ -274,8 +275,8 @@ def _precision_name(options: Options, device: str) -> str:
 
 
 def uses_fused_pass(options: Options, device: str) -> bool:
-    """Whether a Gatys run takes the hand-written pass of :mod:`impasto.fused` (see ``fused.supported``)."""
-    return device.split(":")[0] == "cpu" and options.padding == "zeros" and not options.masks and not options.mask_map
+    """Whether a Gatys run takes the hand-written pass of :mod:`impasto.fused` (masks make its losses guided)."""
+    return fused.applies(device, options.padding, plain_losses=not options.masks and not options.mask_map)
 
 
 def gatys_peak_bytes(
@@ -288,10 +289,10 @@ def gatys_peak_bytes(
     elem = 2 if precision in ("bf16", "fp16") else 4  # "mixed" keeps fp32 activations
     params = param_count(layers)
     low_copy = 2 if precision in ("bf16", "fp16", "mixed") else 0  # the network's weights in 16 bits
-    fused = uses_fused_pass(options, device)
+    hand_written = uses_fused_pass(options, device)
     fixed = RUNTIME_BYTES + VGG_FILE_BYTES + WORK_FIXED_BYTES + params * (4 + low_copy)
-    fixed -= FUSED_FIXED_SAVING if fused else 0
-    backward = FUSED_BACKWARD_BYTES_PER_PIXEL if fused else BACKWARD_BYTES_PER_PIXEL
+    fixed -= FUSED_FIXED_SAVING if hand_written else 0
+    backward = FUSED_BACKWARD_BYTES_PER_PIXEL if hand_written else BACKWARD_BYTES_PER_PIXEL
     act = activation_bytes_per_pixel(layers, options.content_layers, elem, options.pooling) + backward
     history = 2 if options.optimizer == "adam" else 2 * min(steps, getattr(options, "lbfgs_history", 20))
     work = area * (act + 12 * (IMAGE_COPIES + history))

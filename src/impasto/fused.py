@@ -39,14 +39,19 @@ class _Record:
     positions_first: bool = False  # a Gram loss's feature layout (see impasto.losses._gram_residual)
 
 
+def applies(device: str, padding: str, plain_losses: bool) -> bool:
+    """The conditions of this pass: a CPU ``device`` (measured and tested there only; elsewhere autograd),
+    zero ``padding``, and only plain content and style losses (no region masks). Also what
+    :mod:`impasto.estimate` plans with, before anything is built."""
+    return device.split(":")[0] == "cpu" and padding == "zeros" and plain_losses
+
+
 def supported(net: VGG19, losses: Losses) -> bool:
     """Whether :func:`loss_and_grad` can evaluate ``losses`` (an :class:`impasto.gatys.Losses`) on ``net``."""
-    return (
-        net.pre_weight.device.type == "cpu"  # measured and tested on CPU only; elsewhere autograd
-        and net.padding == "zeros"
-        and all(type(loss) is StyleLoss for loss in losses.style.values())
-        and all(type(loss) is ContentLoss for loss in losses.content.values())
+    plain = all(type(loss) is StyleLoss for loss in losses.style.values()) and all(
+        type(loss) is ContentLoss for loss in losses.content.values()
     )
+    return applies(net.pre_weight.device.type, net.padding, plain)
 
 
 def loss_and_grad(net: VGG19, image: torch.Tensor, losses: Losses) -> tuple[float, dict[str, float], torch.Tensor]:
