@@ -36,11 +36,12 @@ def child(argv: list[str]) -> None:
 
 def estimate_for(argv: list[str]) -> tuple[int, float, str]:
     """(peak bytes, seconds, plan text) that the estimate gives for a command line."""
-    from impasto import cli, estimate
-    from impasto.images import open_image
+    from impasto import estimate
+    from impasto.cli import stylize
+    from impasto.io.images import open_image
 
-    args = cli.build_parser().parse_args(argv)
-    opts = cli.options_from_args(args)
+    args = stylize.build_parser().parse_args(argv)
+    opts = stylize.options_from_args(args)
     content = open_image(args.content)
     styles = [open_image(s) for s in args.styles]
     p = estimate.plan(opts, content.size, [s.size for s in styles])

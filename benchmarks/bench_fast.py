@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 
 from impasto.batch import run_batch
-from impasto.fast import Decoder, FastStyleTransfer
-from impasto.images import load_image, tensor_to_pil
+from impasto.core.vgg import build_vgg
+from impasto.io.images import load_image, tensor_to_pil
+from impasto.methods.adain import AdaIN, Decoder
 from impasto.options import make_options
-from impasto.vgg import build_vgg
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("IMPASTO_SHARED_IMAGES", ROOT.parent / "shared" / "images"))
@@ -89,9 +89,9 @@ def main() -> None:
     style = load_image(ROOT / "examples" / "starry_night.jpg", args.size)
 
     # impasto fast path: warm engine, style statistics cached after the first call.
-    engine = FastStyleTransfer(device, "auto")
+    engine = AdaIN(device, "auto")
     engine.style_stats(style)
-    exact = FastStyleTransfer(device, "fp32")
+    exact = AdaIN(device, "fp32")
     diff = float((engine.stylize(content, [style]) - exact.stylize(content, [style])).abs().mean())
     rss_ours = peak_rss_mb()
 

@@ -49,27 +49,27 @@ def peak_rss_mb() -> float:
 def measure_step(size: int, precision: str, iters: int, allocator: str = "tuned") -> dict:
     """Per-iteration seconds of the Gatys step and of the bare VGG floor (run inside a subprocess)."""
     from impasto import make_options
-    from impasto.device import tune_allocator
+    from impasto.core.malloc import tune_allocator
 
     if allocator == "tuned":  # as the CLI and impasto.stylize run
         tune_allocator()
-    from impasto.gatys import StyleTransfer
-    from impasto.images import load_image
+    from impasto.io.images import load_image
+    from impasto.methods.gatys import Gatys
 
     content_path, style_path = _images("default")
     content = load_image(content_path, size)
     h, w = content.shape[-2:]
     content = torch.nn.functional.interpolate(content, size=(size, size), mode="bilinear")  # square, as stated
     style = load_image(style_path, size)
-    st = StyleTransfer(make_options(precision=precision, size=size, steps=iters + 2))
-    losses = st.build_losses(content, [style])
+    st = Gatys(make_options(precision=precision, size=size, steps=iters + 2))
+    losses = st.build_terms(content, [style])
     stamps: list[float] = []
     st.optimize(content, losses, callback=lambda info: stamps.append(time.perf_counter()))
     # Medians of per-iteration times (the first evaluation is warm-up): robust to a noisy neighbour.
     gatys = statistics.median(b - a for a, b in zip(stamps[1:], stamps[2:]))
     rss_gatys = peak_rss_mb()
 
-    layers = losses.layers
+    layers = list(dict.fromkeys(n for t in losses for n in t.layers))
     deepest_layer = st.net.layers[-1]
     x = content.clone().requires_grad_(True)
 
@@ -96,15 +96,15 @@ def run_tutorial(size: int, frozen: bool = True, impasto_evals: int = 300) -> di
     """
     sys.path.insert(0, str(HERE))
     from impasto import make_options
-    from impasto.gatys import StyleTransfer
-    from impasto.images import load_image
+    from impasto.io.images import load_image
+    from impasto.methods.gatys import Gatys
     from tutorial_baseline import run_style_transfer
 
     content_path, style_path = _images("tutorial")
     content, style = load_image(content_path, size), load_image(style_path, size)
 
-    scorer = StyleTransfer(make_options("tutorial", precision="fp32"))
-    score_losses = scorer.build_losses(content, [style])
+    scorer = Gatys(make_options("tutorial", precision="fp32"))
+    score_losses = scorer.build_terms(content, [style])
 
     def score(img: torch.Tensor) -> float:
         with torch.no_grad():
@@ -121,7 +121,7 @@ def run_tutorial(size: int, frozen: bool = True, impasto_evals: int = 300) -> di
         frozen_loss = score(frozen_img)
     t0 = time.perf_counter()
     stamps: list[float] = []
-    transfer = StyleTransfer(make_options("tutorial", size=size, steps=max(impasto_evals, 300)))
+    transfer = Gatys(make_options("tutorial", size=size, steps=max(impasto_evals, 300)))
     ours = transfer.stylize(content, [style], callback=lambda info: stamps.append(time.perf_counter() - t0))
     ours_s, ours_loss = stamps[299], transfer.history[299]["loss"]  # the evaluated loss is the fp32 loss
     base_loss = score(base_img)
@@ -162,7 +162,7 @@ def main() -> None:
         "--allocator",
         choices=["tuned", "default", "both"],
         default="tuned",
-        help="tuned: glibc keeps freed memory, as the CLI runs (impasto.device.tune_allocator)",
+        help="tuned: glibc keeps freed memory, as the CLI runs (impasto.core.malloc.tune_allocator)",
     )
     p.add_argument("--_child", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -186,7 +186,7 @@ def main() -> None:
                           f"{r['ratio']:>6.3f} {r['peak_rss_mb']:>12.0f}", flush=True)  # fmt: skip
     if not args.skip_tutorial:
         if args.allocator != "default":  # the baseline runs in this process too: both get the same allocator
-            from impasto.device import tune_allocator
+            from impasto.core.malloc import tune_allocator
 
             tune_allocator()
         results["tutorial"] = []

@@ -58,7 +58,7 @@ def seam_ratios(image: np.ndarray, tile: int, overlap: int, passes: int, content
     With ``content`` (the content image at the picture's size), the ``max_ratio``, ``p95_ratio`` and
     ``control_max_ratio`` are structure-normalized (:func:`_structure_normalized`); ``raw_*`` are not.
     """
-    from impasto.tiling import shifts, tile_grid
+    from impasto.core.tiles import shifts, tile_grid
 
     img = image.astype(np.float32) / 255.0
     h, w = img.shape[:2]

@@ -30,29 +30,32 @@ from common import tubingen_starry_night as _images
 def run(opts, content, styles):
     """Every evaluation (global step, loss, wall and CPU seconds since the start, image height), and the
     result."""
-    from impasto import multiscale
-    from impasto.gatys import StyleTransfer
+    from impasto import estimate
+    from impasto.methods.base import Inputs
+    from impasto.methods.coarse_to_fine import CoarseToFine
+    from impasto.methods.gatys import Gatys
 
     rows: list[dict] = []
     t0, c0 = time.perf_counter(), time.process_time()
-    transfer = StyleTransfer(opts)
-    scales = multiscale.schedule(opts)
+    transfer = Gatys(opts)
+    h, w = content.shape[-2:]
+    plan = estimate.plan(opts, (w, h), [(s.shape[-1], s.shape[-2]) for s in styles])
 
     def record(info) -> None:
         rows.append({"step": info.step, "loss": info.loss, "wall": time.perf_counter() - t0,
                      "cpu": time.process_time() - c0, "h": int(info.image.shape[-2])})  # fmt: skip
 
-    result = multiscale.stylize(transfer, content, styles, scales, record)
+    result = CoarseToFine(transfer).run(Inputs(content, list(styles)), plan, record)
     return rows, result
 
 
 def resampled_losses(opts, content, styles, image, sizes: list[int]) -> dict[int, float]:
     """Loss at the final size of ``image`` after resizing it to each of ``sizes`` (longest side) and back."""
-    from impasto.gatys import StyleTransfer
-    from impasto.images import fit_size, resize_tensor
+    from impasto.core.sizes import fit_size, resize_tensor
+    from impasto.methods.gatys import Gatys
 
-    transfer = StyleTransfer(opts)
-    losses = transfer.build_losses(content, styles)
+    transfer = Gatys(opts)
+    losses = transfer.build_terms(content, styles)
     full = tuple(image.shape[-2:])
     out = {}
     for size in [max(full), *sizes]:
@@ -63,8 +66,7 @@ def resampled_losses(opts, content, styles, image, sizes: list[int]) -> dict[int
 
 def main() -> None:
     from impasto import make_options
-    from impasto.images import load_image
-    from impasto.multiscale import schedule
+    from impasto.io.images import load_image
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=512)
@@ -88,7 +90,7 @@ def main() -> None:
     if multi.start_size is None:
         multi.start_size = args.size // 4
     print(f"images: {content_path.name} + {style_path.name}, {content.shape[-1]}x{content.shape[-2]}")
-    print(f"multi-scale schedule: {[(s.size, s.steps) for s in schedule(multi)]}")
+    print(f"multi-scale schedule: {multi.scales()}")
 
     rows_s, result_s = run(single, content, [style])
     target, single_wall, single_cpu = rows_s[-1]["loss"], rows_s[-1]["wall"], rows_s[-1]["cpu"]
@@ -96,7 +98,7 @@ def main() -> None:
         f"single scale: {args.steps} steps, final loss {target:.4g}, {single_wall:.0f} s wall, {single_cpu:.0f} s CPU"
     )
 
-    coarse = [sc.size for sc in schedule(multi)[:-1]]
+    coarse = [size for size, _ in multi.scales()[:-1]]
     resampled = resampled_losses(single, content, [style], result_s, coarse)
     for size, loss in resampled.items():
         via = "as it is" if size == args.size else f"resized to {size} px and back"
@@ -114,12 +116,12 @@ def main() -> None:
         print(f"at equal time ({last['wall']:.0f} s) single scale was at step {r['step']}, loss {r['loss']:.4g} "
               f"(multi-scale {last['loss']:.4g}: {'better' if last['loss'] < r['loss'] else 'worse'})")  # fmt: skip
     if args.save:
-        from impasto.images import save_image, tensor_to_pil
+        from impasto.io.images import save_image, tensor_to_pil
 
         for name, image in (("single", result_s), ("multi", result_m)):
             save_image(tensor_to_pil(image), Path(f"{args.save}-{name}.png"), {"bench": name})
     result = {"size": args.size, "single_steps": args.steps, "target_loss": target, "single_wall_s": single_wall,
-              "single_cpu_s": single_cpu, "schedule": [(s.size, s.steps) for s in schedule(multi)],
+              "single_cpu_s": single_cpu, "schedule": multi.scales(),
               "resampled_loss": resampled, "multi_final_loss": last["loss"], "multi_wall_s": last["wall"],
               "multi_cpu_s": last["cpu"]}  # fmt: skip
     if hit is None:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn, optim
 
-from impasto.weights import CONV_NAMES, load_vgg_weights
+from impasto.core.weights import CONV_NAMES, load_vgg_weights
 
 
 class ContentLoss(nn.Module):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from impasto.images import load_image
+from impasto.io.images import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

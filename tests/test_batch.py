@@ -8,8 +8,8 @@ from PIL import Image
 from impasto import batch
 from impasto.cli import main
 from impasto.errors import InputError
-from impasto.fast import FastStyleTransfer
-from impasto.images import read_metadata
+from impasto.io.images import read_metadata
+from impasto.methods.adain import AdaIN
 from impasto.options import make_options
 
 FAST = ["--method", "fast", "-s", "48", "-q"]
@@ -98,11 +98,11 @@ def test_batch_output_in_the_content_folder_cannot_overwrite_inputs(tmp_path, st
 def test_batch_builds_the_network_and_style_statistics_once(tmp_path, photos, style_path, monkeypatch):
     (photos / "broken.png").unlink()
     calls = []
-    original = FastStyleTransfer.encode
-    monkeypatch.setattr(FastStyleTransfer, "encode", lambda self, x: calls.append(x.shape) or original(self, x))
+    original = AdaIN.encode
+    monkeypatch.setattr(AdaIN, "encode", lambda self, x: calls.append(x.shape) or original(self, x))
     built = []
-    monkeypatch.setattr("impasto.pipeline.fast_engine", lambda *a: built.append(a) or FastStyleTransfer(*a))
+    monkeypatch.setattr("impasto.methods.adain.AdaIN.shared", lambda *a: built.append(a) or AdaIN(*a))
     contents = batch.find_contents(str(photos))
-    result = batch.run_batch(contents, [style_path], tmp_path, make_options(method="fast", size=40), progress=False)
+    result = batch.run_batch(contents, [style_path], tmp_path, make_options(method="fast", size=40))
     assert len(result.written) == 3 and not result.skipped and result.images_per_second > 0
     assert len(built) == 1 and len(calls) == 3 + 1  # each content once, the style once

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from impasto.cli import main
-from impasto.images import read_metadata
+from impasto.io.images import read_metadata
 
 from .test_images import bomb_png
 
@@ -168,15 +168,15 @@ def test_ctrl_c_keeps_latest_image_and_exits_130(tmp_path, content_path, style_p
 
 
 def test_non_finite_loss_exit_1_keeps_last_good(tmp_path, content_path, style_path, monkeypatch, capsys):
-    from impasto import gatys
+    from impasto.methods import gatys
 
-    real = gatys.StyleTransfer.loss_and_grad
+    real = gatys.Gatys.loss_and_grad
 
     def nan_after_two(self, image, losses):
         total, parts, grad = real(self, image, losses)
         return (total * float("inf"), parts, grad) if len(self.history) >= 2 else (total, parts, grad)
 
-    monkeypatch.setattr(gatys.StyleTransfer, "loss_and_grad", nan_after_two)
+    monkeypatch.setattr(gatys.Gatys, "loss_and_grad", nan_after_two)
     out = tmp_path / "n.png"
     assert main([str(content_path), str(style_path), "-o", str(out), "--size", "48", "--steps", "9", "-q"]) == 1
     err = capsys.readouterr().err

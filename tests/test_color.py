@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from impasto import color
+from impasto.core import color
 from impasto.errors import InputError
-from impasto.images import load_image
+from impasto.io.images import load_image
 from impasto.options import make_options
-from impasto.pipeline import Stylizer, prepare
+from impasto.runner import Runner, prepare
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +69,10 @@ def test_luminance_matching_of_the_style(pair):
 def test_luminance_transfer_end_to_end_keeps_chroma(pair):
     content, style = pair
     opts = make_options(method="fast", preserve_color="luminance", precision="fp32")
-    out = Stylizer(opts)(content, [style])
+    out = Runner(opts)(content, [style])
     assert torch.allclose(color.rgb_to_yiq(out)[:, 1:], color.rgb_to_yiq(content)[:, 1:], atol=1e-5)
     assert float((color.luminance(out) - color.luminance(content)).abs().mean()) > 0.03  # still stylized
-    plain = Stylizer(make_options(method="fast", precision="fp32"))(content, [style])
+    plain = Runner(make_options(method="fast", precision="fp32"))(content, [style])
     assert float((color.rgb_to_yiq(plain)[:, 1:] - color.rgb_to_yiq(content)[:, 1:]).abs().mean()) > 0.02
 
 
@@ -81,8 +81,8 @@ def test_histogram_mode_brings_the_result_colours_near_the_content(pair):
     net_content, net_styles = prepare(content, [style], "histogram")
     assert net_content is content
     assert torch.allclose(color.color_stats(net_styles[0])[0], color.color_stats(content)[0], atol=0.02)
-    kept = Stylizer(make_options(method="fast", preserve_color="histogram", precision="fp32"))(content, [style])
-    plain = Stylizer(make_options(method="fast", precision="fp32"))(content, [style])
+    kept = Runner(make_options(method="fast", preserve_color="histogram", precision="fp32"))(content, [style])
+    plain = Runner(make_options(method="fast", precision="fp32"))(content, [style])
     mu_c = color.color_stats(content)[0]
     assert (color.color_stats(kept)[0] - mu_c).norm() < 0.5 * (color.color_stats(plain)[0] - mu_c).norm()
 

@@ -5,14 +5,14 @@ import sys
 import pytest
 import torch
 
-from impasto.device import pick_device
+from impasto.core.device import pick_device
 
 
 def _tune(env_flag: str | None) -> str:
     code = (
         "import os\n"
         + (f"os.environ['IMPASTO_KEEP_MALLOC'] = '{env_flag}'\n" if env_flag is not None else "")
-        + "from impasto.device import tune_allocator\nprint(tune_allocator(), tune_allocator())"
+        + "from impasto.core.malloc import tune_allocator\nprint(tune_allocator(), tune_allocator())"
     )
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 

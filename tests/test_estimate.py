@@ -1,9 +1,11 @@
 import pytest
 
+import impasto.api
 from impasto import cli, estimate
 from impasto.errors import InputError
-from impasto.estimate import GB, MB, plan
+from impasto.estimate import plan
 from impasto.options import make_options
+from impasto.plan import GB, MB, check
 
 TUBINGEN = (1024, 768)
 STARRY = (1024, 640)
@@ -28,7 +30,7 @@ def test_estimate_grows_linearly_with_pixel_count(kw):
 
 
 def test_mixed_precision_is_planned_with_fp32_activations_and_a_faster_backward():
-    from impasto.device import cpu_supports_bf16
+    from impasto.core.device import cpu_supports_bf16
 
     if not cpu_supports_bf16():
         pytest.skip("this CPU has no native bf16")
@@ -43,8 +45,8 @@ def test_mixed_precision_is_planned_with_fp32_activations_and_a_faster_backward(
 
 def test_the_hand_written_pass_is_planned_with_less_memory_than_autograd():
     o = make_options(size=1024, device="cpu")
-    assert estimate.uses_fused_pass(o, "cpu") and not estimate.uses_fused_pass(o, "cuda:0")
-    assert not estimate.uses_fused_pass(make_options(padding="reflect"), "cpu")
+    assert estimate.uses_handwritten_pass(o, "cpu") and not estimate.uses_handwritten_pass(o, "cuda:0")
+    assert not estimate.uses_handwritten_pass(make_options(padding="reflect"), "cpu")
     assert _peak_and_time(1024, padding="reflect")[0] > _peak_and_time(1024)[0] + 500 * MB  # autograd's graph
 
 
@@ -76,10 +78,10 @@ def test_plan_describes_scales_tiles_memory_and_time():
 def test_impossible_plan_is_refused_with_a_suggestion():
     p = plan(make_options(size=16384, tile=0), TUBINGEN, [STARRY], device="cpu", available=8 * GB)
     with pytest.raises(InputError, match=r"not enough memory .*--tile"):
-        estimate.check(p)
+        check(p)
     p = plan(make_options(size=16384), TUBINGEN, [STARRY], device="cpu", available=600 * MB)
     with pytest.raises(InputError, match="smaller --size"):
-        estimate.check(p)
+        check(p)
 
 
 @pytest.fixture
@@ -89,8 +91,8 @@ def no_heavy_work(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("heavy work started")
 
-    monkeypatch.setattr(cli, "load_image", boom)
-    monkeypatch.setattr(cli, "Stylizer", boom)
+    monkeypatch.setattr(impasto.api, "load_image", boom)
+    monkeypatch.setattr(impasto.api, "Runner", boom)
 
 
 def test_cli_refuses_an_impossible_size_before_allocating(content_path, style_path, tmp_path, capsys, no_heavy_work,
@@ -104,8 +106,6 @@ def test_cli_refuses_an_impossible_size_before_allocating(content_path, style_pa
 
 
 def test_api_refuses_an_impossible_size_before_loading(content_path, style_path, monkeypatch):
-    import impasto.api
-
     monkeypatch.setattr(estimate, "available_memory", lambda device="cpu": 4 * GB)
     monkeypatch.setattr(impasto.api, "load_image", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
     with pytest.raises(InputError, match="not enough memory"):

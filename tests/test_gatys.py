@@ -3,12 +3,12 @@ import torch
 
 from impasto import make_options
 from impasto.errors import InputError, NonFiniteLossError
-from impasto.gatys import StyleTransfer
+from impasto.methods.gatys import Gatys
 from impasto.options import PRESETS
 
 
 def _run(content, style, **opts):
-    st = StyleTransfer(make_options(**opts))
+    st = Gatys(make_options(**opts))
     out = st.stylize(content, [style])
     return st, out
 
@@ -35,28 +35,28 @@ def test_same_seed_same_pixels(content64, style64):
 
 
 def test_init_options(content64, style64, tmp_path):
-    st = StyleTransfer(make_options(init="content"))
+    st = Gatys(make_options(init="content"))
     torch.testing.assert_close(st.initial_image(content64, [style64]), content64)
-    st = StyleTransfer(make_options(init="style"))
+    st = Gatys(make_options(init="style"))
     assert st.initial_image(content64, [style64]).shape == content64.shape
-    st = StyleTransfer(make_options(init="noise", seed=1))
+    st = Gatys(make_options(init="noise", seed=1))
     noise = st.initial_image(content64, [style64])
     assert noise.std() > 0.2
 
 
 def test_style_scale_resizes_style_relative_to_content(style64):
-    st = StyleTransfer(make_options(style_scale=0.5))
+    st = Gatys(make_options(style_scale=0.5))
     assert max(st.style_image_for(style64, (40, 64)).shape[-2:]) == 32
 
 
 def test_blend_weights_must_match_style_count(content64, style64):
-    st = StyleTransfer(make_options(style_blend=(1, 2, 3)))
+    st = Gatys(make_options(style_blend=(1, 2, 3)))
     with pytest.raises(Exception, match="3 weights for 1 style"):
-        st.build_losses(content64, [style64])
+        st.build_terms(content64, [style64])
 
 
 def test_non_finite_loss_stops_with_last_good_image(content64, style64, monkeypatch):
-    st = StyleTransfer(make_options(steps=10, precision="fp32"))
+    st = Gatys(make_options(steps=10, precision="fp32"))
     real = st.loss_and_grad
     calls = {"n": 0}
 
@@ -93,10 +93,10 @@ def test_article_preset_matches_the_article():
 
 def test_tutorial_preset_style_loss_equals_tutorial_formula(content64, style64):
     """Style loss of the tutorial preset = sum over layers of MSE(G/(abcd), A/(abcd)) * 1e6, as the tutorial."""
-    from impasto.vgg import build_vgg
+    from impasto.core.vgg import build_vgg
 
-    st = StyleTransfer(make_options("tutorial", precision="fp32"))
-    losses = st.build_losses(content64, [style64])
+    st = Gatys(make_options("tutorial", precision="fp32"))
+    losses = st.build_terms(content64, [style64])
     x = torch.rand_like(content64)
     _, parts = st.evaluate(x, losses)
     net = build_vgg(["conv3_1"])
@@ -138,7 +138,7 @@ def test_unknown_preset():
 
 
 def test_reduced_precision_keeps_the_image_and_first_conv_fp32(content64):
-    st = StyleTransfer(make_options(precision="bf16"))
+    st = Gatys(make_options(precision="bf16"))
     assert st.net.convs["conv1_1"].weight.dtype == torch.float32
     assert st.net.convs["conv2_1"].weight.dtype == torch.bfloat16
     feats = st.features(content64, ["relu1_1", "relu2_1"])
@@ -150,16 +150,16 @@ def test_reduced_precision_keeps_the_image_and_first_conv_fp32(content64):
 
 @pytest.mark.parametrize("padding", ["zeros", "reflect"])
 def test_mixed_precision_keeps_the_loss_fp32_and_rounds_only_gradients(content64, style64, padding):
-    from impasto.device import cpu_supports_bf16
+    from impasto.core.device import cpu_supports_bf16
 
     if not cpu_supports_bf16():
         pytest.skip("this CPU has no native bf16")
-    exact = StyleTransfer(make_options("tutorial", precision="fp32", padding=padding))
-    mixed = StyleTransfer(make_options("tutorial", padding=padding))
+    exact = Gatys(make_options("tutorial", precision="fp32", padding=padding))
+    mixed = Gatys(make_options("tutorial", padding=padding))
     assert mixed.dtype is None and mixed.grad_dtype == torch.bfloat16
     values, grads = [], []
     for st in (exact, mixed):
-        losses = st.build_losses(content64, [style64])
+        losses = st.build_terms(content64, [style64])
         x = content64.clone().requires_grad_(True)
         total, _ = st.evaluate(x, losses)
         total.backward()

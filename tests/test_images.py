@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from impasto import images as I
-from impasto.errors import InputError
+from impasto.errors import InputError, OutputError
+from impasto.io import images as I
 
 
 def _save(im: Image.Image, path, **kw):
@@ -123,7 +123,7 @@ def test_save_formats_embed_metadata(tmp_path, ext):
 def test_unknown_extension_and_missing_folder(tmp_path):
     with pytest.raises(InputError, match="unknown output extension '.gif'"):
         I.output_format(tmp_path / "x.gif")
-    with pytest.raises(InputError, match="output folder does not exist"):
+    with pytest.raises(OutputError, match="folder .*nope does not exist"):
         I.save_image(_gradient(), tmp_path / "nope" / "x.png")
 
 

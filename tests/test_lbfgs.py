@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from impasto import lbfgs
+from impasto.core import lbfgs
 
 
 def _rosenbrock(x: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from impasto.losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
+from impasto.core.losses import ContentLoss, StyleLoss, TVLoss, gram_matrix
 
 
 def test_gram_matrix_by_hand():
@@ -68,7 +68,7 @@ def test_tv_loss_by_hand():
 
 @pytest.mark.parametrize("norm", ["positions", "elements", "none"])
 def test_fused_gram_mse_matches_autograd(norm):
-    from impasto.losses import gram_mse
+    from impasto.core.losses import gram_mse
 
     f = torch.rand(1, 5, 6, 7).float().requires_grad_(True)
     target = gram_matrix(torch.rand(1, 5, 6, 7), norm)
@@ -82,7 +82,7 @@ def test_fused_gram_mse_matches_autograd(norm):
 
 
 def test_fused_gram_mse_bf16_features_give_bf16_grad():
-    from impasto.losses import gram_mse
+    from impasto.core.losses import gram_mse
 
     f = torch.rand(1, 4, 5, 5).bfloat16().requires_grad_(True)
     gram_mse(f, torch.zeros(1, 4, 4)).backward()
@@ -94,7 +94,7 @@ def test_fused_gram_mse_bf16_features_give_bf16_grad():
 def test_gram_tap_gradient_matches_autograd(channels_last, downstream):
     """The tap passes features through unchanged and its fused backward (loss gradient accumulated into the
     gradient from above, channels-last read without a copy) equals plain autograd."""
-    from impasto.losses import gram_matrix, gram_mse_tap
+    from impasto.core.losses import gram_matrix, gram_mse_tap
 
     torch.manual_seed(0)
     f = torch.randn(2, 5, 6, 7)

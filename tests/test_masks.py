@@ -6,14 +6,16 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from impasto.cli import main
+from impasto.core.losses import StyleLoss
+from impasto.core.regions import RegionStyleLoss
 from impasto.errors import InputError
-from impasto.fast import adain, channel_stats, downsample_masks, pad_to_stride
-from impasto.gatys import StyleTransfer, strength_factor
-from impasto.images import load_image, read_metadata
-from impasto.losses import StyleLoss
-from impasto.masks import RegionStyleLoss, load_color_map, load_mask_files, load_masks, parse_color
+from impasto.io.images import load_image, read_metadata
+from impasto.io.masks import load_color_map, load_mask_files, load_masks, parse_color
+from impasto.methods.adain import AdaIN, adain, channel_stats, downsample_masks, pad_to_stride
+from impasto.methods.gatys import Gatys
+from impasto.methods.terms import strength_factor
 from impasto.options import make_options
-from impasto.pipeline import Stylizer, fast_engine
+from impasto.runner import Runner
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,7 @@ def test_mask_options_are_checked(tmp_path):
 
 
 def test_fast_adain_per_region(content, styles):
-    eng = fast_engine("cpu", "fp32")
+    eng = AdaIN.shared("cpu", "fp32")
     feats = eng.encode(pad_to_stride(content)[0])
     masks = downsample_masks(pad_to_stride(half_masks(*content.shape[-2:]))[0], tuple(feats.shape[-2:]))
     target = eng.target_features(feats, styles, masks=masks)
@@ -119,7 +121,7 @@ def test_outside_every_mask_stays_content(content, styles, method):
         content = torch.nn.functional.interpolate(content, scale_factor=0.5, mode="area")
     masks = half_masks(*content.shape[-2:])
     opts = make_options(method=method, size=max(content.shape[-2:]), steps=3, precision="fp32")
-    out = Stylizer(opts)(content, styles, masks)
+    out = Runner(opts)(content, styles, masks)
     w = content.shape[-1]
     assert torch.allclose(out[..., 2 * w // 3 :], content[..., 2 * w // 3 :], atol=1e-6)  # unstyled, exactly
     for k in range(2):
@@ -141,10 +143,9 @@ def test_guided_gram_loss_is_the_style_loss_over_each_region():
 
 
 def test_gatys_masks_build_one_guided_loss_per_region(content, styles):
-    transfer = StyleTransfer(make_options(size=96, steps=2, precision="fp32", style_layers=("relu1_1", "relu3_1")))
-    transfer.masks = half_masks(*content.shape[-2:])
-    losses = transfer.build_losses(content, styles)
-    for name, loss in losses.style.items():
+    transfer = Gatys(make_options(size=96, steps=2, precision="fp32", style_layers=("relu1_1", "relu3_1")))
+    terms = {t.name: t for t in transfer.build_terms(content, styles, half_masks(*content.shape[-2:]))}
+    for name, loss in terms["style"].losses.items():
         assert isinstance(loss, RegionStyleLoss) and len(loss.losses) == 2
         assert loss.masks.shape[-2:] == transfer.features(content, [name])[name].shape[-2:]
 
@@ -154,8 +155,8 @@ def test_gatys_strength_scales_the_style_weight(content, styles):
     assert strength_factor(0.75) == pytest.approx(0.1) and strength_factor(0.5) == pytest.approx(0.01)
     values = [strength_factor(s) for s in np.linspace(0, 1, 11)]
     assert values == sorted(values)
-    losses = StyleTransfer(make_options(size=64, strength=0.5, style_weight=1e3)).build_losses(content, styles[:1])
-    assert losses.style_weight == pytest.approx(10.0)
+    terms = Gatys(make_options(size=64, strength=0.5, style_weight=1e3)).build_terms(content, styles[:1])
+    assert {t.name: t.weight for t in terms}["style"] == pytest.approx(10.0)
 
 
 def test_cli_masks(tmp_path, content_path, style_path, capsys):

@@ -1,12 +1,22 @@
 import pytest
 import torch
 
-from impasto import multiscale
-from impasto.errors import InputError
-from impasto.gatys import StyleTransfer, StylizeInterrupted
-from impasto.images import resize_tensor
-from impasto.multiscale import Scale, balanced_steps, scale_sizes, schedule, split_steps
+from impasto import estimate
+from impasto.core.schedule import balanced_steps, scale_sizes, schedule, split_steps
+from impasto.core.sizes import resize_tensor
+from impasto.errors import InputError, StylizeInterrupted
+from impasto.methods import tiled
+from impasto.methods.base import Inputs
+from impasto.methods.coarse_to_fine import CoarseToFine
+from impasto.methods.gatys import Gatys
 from impasto.options import make_options
+
+
+def _run(engine, content, styles, callback=None):
+    """The coarse-to-fine driver with the plan the runner would make."""
+    h, w = content.shape[-2:]
+    p = estimate.plan(engine.options, (w, h), [(s.shape[-1], s.shape[-2]) for s in styles], device="cpu")
+    return CoarseToFine(engine).run(Inputs(content, list(styles)), p, callback)
 
 
 @pytest.mark.parametrize(
@@ -48,13 +58,26 @@ def test_balanced_steps_give_each_scale_about_the_same_time(steps):
 
 
 def test_schedule_from_options():
-    opts = make_options(size=512, start_size=128, steps=90)
-    assert schedule(opts) == [Scale(128, 67), Scale(256, 18), Scale(512, 5)]
-    opts = make_options(size=512, start_size=128, scale_steps=(200, 50))  # first value repeats for extra scales
-    assert [s.steps for s in schedule(opts)] == [200, 200, 50]
-    opts = make_options(size=512, start_size=256, scale_steps=(9, 200, 50))  # extra values drop from the start
-    assert [s.steps for s in schedule(opts)] == [200, 50]
-    assert [s.tile for s in schedule(opts, [None, 256])] == [None, 256]
+    assert schedule(512, 128, 2.0, 90) == [(128, 67), (256, 18), (512, 5)]
+    assert make_options(size=512, start_size=128, steps=90).scales() == [(128, 67), (256, 18), (512, 5)]
+    assert make_options(size=512, start_size=256, scale_steps=(200, 50)).scales() == [(256, 200), (512, 50)]
+    assert make_options(size=512, scale_steps=(7,)).scales() == [(512, 7)]
+    with pytest.raises(ValueError, match="2 step counts for 3 scales"):
+        schedule(512, 128, 2.0, 90, (200, 50))
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(size=512, start_size=128, scale_steps=(200, 50)), "2 value.* for 3 scale.*128, 256, 512 px"),
+        (dict(size=512, start_size=256, scale_steps=(9, 200, 50)), "3 value.* for 2 scale"),
+        (dict(size=512, scale_steps=(100, 200)), "2 value.* for 1 scale"),
+        (dict(size=512, start_size=1024), "--start-size \\(1024\\) must not be larger than --size \\(512\\)"),
+    ],
+)
+def test_scale_steps_must_match_the_scales_and_the_start_must_not_exceed_the_size(bad, message):
+    with pytest.raises(InputError, match=message):
+        make_options(**bad)
 
 
 @pytest.mark.parametrize("bad", [dict(start_size=8), dict(scale_factor=1.0), dict(scale_steps=(10, -1)),
@@ -67,7 +90,7 @@ def test_bad_scale_options_are_input_errors(bad):
 @pytest.fixture
 def small_run(content64, style64):
     opts = make_options(size=64, start_size=32, scale_steps=(3, 2), precision="fp32")
-    transfer = StyleTransfer(opts)
+    transfer = Gatys(opts)
     content = resize_tensor(content64, (48, 64))
     return transfer, content, style64
 
@@ -83,9 +106,7 @@ def test_multiscale_run_reports_global_steps_and_rescales_style_targets(small_ru
         return out
 
     monkeypatch.setattr(transfer, "style_image_for", spy)
-    out = multiscale.run(
-        transfer, content, [style], lambda i: seen.append((i.step, i.total, tuple(i.image.shape[-2:])))
-    )
+    out = _run(transfer, content, [style], lambda i: seen.append((i.step, i.total, tuple(i.image.shape[-2:]))))
     assert out.shape == content.shape
     assert [s for s, _, _ in seen] == [1, 2, 3, 4, 5] and {t for _, t, _ in seen} == {5}
     assert [hw for _, _, hw in seen] == [(24, 32)] * 3 + [(48, 64)] * 2
@@ -97,8 +118,8 @@ def test_multiscale_run_reports_global_steps_and_rescales_style_targets(small_ru
 
 def test_single_scale_is_the_plain_run(content64, style64):
     opts = make_options(size=64, steps=3, precision="fp32")
-    a = multiscale.run(StyleTransfer(opts), content64, [style64])
-    b = StyleTransfer(opts).stylize(content64, [style64])
+    a = _run(Gatys(opts), content64, [style64])
+    b = Gatys(opts).stylize(content64, [style64])
     assert torch.equal(a, b)
 
 
@@ -109,23 +130,23 @@ def test_interrupt_at_a_coarse_scale_keeps_a_full_size_image(small_run):
         raise KeyboardInterrupt
 
     with pytest.raises(StylizeInterrupted) as caught:
-        multiscale.run(transfer, content, [style], stop)
+        _run(transfer, content, [style], stop)
     assert caught.value.image.shape == content.shape
 
 
 def test_forced_tiles_run_the_last_scale_in_tiles(content64, style64, monkeypatch):
-    from impasto import tiling
+    from impasto.methods import coarse_to_fine
 
     calls = []
-    original = tiling.optimize_tiled
+    original = tiled.optimize_tiled
 
     def spy(transfer, image, *args, **kwargs):
         calls.append(tuple(image.shape[-2:]))
         return original(transfer, image, *args, **kwargs)
 
-    monkeypatch.setattr(tiling, "optimize_tiled", spy)
+    monkeypatch.setattr(coarse_to_fine, "optimize_tiled", spy)
     opts = make_options(size=128, start_size=64, scale_steps=(2, 2), tile=64, tile_overlap=16, precision="fp32")
     content = resize_tensor(content64, (96, 128))
-    out = multiscale.run(StyleTransfer(opts), content, [style64])
+    out = _run(Gatys(opts), content, [style64])
     assert calls == [(96, 128)]  # the 64 px scale fits in one tile
     assert out.shape == content.shape

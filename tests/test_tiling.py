@@ -1,18 +1,12 @@
 import pytest
 import torch
 
+from impasto.core.tiles import axis_spans, blend_window, check_tile, shifts, tile_grid, tiled_apply
 from impasto.errors import InputError
+from impasto.methods import tiled
+from impasto.methods.adain import stylize_tiled
+from impasto.methods.tiled import optimize_tiled
 from impasto.options import make_options
-from impasto.tiling import (
-    axis_spans,
-    blend_window,
-    check_tile,
-    fast_stylize,
-    optimize_tiled,
-    shifts,
-    tile_grid,
-    tiled_apply,
-)
 
 CASES = [(1000, 256, 32), (513, 128, 16), (4096, 2048, 256), (3072, 2048, 256), (300, 64, 0), (257, 256, 64)]
 
@@ -74,9 +68,9 @@ def test_bad_tiles_are_input_errors():
 
 @pytest.fixture(scope="module")
 def fast_engine():
-    from impasto.fast import FastStyleTransfer
+    from impasto.methods.adain import AdaIN
 
-    return FastStyleTransfer("cpu", "fp32")
+    return AdaIN("cpu", "fp32")
 
 
 def _border_and_inner_steps(out: torch.Tensor, tile: int, overlap: int, passes: int) -> tuple[float, float]:
@@ -99,7 +93,7 @@ def _border_and_inner_steps(out: torch.Tensor, tile: int, overlap: int, passes: 
 def test_tiled_fast_method_on_a_constant_image_shows_no_seam(fast_engine, style64):
     content = torch.ones(1, 3, 200, 264) * torch.tensor([0.6, 0.4, 0.3]).view(1, 3, 1, 1)
     tile, overlap = 96, 16
-    out = fast_stylize(fast_engine, content, [style64], tile, overlap, passes=2)
+    out = stylize_tiled(fast_engine, content, [style64], tile, overlap, passes=2)
     assert out.shape == content.shape
     border, inner = _border_and_inner_steps(out, tile, overlap, 2)
     assert border <= inner + 1e-4, (border, inner)
@@ -121,11 +115,11 @@ def test_disagreeing_tiles_blend_without_a_step_at_any_tile_border():
 def test_tiled_fast_method_uses_the_whole_pictures_statistics(fast_engine, content_path, style64):
     import torch.nn.functional as F
 
-    from impasto.images import load_image
+    from impasto.io.images import load_image
 
     content = load_image(content_path, 256)
     whole = fast_engine.stylize(content, [style64])
-    out = fast_stylize(fast_engine, content, [style64], tile=128, overlap=16, passes=2)
+    out = stylize_tiled(fast_engine, content, [style64], tile=128, overlap=16, passes=2)
     naive = tiled_apply(content, lambda crop: fast_engine.stylize(crop, [style64]), 128, 16, 2)  # per-tile stats
 
     def low(t):  # colours and shading, not the texture's phase
@@ -136,11 +130,11 @@ def test_tiled_fast_method_uses_the_whole_pictures_statistics(fast_engine, conte
 
 
 def test_tiled_optimization_reports_each_step_once_and_lowers_the_loss(content64, style64):
-    from impasto.gatys import StyleTransfer
-    from impasto.images import resize_tensor
+    from impasto.core.sizes import resize_tensor
+    from impasto.methods.gatys import Gatys
 
     opts = make_options(size=128, steps=8, precision="fp32")
-    transfer = StyleTransfer(opts)
+    transfer = Gatys(opts)
     content = resize_tensor(content64, (96, 128))
     seen = []
     out = optimize_tiled(transfer, content, content, [style64], 8, tile=64, overlap=16, passes=2,
@@ -148,16 +142,15 @@ def test_tiled_optimization_reports_each_step_once_and_lowers_the_loss(content64
     assert [s for s, _ in seen] == list(range(1, 9)) and {t for _, t in seen} == {8}
     assert out.shape == content.shape and 0 <= out.min() and out.max() <= 1
     assert transfer.history and max(r["step"] for r in transfer.history) == 8
-    losses = transfer.build_losses(content, [style64])  # the whole picture's loss
-    before, _ = transfer.evaluate(content.clone(), losses)
-    after, _ = transfer.evaluate(out, losses)
+    terms = transfer.build_terms(content, [style64])  # the whole picture's loss
+    before, _ = transfer.evaluate(content.clone(), terms)
+    after, _ = transfer.evaluate(out, terms)
     assert float(after) < 0.8 * float(before)
 
 
 def test_tiled_optimization_starts_each_tile_from_a_seamless_blend(monkeypatch):
     """Tiles that each brighten their start image must leave no step at any tile border: a tile's start
     image fades from its neighbours' results to the pass's input across their windows."""
-    from impasto import tiling
 
     class Fake:
         options = make_options(size=256)
@@ -166,9 +159,9 @@ def test_tiled_optimization_starts_each_tile_from_a_seamless_blend(monkeypatch):
         def optimize(self, init, losses, steps, callback=None):
             return (init + 0.1).clamp(0, 1)
 
-    monkeypatch.setattr(tiling, "style_targets", lambda *a, **k: None)
-    monkeypatch.setattr(tiling, "content_scale", lambda *a, **k: None)
-    monkeypatch.setattr(tiling, "tile_losses", lambda *a, **k: None)
+    monkeypatch.setattr(tiled, "style_grams", lambda *a, **k: None)
+    monkeypatch.setattr(tiled, "content_scale", lambda *a, **k: None)
+    monkeypatch.setattr(tiled, "tile_terms", lambda *a, **k: None)
     image = torch.full((1, 3, 150, 250), 0.3)
     out = optimize_tiled(Fake(), image, image, [], steps=2, tile=96, overlap=24, passes=2)
     border, inner = _border_and_inner_steps(out, 96, 24, 2)

@@ -2,9 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from impasto.core.vgg import LAYER_NAMES, build_vgg, deepest, resolve_layer, stride_of
+from impasto.core.weights import CONV_NAMES, load_vgg_weights
 from impasto.errors import InputError
-from impasto.vgg import LAYER_NAMES, build_vgg, deepest, resolve_layer, stride_of
-from impasto.weights import CONV_NAMES, load_vgg_weights
 
 
 def test_layer_list_is_vgg19():

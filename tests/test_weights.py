@@ -3,9 +3,9 @@ import hashlib
 import pytest
 import torch
 
-from impasto import weights as W
+from impasto.core import weights as W
+from impasto.core.vgg import VGG19
 from impasto.errors import WeightsError
-from impasto.vgg import VGG19
 
 
 def test_bundled_weights_checksum():

@@ -1,21 +1,33 @@
-"""The public Python API: :func:`stylize` takes paths, PIL images or tensors and returns a PIL image."""
+"""The public Python API: :func:`stylize` takes paths, PIL images, tensors or arrays and returns a PIL image.
+
+Every front end (the CLI, batch mode, the web app) goes through these functions: :func:`plan` sizes a run
+from the images' sizes alone, :func:`prepare` checks and loads everything a run needs (refusing what cannot
+fit in memory before anything is loaded at the output size), :func:`run` runs it.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from PIL import Image
 
-from . import __version__, estimate
-from .device import tune_allocator
-from .gatys import StepInfo
-from .images import ImageLike, load_image, resize_tensor, tensor_to_pil
-from .masks import load_masks
+from . import estimate
+from .core.malloc import tune_allocator
+from .core.progress import Callback
+from .core.sizes import resize_tensor
+from .errors import InputError
+from .io.images import ImageLike, image_size, load_image, open_image, tensor_to_pil
+from .io.masks import load_masks
 from .options import Options, make_options
-from .pipeline import Stylizer
+from .plan import Plan, check
+from .runner import Runner
+from .version import __version__
+
+__all__ = ["Prepared", "Runner", "as_list", "metadata", "plan", "prepare", "run", "stylize", "stylize_tensors"]
 
 
 def _describe(image: ImageLike) -> str:
@@ -36,35 +48,93 @@ def metadata(options: Options, content: ImageLike, styles: Sequence[ImageLike]) 
 
 
 def as_list(style: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
-    """One style or several, as a list."""
-    if isinstance(style, (list, tuple)):
-        return list(style)
-    return [style]
+    """One style or several, as a list; at least one."""
+    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+    if not styles:
+        raise InputError("at least one style image is needed")
+    return styles
+
+
+def plan(content: ImageLike, style: ImageLike | Sequence[ImageLike], options: Options) -> Plan:
+    """The plan of a run (scales, tiles, memory, time) from the images' sizes, without decoding pixels.
+    Not checked: see :func:`impasto.plan.check` (``--dry-run`` prints plans that do not fit, too)."""
+    return estimate.plan(options, image_size(content), [image_size(s) for s in as_list(style)])
+
+
+def coarse_to_fine_hint(
+    p: Plan, content: ImageLike, style: ImageLike | Sequence[ImageLike], options: Options
+) -> str | None:
+    """A one-line hint when coarse to fine would take far less time than a long single-scale plan ``p``."""
+    sizes = [image_size(s) for s in as_list(style)]
+    return estimate.coarse_to_fine_hint(options, p, image_size(content), sizes)
+
+
+@dataclass
+class Prepared:
+    """A run ready to go: options, images loaded at their working sizes, region masks, and its plan."""
+
+    options: Options
+    content: torch.Tensor
+    styles: list[torch.Tensor]
+    masks: torch.Tensor | None
+    plan: Plan
+
+
+def prepare(
+    content: ImageLike,
+    style: ImageLike | Sequence[ImageLike],
+    options: Options,
+    masks: torch.Tensor | None = None,
+    planned: Plan | None = None,
+) -> Prepared:
+    """Check and load everything a run needs. The plan (``planned``, or one made from the images' sizes) is
+    checked against available memory before any image is loaded at the output size.
+
+    ``masks`` (K, 1, H, W) in [0, 1], one per style, overrides the mask files named in ``options``.
+    """
+    styles = as_list(style)
+    if options.style_blend is not None and len(options.style_blend) != len(styles):
+        raise InputError(f"--style-blend has {len(options.style_blend)} weights for {len(styles)} style images")
+    p = check(planned if planned is not None else plan(content, styles, options))
+    content_t = load_image(content, options.size, "content image")
+    style_ts = [load_image(s, options.style_size(), "style image") for s in styles]
+    if options.init not in ("content", "noise", "style"):
+        open_image(options.init)  # a bad start image fails here, not after the targets are computed
+    hw = tuple(content_t.shape[-2:])
+    if masks is None:
+        masks = load_masks(hw, len(style_ts), options.masks, options.mask_map, options.mask_colors)
+    else:
+        masks = _mask_tensor(masks, hw)
+    if tuple(p.scales[-1].hw) != hw:  # sizes that a file's header got wrong: plan the loaded tensors
+        h, w = hw
+        p = check(estimate.plan(options, (w, h), [(s.shape[-1], s.shape[-2]) for s in style_ts], device=p.device))
+    return Prepared(options, content_t, style_ts, masks, p)
+
+
+def _mask_tensor(masks: torch.Tensor, hw: tuple[int, ...]) -> torch.Tensor:
+    """Region masks given as a tensor, checked and resized to the content's (H, W)."""
+    if not isinstance(masks, torch.Tensor) or masks.ndim != 4 or masks.shape[1] != 1 or masks.numel() == 0:
+        raise InputError("masks must be a (K, 1, H, W) tensor in [0, 1], one region per style image")
+    return resize_tensor(masks.float(), hw) if tuple(masks.shape[-2:]) != hw else masks.float()
+
+
+def run(prepared: Prepared, callback: Callback | None = None, runner: Runner | None = None) -> torch.Tensor:
+    """Run a prepared job; returns the (1, 3, H, W) result on the CPU. Pass a ``runner`` to reuse its networks
+    across jobs (batch mode) or to read its ``history`` afterwards, also after an interruption."""
+    tune_allocator()
+    runner = runner if runner is not None else Runner(prepared.options)
+    return runner(prepared.content, prepared.styles, prepared.masks, callback, prepared.plan)
 
 
 def stylize_tensors(
     content: ImageLike,
     style: ImageLike | Sequence[ImageLike],
     options: Options,
-    callback: Callable[[StepInfo], None] | None = None,
+    callback: Callback | None = None,
     masks: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Run the method selected by ``options``; returns a (1, 3, H, W) tensor on the CPU.
-
-    ``masks`` (K, 1, H, W) in [0, 1], one per style, overrides the mask files named in ``options``.
-    """
-    styles = as_list(style)
-    # Refuse what cannot fit in memory before loading anything at the output size.
-    estimate.check(estimate.plan(options, estimate.image_size(content), [estimate.image_size(s) for s in styles]))
-    content_t = load_image(content, options.size, "content image")
-    style_longest = max(16, round(options.style_scale * options.size))
-    style_ts = [load_image(s, style_longest, "style image") for s in styles]
-    if masks is None:
-        hw = tuple(content_t.shape[-2:])
-        masks = load_masks(hw, len(style_ts), options.masks, options.mask_map, options.mask_colors)  # type: ignore[arg-type]
-    elif tuple(masks.shape[-2:]) != tuple(content_t.shape[-2:]):
-        masks = resize_tensor(masks.float(), tuple(content_t.shape[-2:]))
-    return Stylizer(options)(content_t, style_ts, masks, callback)
+    """Run the method selected by ``options``; returns a (1, 3, H, W) tensor on the CPU."""
+    return run(prepare(content, style, options, masks), callback)
 
 
 def stylize(
@@ -72,18 +142,18 @@ def stylize(
     style: ImageLike | Sequence[ImageLike],
     *,
     preset: str = "default",
-    callback: Callable[[StepInfo], None] | None = None,
+    callback: Callback | None = None,
     **options: Any,
 ) -> Image.Image:
     """Repaint ``content`` in the style of ``style`` (one image or a list, blended by ``style_blend``).
 
-    Images may be file paths, PIL images or (3, H, W) / (1, 3, H, W) tensors in [0, 1]. ``options`` are
-    fields of :class:`impasto.options.Options` (``size``, ``steps``, ``style_weight``, ``seed``, ...) and
-    override the ``preset``. ``callback`` receives a :class:`impasto.gatys.StepInfo` after every step.
+    Images may be file paths, PIL images, (3, H, W) / (1, 3, H, W) tensors (floats in [0, 1] or uint8) or
+    (H, W, 3) numpy arrays (uint8 or floats in [0, 1]). ``options`` are fields of
+    :class:`impasto.options.Options` (``size``, ``steps``, ``style_weight``, ``seed``, ...) and override the
+    ``preset``. ``callback`` receives a :class:`impasto.core.progress.StepInfo` after every step.
     The returned image carries the options in ``image.info["impasto"]``.
     """
     opts = make_options(preset, **options)
-    tune_allocator()
     result = tensor_to_pil(stylize_tensors(content, style, opts, callback))
     result.info["impasto"] = metadata(opts, content, as_list(style))
     return result

@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .api import metadata
+from . import api
 from .errors import InputError, NonFiniteLossError
-from .images import FORMATS, load_image, open_image, save_image, tensor_to_pil
+from .io.images import load_image, save_image, tensor_to_pil
 from .options import Options
-from .pipeline import Stylizer
+from .runner import Runner
 
 #: File extensions taken from a content folder.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
@@ -107,22 +107,28 @@ def run_batch(
     options: Options,
     fmt: str = "png",
     skip_existing: bool = False,
-    progress: bool = True,
+    on_image: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> BatchResult:
     """Stylize every content image with every style (or with the blend of all, when ``style_blend`` is set),
-    writing each result atomically into ``outdir`` with the options recorded."""
+    writing each result atomically into ``outdir`` with the options recorded. Each job is prepared by
+    :func:`impasto.api.prepare` (so each is checked against available memory) and run by one shared
+    :class:`~impasto.runner.Runner` (networks built once). ``on_image(done, total)`` follows the progress. A
+    write that fails raises :class:`~impasto.errors.OutputError` and ends the batch; the images written
+    before stay."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     jobs = plan(contents, styles, outdir, fmt, options.style_blend is not None)
-    style_longest = max(16, round(options.style_scale * options.size))
-    style_ts = [load_image(s, style_longest, "style image") for s in styles]
-    stylizer = Stylizer(options)
+    style_ts = [load_image(s, options.style_size(), "style image") for s in styles]
+    runner = Runner(options)
     result = BatchResult()
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    done = 0
 
-        bar = tqdm(total=len(jobs), unit="image", dynamic_ncols=True, file=sys.stderr)
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if on_image is not None:
+            on_image(done, len(jobs))
+
     start = time.perf_counter()
     try:
         for content in dict.fromkeys(j.content for j in jobs):
@@ -131,82 +137,27 @@ def run_batch(
                 result.existing += sum(j.output.exists() for j in todo)
                 todo = [j for j in todo if not j.output.exists()]
             if not todo:
-                _advance(bar, len([j for j in jobs if j.content == content]))
+                advance(len([j for j in jobs if j.content == content]))
                 continue
             try:
                 content_t = load_image(content, options.size, "content image")
             except InputError as err:
                 warn(f"impasto: warning: skipped {err}")
                 result.skipped.append((content, str(err)))
-                _advance(bar, len(todo))
+                advance(len(todo))
                 continue
             for job in todo:
                 chosen = [style_ts[i] for i in job.styles]
                 try:
-                    image = stylizer(content_t, chosen)
+                    image = api.run(api.prepare(content_t, chosen, options), runner=runner)
                 except NonFiniteLossError as err:
                     warn(f"impasto: warning: {job.output.name} not written: {err}")
                     result.failed.append((content, str(err)))
                 else:
-                    meta = metadata(options, content, [styles[i] for i in job.styles])
+                    meta = api.metadata(options, content, [styles[i] for i in job.styles])
                     save_image(tensor_to_pil(image), job.output, meta)
                     result.written.append(job.output)
-                _advance(bar, 1)
+                advance(1)
     finally:
         result.seconds = time.perf_counter() - start
-        if bar is not None:
-            bar.close()
     return result
-
-
-def _advance(bar, n: int) -> None:  # noqa: ANN001 - tqdm or None
-    if bar is not None:
-        bar.update(n)
-
-
-def check_args(args, opts: Options) -> tuple[list[Path], list[Path], Path, str]:  # noqa: ANN001 - argparse
-    """Everything a batch command line needs, checked before any work; returns contents, styles, folder, format."""
-    for flag, value in (("--mask", opts.masks), ("--mask-map", opts.mask_map), ("--history", args.history),
-                        ("--plot", args.plot), ("--save-every", args.save_every)):  # fmt: skip
-        if value:
-            raise InputError(f"{flag} is not available in batch mode (content is a folder or a glob)")
-    if not args.output:
-        raise InputError("batch mode (content is a folder or a glob) needs -o OUTPUT_FOLDER")
-    outdir = Path(args.output).expanduser()
-    if outdir.exists() and not outdir.is_dir():
-        raise InputError(f"in batch mode -o names a folder, but {outdir} is a file")
-    if not outdir.exists() and outdir.suffix.lower() in FORMATS:
-        raise InputError(f"in batch mode -o names a folder, not an image file: {outdir}")
-    if not outdir.exists() and not outdir.parent.is_dir():
-        raise InputError(f"cannot create output folder {outdir}: {outdir.parent} does not exist")
-    fmt = (args.format or "png").lower().lstrip(".")
-    if f".{fmt}" not in FORMATS:
-        raise InputError(f"--format must be one of {', '.join(sorted(f[1:] for f in FORMATS))}, got {args.format!r}")
-    styles = [Path(s) for s in args.styles]
-    for s in styles:
-        open_image(s)
-    if opts.style_blend is not None and len(opts.style_blend) != len(styles):
-        raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(styles)} style images")
-    contents = find_contents(args.content)
-    plan(contents, styles, outdir, fmt, opts.style_blend is not None)
-    return contents, styles, outdir, fmt
-
-
-def run_from_args(args, opts: Options) -> int:  # noqa: ANN001 - argparse
-    """The ``impasto FOLDER_OR_GLOB STYLE... -o OUTDIR`` command; returns the exit code."""
-    contents, styles, outdir, fmt = check_args(args, opts)
-    outdir.mkdir(exist_ok=True)
-    try:
-        result = run_batch(contents, styles, outdir, opts, fmt, args.skip_existing, progress=not args.quiet)
-    except KeyboardInterrupt:
-        print("impasto: interrupted; the images written so far are complete", file=sys.stderr)
-        return 130
-    if not args.quiet:
-        extra = f", {result.existing} already there" if result.existing else ""
-        print(f"impasto: wrote {len(result.written)} image(s) to {outdir} in {result.seconds:.1f} s "
-              f"({result.images_per_second:.2f} images/s){extra}", file=sys.stderr)  # fmt: skip
-    if result.skipped:
-        print(f"impasto: error: {len(result.skipped)} content file(s) could not be read and were skipped",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    return 1 if result.failed else 0

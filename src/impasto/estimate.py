@@ -10,9 +10,10 @@ Memory model (bytes; ``A`` = pixels processed at once: the image, or one tile; `
   pooling, its int64 indices (2 bytes per value in bf16/fp16, 4 in fp32), plus a float32 copy of the
   content layers' features; and ``A`` x :data:`BACKWARD_BYTES_PER_PIXEL` for what the backward pass holds
   at its peak (gradients and float32 Gram temporaries at full resolution; calibrated, the same in every
-  precision). The hand-written pass of :mod:`impasto.fused` (CPU, plain losses, zero padding) frees each
-  layer's tensors as its backward goes by and holds no autograd graph: :data:`FUSED_BACKWARD_BYTES_PER_PIXEL`
-  and :data:`FUSED_FIXED_SAVING` instead (calibrated the same way);
+  precision). The hand-written pass of :mod:`impasto.methods.handwritten` (CPU, zero padding, terms it
+  knows) frees each layer's tensors as its backward goes by and holds no autograd graph:
+  :data:`FUSED_BACKWARD_BYTES_PER_PIXEL` and :data:`FUSED_FIXED_SAVING` instead (calibrated the same way);
+  each loss term adds its own ``bytes_per_pixel`` (:mod:`impasto.methods.terms`);
 * image-sized float32 buffers: ``A`` x 12 bytes x (:data:`IMAGE_COPIES` + 2 x min(steps, L-BFGS history)),
   the history being ``options.lbfgs_history`` pairs of vectors (Adam keeps 2 instead);
 * whole-picture buffers: ``P`` x 12 bytes x :data:`PICTURE_COPIES` (content, result, blending) and the
@@ -27,20 +28,22 @@ The constants were calibrated against peak RSS at 512, 1024 and 2048 px (``bench
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import fused
-from .errors import InputError
-from .images import fit_size
-from .options import Options
-from .vgg import LAYER_NAMES, channels_of, deepest, resolve_layers
+import torch
 
-MB = 1 << 20
-GB = 1 << 30
+from .core.device import pick_device, precision_name
+from .core.schedule import split_steps
+from .core.sizes import fit_size
+from .core.tiles import default_overlap, shifts, tile_grid
+from .core.vgg import LAYER_NAMES, channels_of, deepest, resolve_layers
+from .methods import handwritten
+from .methods.terms import term_classes
+from .options import Options
+from .plan import GB, MB, MEMORY_SAFETY, MIN_AUTO_TILE, Plan, ScalePlan, fmt_seconds
+
 #: Resident memory of Python with PyTorch and impasto imported (CPU; measured).
 RUNTIME_BYTES = 230 * MB
 #: Bytes of the bundled VGG-19 weights file, which stays loaded.
@@ -60,8 +63,6 @@ PICTURE_COPIES = 4
 FAST_BYTES_PER_PIXEL = 340
 #: Fixed memory of the fast method besides the runtime and the VGG file: encoder, decoder, bf16 copies.
 FAST_FIXED_BYTES = 130 * MB
-#: Share of available memory a run may plan to use.
-MEMORY_SAFETY = 0.85
 #: Sustained FLOP/s of VGG-19 forward + backward, by (device type, precision); the CPU figures were
 #: measured on the reference machine (2 cores, AVX-512 with bf16), the others are conservative guesses.
 THROUGHPUT = {
@@ -80,7 +81,7 @@ THROUGHPUT = {
 #: Backward pass cost relative to the forward pass (input gradients only: the weights are fixed).
 BACKWARD_RATIO = 1.0
 #: Tile sides tried, largest first, when tiles are chosen automatically (larger tiles gain little speed).
-TILE_LADDER = (2048, 1536, 1024, 768, 512, 384, 256)
+TILE_LADDER = (2048, 1536, 1024, 768, 512, 384, MIN_AUTO_TILE)
 
 
 # -- the network's per-pixel costs --------------------------------------------------------------------------
@@ -135,83 +136,10 @@ def param_count(layers: Sequence[str]) -> int:
     return total
 
 
-# -- plans -------------------------------------------------------------------------------------------------
-@dataclass
-class ScalePlan:
-    """One scale of a plan: picture size, steps, tiles (None: whole image), peak bytes, seconds."""
-
-    size: int
-    hw: tuple[int, int]
-    steps: int
-    tile: int | None
-    tiles: int  # tiles processed in all passes (1 when untiled)
-    peak_bytes: int
-    seconds: float
-
-
-@dataclass
-class Plan:
-    """What a run will do and need: its scales, peak memory, time and the memory available."""
-
-    method: str
-    device: str
-    precision: str
-    scales: list[ScalePlan]
-    available_bytes: int
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def peak_bytes(self) -> int:
-        return max(s.peak_bytes for s in self.scales)
-
-    @property
-    def seconds(self) -> float:
-        return sum(s.seconds for s in self.scales)
-
-    @property
-    def budget_bytes(self) -> int:
-        return int(self.available_bytes * MEMORY_SAFETY)
-
-    @property
-    def fits(self) -> bool:
-        return self.peak_bytes <= self.budget_bytes
-
-    @property
-    def tiles(self) -> list[int | None]:
-        return [s.tile for s in self.scales]
-
-    def describe(self) -> str:
-        """Several lines for ``--dry-run``."""
-        lines = [f"plan: {self.method} on {self.device} ({self.precision})"]
-        for s in self.scales:
-            where = f"{s.tiles} tiles of <= {s.tile} px" if s.tile else "whole image"
-            steps = f"{s.steps:>5} steps" if self.method == "gatys" else "one pass"
-            lines.append(f"  {s.hw[1]:>5}x{s.hw[0]:<5} {steps}, {where:<24} peak {fmt_bytes(s.peak_bytes):>9}, "
-                         f"~{fmt_seconds(s.seconds)}")  # fmt: skip
-        verdict = "fits" if self.fits else "does NOT fit"
-        lines.append(f"estimated peak memory {fmt_bytes(self.peak_bytes)} of {fmt_bytes(self.available_bytes)} "
-                     f"available ({verdict}); estimated time {fmt_seconds(self.seconds)}")  # fmt: skip
-        return "\n".join(lines)
-
-
-def fmt_bytes(n: float) -> str:
-    """1.2 GB, 340 MB."""
-    return f"{n / GB:.1f} GB" if n >= GB else f"{n / MB:.0f} MB"
-
-
-def fmt_seconds(s: float) -> str:
-    """45 s, 12 min, 2.5 h."""
-    if s < 90:
-        return f"{s:.0f} s"
-    return f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
-
-
 def available_memory(device: str = "cpu") -> int:
     """Bytes this process may reach: free GPU memory, or MemAvailable (capped by a cgroup limit) plus what
     this process already holds (the estimates count the whole process)."""
     if device.startswith("cuda"):
-        import torch
-
         return int(torch.cuda.mem_get_info()[0])
     avail = None
     try:
@@ -238,22 +166,6 @@ def available_memory(device: str = "cpu") -> int:
     return max(0, avail) + _own_rss()
 
 
-def image_size(image) -> tuple[int, int]:
-    """(width, height) of an image path, PIL image or tensor, without decoding a file's pixels."""
-    import torch
-    from PIL import Image
-
-    if isinstance(image, torch.Tensor):
-        return int(image.shape[-1]), int(image.shape[-2])
-    if isinstance(image, Image.Image):
-        return image.size
-    try:
-        with Image.open(image) as im:
-            return im.size
-    except Exception:  # noqa: BLE001 - unreadable files are reported when they are loaded
-        return (1, 1)
-
-
 def _own_rss() -> int:
     """Resident bytes of this process (already counted by the estimate's fixed part)."""
     try:
@@ -262,21 +174,16 @@ def _own_rss() -> int:
         return 0
 
 
-def _precision_name(options: Options, device: str) -> str:
-    import torch
-
-    from .device import pick_dtype, pick_grad_dtype
-
-    dev = torch.device(device)
-    if pick_grad_dtype(options.precision, dev) is not None:
-        return "mixed"
-    dtype = pick_dtype(options.precision, dev)
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[dtype]
+def uses_handwritten_pass(options: Options, device: str) -> bool:
+    """Whether a Gatys run takes the hand-written pass of :mod:`impasto.methods.handwritten` (every term of the
+    run is one it evaluates; masks, for one, make the style term guided)."""
+    known = all(cls.handwritten(options) for cls in term_classes(options))
+    return handwritten.applies(device, options.padding, known)
 
 
-def uses_fused_pass(options: Options, device: str) -> bool:
-    """Whether a Gatys run takes the hand-written pass of :mod:`impasto.fused` (masks make its losses guided)."""
-    return fused.applies(device, options.padding, plain_losses=not options.masks and not options.mask_map)
+def terms_bytes_per_pixel(options: Options) -> float:
+    """What the run's loss terms add per working pixel (see :meth:`impasto.methods.terms.Term.bytes_per_pixel`)."""
+    return sum(cls.bytes_per_pixel(options) for cls in term_classes(options))
 
 
 def gatys_peak_bytes(
@@ -289,11 +196,12 @@ def gatys_peak_bytes(
     elem = 2 if precision in ("bf16", "fp16") else 4  # "mixed" keeps fp32 activations
     params = param_count(layers)
     low_copy = 2 if precision in ("bf16", "fp16", "mixed") else 0  # the network's weights in 16 bits
-    hand_written = uses_fused_pass(options, device)
+    hand_written = uses_handwritten_pass(options, device)
     fixed = RUNTIME_BYTES + VGG_FILE_BYTES + WORK_FIXED_BYTES + params * (4 + low_copy)
     fixed -= FUSED_FIXED_SAVING if hand_written else 0
     backward = FUSED_BACKWARD_BYTES_PER_PIXEL if hand_written else BACKWARD_BYTES_PER_PIXEL
     act = activation_bytes_per_pixel(layers, options.content_layers, elem, options.pooling) + backward
+    act += terms_bytes_per_pixel(options)
     history = 2 if options.optimizer == "adam" else 2 * min(steps, getattr(options, "lbfgs_history", 20))
     work = area * (act + 12 * (IMAGE_COPIES + history))
     # Style targets: a forward pass (no gradient) over the style image; its peak is two conv outputs.
@@ -324,8 +232,6 @@ def fast_seconds(pixels: float, device: str, precision: str) -> float:
 
 def _tile_area(hw: tuple[int, int], tile: int, overlap: int, passes: int) -> tuple[int, int]:
     """(largest tile's pixels, tiles in all passes) for a picture of ``hw``."""
-    from .tiling import shifts, tile_grid
-
     largest, count = 0, 0
     for s in shifts(passes):
         grid = tile_grid(hw[0], hw[1], tile, overlap, s)
@@ -335,8 +241,6 @@ def _tile_area(hw: tuple[int, int], tile: int, overlap: int, passes: int) -> tup
 
 
 def _tile_pixels(hw: tuple[int, int], tile: int, overlap: int, passes: int) -> list[int]:
-    from .tiling import shifts, tile_grid
-
     return [sum(t.height * t.width for t in tile_grid(hw[0], hw[1], tile, overlap, s)) for s in shifts(passes)]
 
 
@@ -344,9 +248,6 @@ def _scale_plan(
     options: Options, size: int, hw: tuple[int, int], steps: int, tile: int | None, style_pixels: int,
     device: str, precision: str,
 ) -> ScalePlan:  # fmt: skip
-    from .multiscale import split_steps
-    from .tiling import default_overlap
-
     picture = hw[0] * hw[1]
     tiled = bool(tile) and max(hw) > tile  # type: ignore[operator]
     if tiled:
@@ -381,22 +282,20 @@ def plan(
     (:data:`MEMORY_SAFETY` x ``available``), using the largest tile of :data:`TILE_LADDER` that fits; 0
     never tiles; N tiles every scale larger than N pixels. Nothing is allocated.
     """
-    from .device import pick_device
-    from .multiscale import schedule
-
     dev = str(pick_device(options.device)) if device is None else device
-    precision = _precision_name(options, dev)
+    precision = precision_name(options.precision, dev)
     available = available_memory(dev) if available is None else available
     budget = int(available * MEMORY_SAFETY)
     if options.method == "fast":
         sizes = [(options.size, 0)]
     else:
-        sizes = [(s.size, s.steps) for s in schedule(options)]
-    style_longest = max(16, round(options.style_scale * options.size))
+        sizes = options.scales()
+    style_longest = options.style_size()
     styles = [fit_size(w, h, style_longest) for w, h in style_sizes] or [fit_size(4, 3, style_longest)]
+    final = fit_size(*content_size, options.size)  # the content as loaded; coarser scales are fitted from it
     scales = []
     for i, (size, steps) in enumerate(sizes):
-        w, h = fit_size(*content_size, size)
+        w, h = final if size == options.size else fit_size(*final, size)
         last = i == len(sizes) - 1
         style_px = max(sw * sh for sw, sh in styles)
         style_px = style_px if last else int(style_px * (size / options.size) ** 2)
@@ -410,7 +309,7 @@ def plan(
         else:
             sp = _scale_plan(options, size, hw, steps, options.tile or None, style_px, dev, precision)
         scales.append(sp)
-    return Plan(options.method, dev, precision, scales, available)
+    return Plan(options.method, dev, precision, scales, available, iterative=options.method != "fast")
 
 
 #: The coarsest scale :func:`coarse_to_fine_hint` suggests.
@@ -438,19 +337,3 @@ def coarse_to_fine_hint(options: Options, p: Plan, content_size: tuple[int, int]
         f"estimated at {fmt_seconds(alt.seconds)} instead of {fmt_seconds(p.seconds)}; it keeps the strokes "
         f"and composition of a {HINT_START_SIZE} px run, at a higher loss at full size"
     )
-
-
-def check(p: Plan) -> Plan:
-    """Raise :class:`InputError` with a suggestion when the plan does not fit in memory; else return it."""
-    if p.fits:
-        return p
-    worst = max(p.scales, key=lambda s: s.peak_bytes)
-    need, have = fmt_bytes(p.peak_bytes), fmt_bytes(p.budget_bytes)
-    smaller = max(64, int(worst.size * math.sqrt(p.budget_bytes / max(p.peak_bytes, 1)) * 0.9) // 64 * 64)
-    if worst.tile and worst.tile > TILE_LADDER[-1]:
-        hint = f"use a smaller --tile (below {worst.tile}) or a smaller --size"
-    elif worst.tile:
-        hint = f"use a smaller --size (about {smaller})"
-    else:
-        hint = f"use --tile 1024 or a smaller --size (about {smaller})"
-    raise InputError(f"not enough memory for {worst.hw[1]}x{worst.hw[0]}: needs about {need}, {have} usable; {hint}")

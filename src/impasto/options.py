@@ -7,12 +7,17 @@ what outputs record so that a result can be reproduced.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from typing import Any
 
+from .core.color import PRESERVE_COLOR
+from .core.losses import GRAM_NORMS
+from .core.schedule import scale_sizes, schedule
+from .core.vgg import resolve_layers
 from .errors import InputError
-from .losses import GRAM_NORMS
-from .vgg import resolve_layers
+from .io.images import MAX_SIZE
+from .io.masks import parse_color
 
 PAPER_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 
@@ -57,11 +62,29 @@ class Options:
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 | mixed (fp32 forward, bf16 gradients)
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON view of the options."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    @property
+    def content_layer_names(self) -> list[str]:
+        """The content layers under their paper names (aliases such as ``conv_4`` resolved)."""
+        return resolve_layers(self.content_layers)
+
+    @property
+    def style_layer_names(self) -> list[str]:
+        """The style layers under their paper names."""
+        return resolve_layers(self.style_layers)
+
+    def style_size(self, size: int | None = None) -> int:
+        """Longest side of the style images for a picture whose longest side is ``size`` (default: the result's):
+        ``style_scale`` times it, at least 16 pixels. The one place this is computed."""
+        return max(16, round(self.style_scale * (self.size if size is None else size)))
+
+    def scales(self) -> list[tuple[int, int]]:
+        """(longest side, steps) of each scale of an optimization run, coarse to fine (one for a single scale)."""
+        return schedule(self.size, self.start_size, self.scale_factor, self.steps, self.scale_steps)
 
 
 #: Named presets. ``tutorial`` and ``article`` reproduce the two seed documents.
@@ -120,8 +143,6 @@ _CHOICES = {
 
 
 def _check_range(name: str, value: float, lo: float, hi: float | None = None, lo_open: bool = False) -> None:
-    import math
-
     bad = not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
     bad = bad or (value <= lo if lo_open else value < lo) or (hi is not None and value > hi)
     if bad:
@@ -132,9 +153,6 @@ def _check_range(name: str, value: float, lo: float, hi: float | None = None, lo
 
 def _validate_controls(opts: Options) -> None:
     """Strength, colour preservation, masks, and what the fast method supports."""
-    from .color import PRESERVE_COLOR
-    from .masks import parse_color
-
     _check_range("strength", opts.strength, 0.0, 1.0)
     if opts.preserve_color in ("none", ""):
         opts.preserve_color = None
@@ -167,11 +185,11 @@ def _whole(name: str, value: Any, lo: int, hi: int) -> None:
 
 
 def _validate_scales(opts: Options) -> None:
-    """Multi-scale and tiling options (see :mod:`impasto.multiscale`, :mod:`impasto.tiling`)."""
-    from .images import MAX_SIZE
-
+    """Multi-scale and tiling options (see :mod:`impasto.core.schedule`, :mod:`impasto.core.tiles`)."""
     if opts.start_size is not None:
         _whole("start_size", opts.start_size, 32, MAX_SIZE)
+        if opts.start_size > opts.size:
+            raise InputError(f"--start-size ({opts.start_size}) must not be larger than --size ({opts.size})")
     _check_range("scale_factor", opts.scale_factor, 1.0, 4.0, lo_open=True)
     if opts.scale_steps is not None:
         opts.scale_steps = (opts.scale_steps,) if isinstance(opts.scale_steps, int) else tuple(opts.scale_steps)
@@ -179,6 +197,13 @@ def _validate_scales(opts: Options) -> None:
             raise InputError("--scale-steps needs at least one number")
         for k in opts.scale_steps:
             _whole("scale_steps", k, 0, 100_000)
+        sizes = scale_sizes(opts.size, opts.start_size, opts.scale_factor)
+        if len(opts.scale_steps) != len(sizes):
+            listing = ", ".join(str(s) for s in sizes)
+            raise InputError(
+                f"--scale-steps has {len(opts.scale_steps)} value(s) for {len(sizes)} scale(s) ({listing} px): "
+                "give one per scale"
+            )
     if opts.tile is not None:
         _whole("tile", opts.tile, 0, MAX_SIZE)
         if 0 < opts.tile < 64:
@@ -193,8 +218,6 @@ def _validate_scales(opts: Options) -> None:
 
 def validate(opts: Options) -> Options:
     """Check every option; raise :class:`InputError` naming the first bad one."""
-    from .images import MAX_SIZE
-
     for name, choices in _CHOICES.items():
         value = getattr(opts, name)
         if value not in choices:

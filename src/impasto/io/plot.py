@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 
-import matplotlib
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from PIL import Image  # noqa: E402
+from .atomic import write_bytes
+from .history import term_names
 
 
 def plot_run(
@@ -19,7 +19,13 @@ def plot_run(
     result: Image.Image,
     history: Sequence[dict[str, float]],
 ) -> None:
-    """Save a figure with the images on top and content/style/TV/total loss curves (log scale) below."""
+    """Save a figure with the images on top and the total and each term's loss curve (log scale) below,
+    written atomically in the format of the file's extension."""
+    import matplotlib  # third-party, imported on first use: it takes half a second
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     style_titles = [f"style {i + 1}" if len(styles) > 1 else "style" for i in range(len(styles))]
     panels = [("content", content), *zip(style_titles, styles),
               ("result", result)]  # fmt: skip
@@ -33,8 +39,8 @@ def plot_run(
     if history:
         ax = fig.add_subplot(grid[1, :])
         steps = [h["step"] for h in history]
-        for key in ("loss", "content", "style", "tv"):
-            values = [h[key] for h in history]
+        for key in ("loss", *term_names(history)):
+            values = [h.get(key, 0.0) for h in history]
             if any(v > 0 for v in values):
                 ax.plot(steps, values, label="total" if key == "loss" else key)
         ax.set_yscale("log")
@@ -42,5 +48,9 @@ def plot_run(
         ax.set_ylabel("weighted loss")
         ax.grid(True, alpha=0.3)
         ax.legend()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, dpi=100, format=os.path.splitext(os.fspath(path))[1][1:].lower() or "png")
+    finally:
+        plt.close(fig)
+    write_bytes(path, buffer.getvalue())

@@ -6,18 +6,17 @@ from PIL import Image
 
 from impasto import stylize
 from impasto.cli import main
-from impasto.device import cpu_supports_bf16
+from impasto.core.device import cpu_supports_bf16
+from impasto.core.vgg import build_vgg
 from impasto.errors import InputError
-from impasto.fast import Decoder, FastStyleTransfer, adain, channel_stats, crop_pads, pad_to_stride
-from impasto.images import load_image, read_metadata
+from impasto.io.images import load_image, read_metadata
+from impasto.methods.adain import AdaIN, Decoder, adain, channel_stats, crop_pads, pad_to_stride
 from impasto.options import make_options
-from impasto.pipeline import fast_engine
-from impasto.vgg import build_vgg
 
 
 @pytest.fixture(scope="module")
-def engine() -> FastStyleTransfer:
-    return fast_engine("cpu", "fp32")
+def engine() -> AdaIN:
+    return AdaIN.shared("cpu", "fp32")
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +100,7 @@ def test_style_blend_interpolates_the_adain_targets(engine, content96, style96):
 
 
 def test_style_statistics_are_computed_once(content96, style96, monkeypatch):
-    eng = FastStyleTransfer("cpu", "fp32")
+    eng = AdaIN("cpu", "fp32")
     calls = []
     original = eng.encode
     monkeypatch.setattr(eng, "encode", lambda x: calls.append(tuple(x.shape)) or original(x))
@@ -138,7 +137,7 @@ def test_odd_size_has_no_edge_artefacts(engine, content_path, style96):
 
 @pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bf16")
 def test_bf16_engine_close_to_fp32(engine, content96, style96):
-    fast = fast_engine("cpu", "bf16")
+    fast = AdaIN.shared("cpu", "bf16")
     assert fast.dtype == torch.bfloat16
     diff = (fast.stylize(content96, [style96]) - engine.stylize(content96, [style96])).abs()
     assert float(diff.mean()) < 0.02

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,9 +15,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from .errors import InputError
+from ..core.sizes import fit_size
+from ..errors import InputError
+from .atomic import write_bytes
 
-ImageLike = str | os.PathLike | Image.Image | torch.Tensor
+#: What the API accepts as an image: a file path, a PIL image, a tensor ((3, H, W) or (1, 3, H, W), floats in
+#: [0, 1] or uint8) or a numpy array ((H, W, 3) or (H, W), uint8 or floats in [0, 1]).
+ImageLike = str | os.PathLike | Image.Image | torch.Tensor | np.ndarray
 
 #: Largest input accepted, in pixels (Pillow's decompression-bomb guard is made an error at this size).
 MAX_INPUT_PIXELS = 120_000_000
@@ -41,6 +46,7 @@ def output_format(path: str | os.PathLike) -> str:
 def open_image(path: str | os.PathLike) -> Image.Image:
     """Open and fully decode an image file, applying its EXIF orientation; one clear error on failure."""
     p = Path(path)
+    _check_resolves(p)
     if not p.exists():
         raise InputError(f"image not found: {p}")
     if p.is_dir():
@@ -73,6 +79,22 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     return im
 
 
+def _check_resolves(p: Path) -> None:
+    """A symlink loop or a path through a non-folder is one clear error (not a traceback from pathlib)."""
+    try:
+        p.resolve(strict=True)
+    except FileNotFoundError:
+        return  # reported as "not found" by the caller
+    except RuntimeError:  # Python < 3.13 reports a symlink loop this way
+        raise InputError(f"symlink loop: {p}") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"symlink loop: {p}") from None
+        if exc.errno == errno.ENOTDIR:
+            raise InputError(f"image not found: {p} (a part of the path is not a folder)") from None
+        raise InputError(f"cannot open {p}: {exc.strerror or exc}") from None
+
+
 def to_rgb(im: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """RGB version of any Pillow mode: 16-bit and float scaled, alpha composited on ``background``, CMYK and
     palette converted."""
@@ -89,10 +111,7 @@ def to_rgb(im: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) 
         rgba = im.convert("RGBA")
         base = Image.new("RGBA", rgba.size, background + (255,))
         return Image.alpha_composite(base, rgba).convert("RGB")
-    if im.mode == "CMYK" and im.info.get("adobe"):
-        # Adobe CMYK JPEGs are stored inverted; Pillow's plain conversion handles the usual case.
-        return im.convert("RGB")
-    return im.convert("RGB")
+    return im.convert("RGB")  # also CMYK (Pillow undoes Adobe's inverted CMYK JPEGs when it reads them)
 
 
 def alpha_of(im: Image.Image) -> Image.Image | None:
@@ -101,12 +120,6 @@ def alpha_of(im: Image.Image) -> Image.Image | None:
         alpha = im.convert("RGBA").getchannel("A")
         return alpha if alpha.getextrema() != (255, 255) else None
     return None
-
-
-def fit_size(width: int, height: int, longest: int) -> tuple[int, int]:
-    """(width, height) scaled so the longest side is ``longest``, aspect ratio kept (each side >= 1)."""
-    scale = longest / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def pil_to_tensor(im: Image.Image) -> torch.Tensor:
@@ -124,37 +137,97 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr, "RGB")
 
 
-def load_image(image: ImageLike, longest: int | None = None, what: str = "image") -> torch.Tensor:
-    """An image (path, PIL image or tensor) as a (1, 3, H, W) float32 tensor, resized to a longest side."""
-    if isinstance(image, torch.Tensor):
-        t = image.detach().float().cpu()
-        if t.ndim == 3:
-            t = t.unsqueeze(0)
-        if t.ndim != 4 or t.shape[0] != 1 or t.shape[1] not in (1, 3):
-            raise InputError(f"{what} tensor must have shape (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
-        if t.shape[1] == 1:
-            t = t.expand(1, 3, *t.shape[2:])
+def _tensor_image(t: torch.Tensor, what: str) -> torch.Tensor:
+    """A (1, 3, H, W) float32 tensor in [0, 1] from a tensor the API accepts (see :data:`ImageLike`)."""
+    shape = tuple(t.shape)
+    t = t.detach().cpu()
+    if t.ndim == 3:
+        t = t.unsqueeze(0)
+    if t.ndim != 4 or t.shape[0] != 1 or t.shape[1] not in (1, 3):
+        raise InputError(f"{what} tensor must have shape (3, H, W) or (1, 3, H, W), got {shape}")
+    if t.shape[2] == 0 or t.shape[3] == 0:
+        raise InputError(f"{what} tensor has no pixels: shape {shape}")
+    if t.dtype == torch.uint8:
+        t = t.float() / 255.0
+    elif t.is_floating_point():
+        t = t.float()
         if not torch.isfinite(t).all():
             raise InputError(f"{what} tensor has NaN or infinite values")
+        lo, hi = float(t.min()), float(t.max())
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise InputError(
+                f"{what} tensor has values from {lo:.4g} to {hi:.4g}; floats must lie in [0, 1] (or pass uint8 0-255)"
+            )
+    else:
+        raise InputError(f"{what} tensor must be float (values in [0, 1]) or uint8 (0-255), got {t.dtype}")
+    if t.shape[1] == 1:
+        t = t.expand(1, 3, *t.shape[2:])
+    return t.clamp(0, 1).contiguous()
+
+
+def _array_image(a: np.ndarray, what: str) -> torch.Tensor | Image.Image:
+    """A numpy image (H, W, 3), (H, W, 4) or (H, W): uint8 through Pillow (alpha composited), floats as a tensor."""
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise InputError(f"{what} array must have shape (H, W, 3), (H, W, 4) or (H, W), got {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise InputError(f"{what} array has no pixels: shape {a.shape}")
+    if a.dtype == np.uint8:
+        return Image.fromarray(np.ascontiguousarray(a))
+    if a.dtype.kind != "f":
+        raise InputError(f"{what} array must be uint8 (0-255) or float (values in [0, 1]), got {a.dtype}")
+    if a.ndim == 3 and a.shape[2] == 4:
+        rgb, alpha = a[..., :3], a[..., 3:]
+        a = rgb * alpha + (1 - alpha)  # composited on white, as for image files
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    return _tensor_image(t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1), what)
+
+
+def load_image(image: ImageLike, longest: int | None = None, what: str = "image") -> torch.Tensor:
+    """An image (see :data:`ImageLike`) as a (1, 3, H, W) float32 tensor in [0, 1], resized to a longest side."""
+    if isinstance(image, np.ndarray):
+        image = _array_image(image, what)
+    if isinstance(image, torch.Tensor):
+        t = _tensor_image(image, what)
         if longest is not None and max(t.shape[2:]) != longest:
             h, w = t.shape[2:]
             nw, nh = fit_size(w, h, longest)
             t = F.interpolate(t, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)
         return t.clamp(0, 1).contiguous()
-    im = image if isinstance(image, Image.Image) else open_image(image)
+    if isinstance(image, Image.Image):
+        im = image
+    elif isinstance(image, (str, os.PathLike)):
+        im = open_image(image)
+    else:
+        raise InputError(
+            f"{what} must be a file path, a PIL image, a (3, H, W) tensor or an (H, W, 3) numpy array, "
+            f"got {type(image).__name__}"
+        )
+    if im.width < 1 or im.height < 1:
+        raise InputError(f"{what} has no pixels")
     rgb = to_rgb(im)
     if longest is not None and max(rgb.size) != longest:
         rgb = rgb.resize(fit_size(*rgb.size, longest), Image.Resampling.LANCZOS)
     return pil_to_tensor(rgb)
 
 
-def resize_tensor(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize a (N, C, H, W) image tensor to (H, W) = ``size`` with antialiased bicubic, clamped to [0, 1]."""
-    if tuple(t.shape[-2:]) == tuple(size):
-        return t
-    down = size[0] < t.shape[-2]
-    out = F.interpolate(t, size=size, mode="bicubic", align_corners=False, antialias=down)
-    return out.clamp(0, 1)
+def image_size(image: ImageLike) -> tuple[int, int]:
+    """(width, height) of an image (see :data:`ImageLike`) without decoding a file's pixels; (1, 1) for a file
+    that cannot be read (reported when it is loaded)."""
+    if isinstance(image, torch.Tensor):
+        return int(image.shape[-1]), int(image.shape[-2])
+    if isinstance(image, np.ndarray):
+        return (int(image.shape[1]), int(image.shape[0])) if image.ndim >= 2 else (1, 1)
+    if isinstance(image, Image.Image):
+        return image.size
+    if not isinstance(image, (str, os.PathLike)):
+        return (1, 1)
+    try:
+        with Image.open(image) as im:
+            w, h = im.size
+            turned = im.getexif().get(0x0112) in (5, 6, 7, 8)  # EXIF orientation: a quarter turn
+    except Exception:  # noqa: BLE001 - unreadable files are reported when they are loaded
+        return (1, 1)
+    return (h, w) if turned else (w, h)
 
 
 def _metadata_text(metadata: Mapping) -> str:
@@ -174,21 +247,14 @@ def read_metadata(path: str | os.PathLike) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_image(im: Image.Image, path: str | os.PathLike, metadata: Mapping | None = None, quality: int = 95) -> Path:
-    """Write ``im`` atomically (temporary file in the same folder, then rename), embedding ``metadata``.
+    """Write ``im`` atomically (encoded in memory, then :func:`impasto.io.atomic.write_bytes`), embedding
+    ``metadata``; raises :class:`~impasto.errors.OutputError` when it cannot be written whole.
 
     PNG gets an ``impasto`` text chunk, JPEG a comment, TIFF and WebP an EXIF ImageDescription.
     """
     path = Path(path)
     fmt = output_format(path)
-    if not path.parent.is_dir():
-        raise InputError(f"output folder does not exist: {path.parent}")
     kwargs: dict = {}
     text = _metadata_text(metadata) if metadata else None
     if fmt == "PNG":
@@ -208,13 +274,6 @@ def save_image(im: Image.Image, path: str | os.PathLike, metadata: Mapping | Non
         kwargs["exif"] = exif
         if fmt == "WEBP":
             kwargs["quality"] = quality
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            im.save(fh, format=fmt, **kwargs)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()
+    im.save(buffer, format=fmt, **kwargs)
+    return write_bytes(path, buffer.getvalue())

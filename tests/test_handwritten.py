@@ -1,24 +1,25 @@
-"""The hand-written forward/backward pass (impasto.fused) against autograd through StyleTransfer.evaluate."""
+"""The hand-written forward/backward pass (impasto.methods.handwritten) against autograd through Gatys.evaluate."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from impasto import fused, make_options
-from impasto.device import cpu_supports_bf16
-from impasto.gatys import StyleTransfer
+from impasto import make_options
+from impasto.core.device import cpu_supports_bf16
+from impasto.methods import handwritten
+from impasto.methods.gatys import Gatys
 
 
-def _both(st: StyleTransfer, content: torch.Tensor, style: torch.Tensor):
+def _both(st: Gatys, content: torch.Tensor, style: torch.Tensor):
     """(value, parts, grad) by autograd and by the fused pass, at a perturbed copy of the content."""
-    losses = st.build_losses(content, [style])
+    losses = st.build_terms(content, [style])
     gen = torch.Generator().manual_seed(1)
     x = (content + 0.1 * torch.randn(content.shape, generator=gen)).clamp(0, 1)
-    assert fused.supported(st.net, losses)
-    st.fused = False
+    assert handwritten.supported(st.net, losses)
+    st.handwritten = False
     reference = st.loss_and_grad(x, losses)
-    st.fused = True
+    st.handwritten = True
     return reference, st.loss_and_grad(x, losses)
 
 
@@ -37,7 +38,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     ],
 )
 def test_fused_pass_equals_autograd_in_fp32(content64, style64, preset, overrides):
-    (v0, p0, g0), (v1, p1, g1) = _both(StyleTransfer(make_options(preset, **overrides)), content64, style64)
+    (v0, p0, g0), (v1, p1, g1) = _both(Gatys(make_options(preset, **overrides)), content64, style64)
     assert v1 == pytest.approx(v0, rel=1e-5)
     for part in ("content", "style", "tv"):
         assert p1[part] == pytest.approx(p0[part], rel=1e-5, abs=1e-12)
@@ -49,8 +50,8 @@ def test_fused_pass_equals_autograd_in_fp32(content64, style64, preset, override
 def test_fused_pass_in_low_precision_stays_close_to_fp32(content64, style64, precision):
     if not cpu_supports_bf16():
         pytest.skip("this CPU has no native bf16")
-    exact = StyleTransfer(make_options("tutorial", precision="fp32"))
-    low = StyleTransfer(make_options("tutorial", precision=precision))
+    exact = Gatys(make_options("tutorial", precision="fp32"))
+    low = Gatys(make_options("tutorial", precision=precision))
     (v32, _, g32), _ = _both(exact, content64, style64)
     (va, _, ga), (vf, _, gf) = _both(low, content64, style64)
     assert vf == pytest.approx(va, rel=1e-5)  # same forward arithmetic as the autograd path
@@ -61,18 +62,18 @@ def test_fused_pass_in_low_precision_stays_close_to_fp32(content64, style64, pre
 
 
 def test_fused_pass_is_not_used_where_it_does_not_apply(content64, style64):
-    st = StyleTransfer(make_options(padding="reflect"))
-    assert not fused.supported(st.net, st.build_losses(content64, [style64]))
-    st = StyleTransfer(make_options())
-    st.masks = torch.ones(1, 1, 64, 64)
-    assert not fused.supported(st.net, st.build_losses(content64, [style64]))
+    st = Gatys(make_options(padding="reflect"))
+    assert not handwritten.supported(st.net, st.build_terms(content64, [style64]))
+    st = Gatys(make_options())
+    assert handwritten.supported(st.net, st.build_terms(content64, [style64]))
+    assert not handwritten.supported(st.net, st.build_terms(content64, [style64], torch.ones(1, 1, 64, 64)))
 
 
 def test_fused_run_lowers_the_loss_like_autograd(content64, style64):
     results = []
     for use_fused in (False, True):
-        st = StyleTransfer(make_options("tutorial", precision="fp32", steps=15))
-        st.fused = use_fused
+        st = Gatys(make_options("tutorial", precision="fp32", steps=15))
+        st.handwritten = use_fused
         st.stylize(content64, [style64])
         results.append([row["loss"] for row in st.history])
     assert results[1][-1] < 0.5 * results[1][0]

@@ -1,33 +1,35 @@
-"""Command line: ``impasto CONTENT STYLE [STYLE ...] -o OUTPUT [options]``.
+"""``impasto CONTENT STYLE [STYLE ...] -o OUTPUT [options]``: one image, or a batch (a folder or a glob).
 
 A thin layer over :mod:`impasto.api`: parse and check everything (options, files, paths) before any heavy
 work, then run with a progress bar, write outputs atomically, and turn errors into one-line messages.
-Exit codes: 0 done, 1 the run failed (non-finite loss), 2 bad input, 130 interrupted (image kept).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import os
 import sys
-from collections.abc import Sequence
+import tempfile
 from pathlib import Path
 
-from . import __version__, batch, estimate
-from .api import metadata
-from .device import tune_allocator
-from .errors import ImpastoError, InputError, NonFiniteLossError
-from .gatys import StepInfo, StylizeInterrupted
-from .images import load_image, open_image, output_format, save_image, tensor_to_pil
-from .masks import load_masks
-from .options import PRESETS, Options, make_options
-from .pipeline import Stylizer
+from .. import api, batch
+from ..errors import InputError, NonFiniteLossError, OutputError, StylizeInterrupted
+from ..io.atomic import check_writable
+from ..io.history import write_history
+from ..io.images import FORMATS, open_image, output_format, save_image, tensor_to_pil
+from ..io.plot import plot_run
+from ..options import PRESETS, Options, make_options
+from ..plan import check, fmt_bytes, fmt_seconds
+from ..version import __version__
+from .progress import Progress, ScalarBar, stop_code, stop_word
+
+#: Runs estimated to take longer than this announce their estimate first.
+LONG_RUN_SECONDS = 600
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors."""
+
     def error(self, message: str) -> None:  # one line, exit 2, no usage dump
         self.exit(2, f"impasto: error: {message} (see impasto --help)\n")
 
@@ -50,12 +52,8 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
 
 
-#: Runs estimated to take longer than this announce their estimate first.
-LONG_RUN_SECONDS = 600
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="impasto", description="Repaint a photo in the style of an artwork (neural style transfer).")
+    p = Parser(prog="impasto", description="Repaint a photo in the style of an artwork (neural style transfer).")
     p.add_argument("content", help="content image (photo); a folder or a quoted glob ('photos/*.jpg') runs a batch")
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended")
     p.add_argument("-o", "--output", help="result image; .png .jpg .webp .tif (default: CONTENT-STYLE.png); "
@@ -147,7 +145,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
         return False
 
 
@@ -157,7 +155,7 @@ def sibling(output: Path, tag: str) -> Path:
 
 
 def check_paths(args: argparse.Namespace, opts: Options) -> Path:
-    """Validate output paths against inputs; returns the output path."""
+    """Validate output paths against inputs, and that their folders can be written; returns the output path."""
     inputs = [Path(args.content), *map(Path, args.styles), *map(Path, opts.masks or ())]
     if opts.mask_map:
         inputs.append(Path(opts.mask_map))
@@ -176,6 +174,8 @@ def check_paths(args: argparse.Namespace, opts: Options) -> Path:
         for src in inputs:
             if _same_file(path, src):
                 raise InputError(f"output {path} is the same file as input {src}; refusing to overwrite an input")
+    for folder in dict.fromkeys(p.parent for p in [output, *extras]):
+        check_writable(folder)
     if args.history and Path(args.history).suffix.lower() not in (".json", ".csv"):
         raise InputError(f"--history file must end in .json or .csv: {args.history}")
     if args.plot:
@@ -185,116 +185,140 @@ def check_paths(args: argparse.Namespace, opts: Options) -> Path:
     return output
 
 
-def write_history(path: Path, history: list[dict[str, float]]) -> None:
-    """Loss history as JSON or CSV, written atomically."""
-    if path.suffix.lower() == ".json":
-        text = json.dumps(history, indent=1)
-    else:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=["step", "loss", "content", "style", "tv", "seconds"])
-        writer.writeheader()
-        writer.writerows(history)
-        text = buf.getvalue()
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-class Progress:
-    """tqdm bar with step, losses and ETA; also writes ``--save-every`` snapshots."""
-
-    def __init__(self, total: int, quiet: bool, save_every: int, output: Path, meta: dict) -> None:
-        from tqdm import tqdm
-
-        self.bar = None if quiet else tqdm(total=total, unit="step", dynamic_ncols=True, file=sys.stderr)
-        self.save_every, self.output, self.meta = save_every, output, meta
-
-    def __call__(self, info: StepInfo) -> None:
-        if self.bar is not None:
-            if self.bar.total != info.total:
-                self.bar.reset(total=info.total)
-            self.bar.update(info.step - self.bar.n)
-            self.bar.set_postfix(content=f"{info.content:.3g}", style=f"{info.style:.3g}", tv=f"{info.tv:.3g}",
-                                 refresh=False)  # fmt: skip
-        if self.save_every and info.step % self.save_every == 0:
-            save_image(tensor_to_pil(info.image), sibling(self.output, f"step{info.step:05d}"), self.meta)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def _save_result(image, output: Path, meta: dict) -> Path:  # noqa: ANN001 - a PIL image
+    """Write the result; when that fails, keep it in the temporary folder and raise the failure with where it is."""
+    try:
+        return save_image(image, output, meta)
+    except OutputError as err:
+        fd, rescue = tempfile.mkstemp(prefix=f"impasto-{output.stem}-", suffix=output.suffix)
+        os.close(fd)
+        try:
+            save_image(image, rescue, meta)
+        except OutputError:
+            Path(rescue).unlink(missing_ok=True)
+            raise err from None
+        raise OutputError(f"{err}; the result was kept at {rescue}") from None
 
 
 def run(args: argparse.Namespace) -> int:
+    """The command; returns the exit code (errors before the run raise :class:`ImpastoError`)."""
     opts = options_from_args(args)
     if batch.is_batch(args.content):
-        return batch.run_from_args(args, opts)
+        return run_batch(args, opts)
     if opts.method == "fast" and (args.history or args.save_every):
         raise InputError("--history and --save-every need the optimization method; --method fast has no steps")
     output = check_paths(args, opts)
     # Decode every input before any heavy work, so a bad file fails fast.
     content_im = open_image(args.content)
     style_ims = [open_image(s) for s in args.styles]
-    if opts.init not in ("content", "noise", "style"):
-        open_image(opts.init)
     if opts.style_blend is not None and len(opts.style_blend) != len(style_ims):
         raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(style_ims)} style images")
     # Memory and time before any heavy work: refuse what cannot fit, print the plan on --dry-run.
-    plan = estimate.plan(opts, content_im.size, [s.size for s in style_ims])
+    plan = api.plan(content_im, style_ims, opts)
     long_run = plan.seconds > LONG_RUN_SECONDS
-    hint = estimate.coarse_to_fine_hint(opts, plan, content_im.size, [s.size for s in style_ims]) if long_run else None
+    hint = api.coarse_to_fine_hint(plan, content_im, style_ims, opts) if long_run else None
     if args.dry_run:
         print(plan.describe() + (f"\n{hint}" if hint else ""))
-        return 0
-    estimate.check(plan)
+        return 0 if plan.fits else _refuse(plan)
+    check(plan)  # refuse what cannot fit before announcing it
     if long_run and not args.quiet:  # say so before a long run, not after
-        print(f"impasto: estimated {estimate.fmt_seconds(plan.seconds)} and {estimate.fmt_bytes(plan.peak_bytes)} "
+        print(f"impasto: estimated {fmt_seconds(plan.seconds)} and {fmt_bytes(plan.peak_bytes)} "
               "on this machine (--dry-run shows the plan); Ctrl-C keeps the latest image", file=sys.stderr)  # fmt: skip
         if hint:
             print(f"impasto: {hint}", file=sys.stderr)
-    meta = metadata(opts, args.content, args.styles)
-    content = load_image(content_im, opts.size)
-    masks = load_masks(tuple(content.shape[-2:]), len(style_ims), opts.masks, opts.mask_map, opts.mask_colors)
-    style_longest = max(16, round(opts.style_scale * opts.size))
-    styles = [load_image(s, style_longest) for s in style_ims]
-    progress = Progress(opts.steps, args.quiet or opts.method == "fast", args.save_every, output, meta)
-    transfer = Stylizer(opts)
+    prepared = api.prepare(content_im, style_ims, opts, planned=plan)
+    meta = api.metadata(opts, args.content, args.styles)
+    progress = Progress(sum(s.steps for s in plan.scales), args.quiet or not plan.iterative, args.save_every,
+                        lambda step: sibling(output, f"step{step:05d}"), meta)  # fmt: skip
+    runner = api.Runner(opts)
     try:
-        result = transfer(content, styles, masks, progress)
+        result = api.run(prepared, progress, runner)
     except StylizeInterrupted as stop:
         progress.close()
-        kept = save_image(tensor_to_pil(stop.image), sibling(output, "interrupted"), meta)
+        kept = _save_result(tensor_to_pil(stop.image), sibling(output, "interrupted"), meta)
         if args.history:
-            write_history(Path(args.history), transfer.history)
-        print(f"impasto: interrupted; latest image saved to {kept}", file=sys.stderr)
-        return 130
+            write_history(args.history, runner.history)
+        print(f"impasto: {stop_word()}; latest image saved to {kept}", file=sys.stderr)
+        return stop_code()
     except NonFiniteLossError as err:
         progress.close()
-        kept = save_image(tensor_to_pil(err.image), sibling(output, "last-good"), meta)  # type: ignore[attr-defined]
+        kept = _save_result(tensor_to_pil(err.image), sibling(output, "last-good"), meta)
         print(f"impasto: error: {err}; saved to {kept}", file=sys.stderr)
         return 1
     progress.close()
     image = tensor_to_pil(result)
-    save_image(image, output, meta)
+    _save_result(image, output, meta)
     if args.history:
-        write_history(Path(args.history), transfer.history)
+        write_history(args.history, runner.history)
     if args.plot:
-        from .plot import plot_run
-
-        plot_run(args.plot, content_im.convert("RGB"), [s.convert("RGB") for s in style_ims], image, transfer.history)
+        plot_run(args.plot, content_im.convert("RGB"), [s.convert("RGB") for s in style_ims], image, runner.history)
     if not args.quiet:
         print(f"impasto: wrote {output}", file=sys.stderr)
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``impasto`` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    tune_allocator()
+def _refuse(plan) -> int:  # noqa: ANN001 - a Plan that does not fit
     try:
-        return run(args)
-    except ImpastoError as err:
+        check(plan)
+    except InputError as err:
         print(f"impasto: error: {err}", file=sys.stderr)
-        return 2
+    return 2
+
+
+# -- batch mode ------------------------------------------------------------------------------------------
+def check_batch_args(args: argparse.Namespace, opts: Options) -> tuple[list[Path], list[Path], Path, str]:
+    """Everything a batch command line needs, checked before any work; returns contents, styles, folder, format."""
+    for flag, value in (("--mask", opts.masks), ("--mask-map", opts.mask_map), ("--history", args.history),
+                        ("--plot", args.plot), ("--save-every", args.save_every)):  # fmt: skip
+        if value:
+            raise InputError(f"{flag} is not available in batch mode (content is a folder or a glob)")
+    if args.dry_run:
+        raise InputError("--dry-run is not available in batch mode (content is a folder or a glob)")
+    if not args.output:
+        raise InputError("batch mode (content is a folder or a glob) needs -o OUTPUT_FOLDER")
+    outdir = Path(args.output).expanduser()
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"in batch mode -o names a folder, but {outdir} is a file")
+    if not outdir.exists() and outdir.suffix.lower() in FORMATS:
+        raise InputError(f"in batch mode -o names a folder, not an image file: {outdir}")
+    if not outdir.exists() and not outdir.parent.is_dir():
+        raise InputError(f"cannot create output folder {outdir}: {outdir.parent} does not exist")
+    check_writable(outdir if outdir.exists() else outdir.parent)
+    fmt = (args.format or "png").lower().lstrip(".")
+    if f".{fmt}" not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(sorted(f[1:] for f in FORMATS))}, got {args.format!r}")
+    styles = [Path(s) for s in args.styles]
+    for s in styles:
+        open_image(s)
+    if opts.style_blend is not None and len(opts.style_blend) != len(styles):
+        raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(styles)} style images")
+    contents = batch.find_contents(args.content)
+    batch.plan(contents, styles, outdir, fmt, opts.style_blend is not None)
+    return contents, styles, outdir, fmt
+
+
+def run_batch(args: argparse.Namespace, opts: Options) -> int:
+    """The ``impasto FOLDER_OR_GLOB STYLE... -o OUTDIR`` command; returns the exit code."""
+    contents, styles, outdir, fmt = check_batch_args(args, opts)
+    outdir.mkdir(exist_ok=True)
+    bar = None if args.quiet else ScalarBar("image")
+    try:
+        result = batch.run_batch(contents, styles, outdir, opts, fmt, args.skip_existing, on_image=bar)
     except KeyboardInterrupt:
-        print("impasto: interrupted before the run started; nothing written", file=sys.stderr)
-        return 130
+        print(f"impasto: {stop_word()}; the images written so far are complete", file=sys.stderr)
+        return stop_code()
+    except OutputError as err:
+        print(f"impasto: error: {err}; the images written before are complete", file=sys.stderr)
+        return 1
+    finally:
+        if bar is not None:
+            bar.close()
+    if not args.quiet:
+        extra = f", {result.existing} already there" if result.existing else ""
+        print(f"impasto: wrote {len(result.written)} image(s) to {outdir} in {result.seconds:.1f} s "
+              f"({result.images_per_second:.2f} images/s){extra}", file=sys.stderr)  # fmt: skip
+    if result.skipped:
+        print(f"impasto: error: {len(result.skipped)} content file(s) could not be read and were skipped",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    return 1 if result.failed else 0

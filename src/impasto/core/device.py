@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
-import platform
-import sys
-
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -71,37 +65,11 @@ def pick_grad_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """Autocast context for ``dtype`` (no-op when None)."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-_allocator_tuned = False
-
-
-def tune_allocator() -> bool:
-    """Keep freed memory in the process's heap (glibc): large tensors are then reused at every step instead
-    of being mapped, page-faulted and unmapped again. Gatys steps run ~10-15% faster on CPU
-    (``benchmarks/bench_gatys.py --allocator both``); peak memory is unchanged, but the process keeps its
-    high-water mark until it exits. Process-wide, so the CLI and :func:`impasto.stylize` call it and the
-    lower-level classes do not; ``IMPASTO_KEEP_MALLOC=1`` turns it off. Returns whether it was applied.
-    """
-    global _allocator_tuned
-    if _allocator_tuned:
-        return True
-    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc" or _env_flag("IMPASTO_KEEP_MALLOC"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 2**30) == 1
-    except (OSError, AttributeError):
-        return False
-    _allocator_tuned = ok
-    return ok
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip() not in ("", "0")
+def precision_name(precision: str, device: torch.device | str) -> str:
+    """What a ``--precision`` setting runs as on ``device``: fp32, bf16, fp16 or mixed (fp32 forward, low-precision
+    gradients)."""
+    dev = torch.device(device)
+    if pick_grad_dtype(precision, dev) is not None:
+        return "mixed"
+    dtype = pick_dtype(precision, dev)
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[dtype]

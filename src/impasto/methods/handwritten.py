@@ -1,4 +1,5 @@
-"""The plain Gatys loss and its gradient with respect to the image in one hand-written pass through VGG-19.
+"""The Gatys loss and its gradient with respect to the image in one hand-written forward/backward pass through
+VGG-19.
 
 With frozen weights the backward pass of VGG-19 is short: per conv one transposed convolution, per ReLU a
 mask, per pooling a scatter, per loss one product. Autograd runs the same kernels, but every gradient it
@@ -9,23 +10,23 @@ products of the backward pass run in it too, and a max-pooling that follows a Re
 commute) so the ReLU and its mask touch a quarter of the positions. On the tutorial preset at 256 px one
 evaluation takes ~0.16 s instead of ~0.18 s (README: "Benchmarks").
 
-:func:`supported` says when it applies (CPU, plain content and style losses, zero padding); otherwise
-:class:`impasto.gatys.StyleTransfer` uses autograd. Losses and Gram matrices are fp32, as on that path.
+:func:`supported` says when it applies (CPU, zero padding, and terms it knows: content terms, plain style
+terms, and any term on the image itself, whose autograd gradient is added in the same step); otherwise
+:class:`impasto.methods.gatys.Gatys` runs the whole step under autograd. Losses and Gram matrices are fp32, as
+on that path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from .losses import ContentLoss, StyleLoss, _gram_divisor, _gram_grad, _gram_residual
-from .vgg import VGG19, resolve_layer
-
-if TYPE_CHECKING:
-    from .gatys import Losses
+from ..core.losses import ContentLoss, StyleLoss, _gram_divisor, _gram_grad, _gram_residual
+from ..core.vgg import VGG19
+from .terms import ContentTerm, StyleTerm, Term
 
 
 @dataclass
@@ -39,42 +40,55 @@ class _Record:
     positions_first: bool = False  # a Gram loss's feature layout (see impasto.losses._gram_residual)
 
 
-def applies(device: str, padding: str, plain_losses: bool) -> bool:
+def applies(device: str, padding: str, known_terms: bool) -> bool:
     """The conditions of this pass: a CPU ``device`` (measured and tested there only; elsewhere autograd),
-    zero ``padding``, and only plain content and style losses (no region masks). Also what
-    :mod:`impasto.estimate` plans with, before anything is built."""
-    return device.split(":")[0] == "cpu" and padding == "zeros" and plain_losses
+    zero ``padding``, and only terms it knows. Also what the planner (:mod:`impasto.estimate`) plans with,
+    before anything is built."""
+    return device.split(":")[0] == "cpu" and padding == "zeros" and known_terms
 
 
-def supported(net: VGG19, losses: Losses) -> bool:
-    """Whether :func:`loss_and_grad` can evaluate ``losses`` (an :class:`impasto.gatys.Losses`) on ``net``."""
-    plain = all(type(loss) is StyleLoss for loss in losses.style.values()) and all(
-        type(loss) is ContentLoss for loss in losses.content.values()
-    )
-    return applies(net.pre_weight.device.type, net.padding, plain)
+def knows(term: Term) -> bool:
+    """Whether this pass evaluates ``term``: content terms, plain style terms, terms on the image itself."""
+    if isinstance(term, StyleTerm):
+        return term.plain
+    if isinstance(term, ContentTerm):
+        return all(type(loss) is ContentLoss for loss in term.losses.values())
+    return not term.layers
 
 
-def loss_and_grad(net: VGG19, image: torch.Tensor, losses: Losses) -> tuple[float, dict[str, float], torch.Tensor]:
-    """Weighted total loss of ``image`` (N, 3, H, W) in [0, 1], its parts, and its gradient (fp32, image layout).
+def supported(net: VGG19, terms: Sequence[Term]) -> bool:
+    """Whether :func:`loss_and_grad` can evaluate ``terms`` on ``net``."""
+    return applies(net.pre_weight.device.type, net.padding, all(knows(t) for t in terms))
 
-    ``losses`` must satisfy :func:`supported`. The values equal those of
-    :meth:`impasto.gatys.StyleTransfer.evaluate`; the gradient equals autograd's up to the rounding of the
+
+def loss_and_grad(
+    net: VGG19, image: torch.Tensor, terms: Sequence[Term]
+) -> tuple[float, dict[str, float], torch.Tensor]:
+    """Weighted total loss of ``image`` (N, 3, H, W) in [0, 1], each term's weighted value, and the gradient
+    (fp32, image layout).
+
+    ``terms`` must satisfy :func:`supported`. The values equal those of
+    :meth:`impasto.methods.gatys.Gatys.evaluate`; the gradient equals autograd's up to the rounding of the
     backward precision.
     """
+    parts = dict.fromkeys((t.name for t in terms), 0.0)
+    active = [t for t in terms if t.weight != 0]
+    feature_terms = [t for t in active if t.layers]
     with torch.no_grad():
-        records, content, style = _forward(net, image.float(), losses)
+        records = _forward(net, image.float(), feature_terms, parts) if feature_terms else []
         grad = _backward(net, records)
-        tv = 0.0
-    if losses.tv_weight > 0:
+    image_terms = [t for t in active if not t.layers]
+    if image_terms:
         with torch.enable_grad():
             x = image.detach().float().requires_grad_(True)
-            tv_loss = losses.tv(x) * losses.tv_weight
-            tv_loss.backward()
-        tv = float(tv_loss.detach())
+            values = [t(x, {}, {}) * t.weight for t in image_terms]
+            sum(values[1:], values[0]).backward()
+        for t, v in zip(image_terms, values, strict=True):
+            parts[t.name] += float(v.detach())
         grad = grad.add_(x.grad) if grad is not None else x.grad
     if grad is None:
         grad = torch.zeros_like(image, dtype=torch.float32)
-    return content + style + tv, {"content": content, "style": style, "tv": tv}, grad
+    return sum(parts.values(), 0.0), parts, grad
 
 
 def _low_dtype(net: VGG19) -> torch.dtype:
@@ -82,19 +96,23 @@ def _low_dtype(net: VGG19) -> torch.dtype:
     return net.grad_dtype or net.compute_dtype or torch.float32
 
 
-def _forward(net: VGG19, image: torch.Tensor, losses: Losses) -> tuple[list[_Record], float, float]:
-    """The forward pass with the losses computed at their layers; records what the backward needs.
+def _forward(net: VGG19, image: torch.Tensor, terms: Sequence[Term], parts: dict[str, float]) -> list[_Record]:
+    """The forward pass with the terms computed at their layers (values added to ``parts``); records what the
+    backward needs.
 
     ``same`` is a tensor in the backward precision holding x's current values (x itself or a copy) once a
     record needs one, so a Gram product and a ReLU mask share it; x is changed in place only when no record
     holds x itself.
     """
     low = _low_dtype(net)
-    wanted = {resolve_layer(n) for n in losses.layers}
+    at: dict[str, list[tuple[Term, str]]] = {}  # layer -> (term, layer) evaluated there, in term order
+    for term in terms:
+        for n in term.layers:
+            at.setdefault(n, []).append((term, n))
+    wanted = set(at)
     layers = net.layers[: max(net.layers.index(n) for n in wanted) + 1]
     records = [_Record("conv", "input")]
     x = F.conv2d(image, net.pre_weight, net.pre_bias).contiguous(memory_format=net.memory_format)
-    content = style = 0.0
     same: torch.Tensor | None = None
     pooled = False  # the pooling that follows this ReLU already ran
     for i, name in enumerate(layers):
@@ -129,18 +147,16 @@ def _forward(net: VGG19, image: torch.Tensor, losses: Losses) -> tuple[list[_Rec
             else:
                 x = F.avg_pool2d(x, 2, ceil_mode=True)
             same = None
-        if name in losses.content:
-            value, record = _content(x, losses.content[name], losses.content_weight, low)
-            content += value
+        for term, n in at.get(name, ()):
+            if isinstance(term, StyleTerm):
+                if same is None:
+                    same = x if x.dtype == low else x.to(low)
+                value, record = _style(x, same, term.losses[n], term.weight * term.layer_weights[n], low)
+            else:
+                value, record = _content(x, term.losses[n], term.weight, low)
+            parts[term.name] += value
             records.append(record)
-        if name in losses.style:
-            if same is None:
-                same = x if x.dtype == low else x.to(low)
-            weight = losses.style_weight * losses.style_layer_weights[name]
-            value, record = _style(x, same, losses.style[name], weight, low)
-            style += value
-            records.append(record)
-    return records, content, style
+    return records
 
 
 def _max_pool(x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor]]:

@@ -1,0 +1,89 @@
+"""Coarse-to-fine optimization: stylize a small version first, upsample it and continue at larger sizes.
+
+The driver of the Gatys method: it follows the plan's scales (:mod:`impasto.core.schedule` chose them) and, per
+scale, optimizes the whole image (:class:`~impasto.methods.gatys.Gatys`) or overlapping tiles
+(:mod:`impasto.methods.tiled`) as the plan says. At each scale the content image is resized to it and the
+style targets are recomputed with the style image scaled to match (``style_scale`` times the scale's size), so
+brush strokes keep their size relative to the picture. A plan of one whole-image scale is a plain Gatys run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import torch
+
+from ..core.progress import Callback, StepInfo
+from ..core.sizes import resize_tensor
+from ..errors import InputError, NonFiniteLossError, StylizeInterrupted
+from ..plan import Plan
+from .base import Inputs
+from .gatys import Gatys
+from .tiled import optimize_tiled
+
+
+class CoarseToFine:
+    """The Gatys method over the plan's scales and tiles; one step count and total across all of them."""
+
+    def __init__(self, engine: Gatys) -> None:
+        self.engine = engine
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        """The loss history of the last run, with global step numbers and seconds since its start."""
+        return self.engine.history
+
+    def run(self, inputs: Inputs, plan: Plan, callback: Callback | None = None) -> torch.Tensor:
+        """Stylize ``inputs`` as ``plan`` says; returns the result on the CPU at the content's size.
+
+        On Ctrl-C or a non-finite loss, the exception's image is upsampled to the final size.
+        """
+        engine, scales = self.engine, plan.scales
+        if not scales:
+            raise InputError("no scales to run")
+        full_hw = tuple(inputs.content.shape[-2:])
+        if tuple(scales[-1].hw) != full_hw:
+            raise ValueError(f"the plan is for {scales[-1].hw}, the content is {full_hw}")
+        tiled = any(s.tile and max(s.hw) > s.tile for s in scales)
+        if len(scales) == 1 and not tiled:
+            return engine.stylize(inputs.content, inputs.styles, callback, inputs.masks, scales[0].steps)
+        if tiled and inputs.masks is not None:
+            raise InputError("masks cannot be combined with tiles; use --tile 0 or a smaller --size")
+        o = engine.options
+        torch.manual_seed(o.seed)
+        engine.history = []
+        total = sum(s.steps for s in scales)
+        offset, start = 0, time.perf_counter()
+        image: torch.Tensor | None = None
+
+        def wrapped(info: StepInfo) -> None:
+            if callback is not None:
+                callback(dataclasses.replace(info, step=offset + info.step, total=total,
+                                             elapsed=time.perf_counter() - start))  # fmt: skip
+
+        for scale in scales:
+            hw = tuple(scale.hw)
+            content = resize_tensor(inputs.content, hw)
+            image = engine.initial_image(content, inputs.styles) if image is None else resize_tensor(image, hw)
+            first_row, t0 = len(engine.history), time.perf_counter() - start
+            try:
+                if scale.tile and max(hw) > scale.tile:
+                    image = optimize_tiled(
+                        engine, image, content, inputs.styles, scale.steps, scale.tile, o.tile_overlap,
+                        o.tile_passes, wrapped,
+                    )  # fmt: skip
+                else:
+                    terms = engine.build_terms(content, inputs.styles, inputs.masks)
+                    image = engine.optimize(image, terms, scale.steps, wrapped)
+                    del terms
+            except (StylizeInterrupted, NonFiniteLossError) as stop:
+                raise stop.with_image(resize_tensor(stop.image.cpu(), full_hw)) from None
+            finally:
+                for row in engine.history[first_row:]:
+                    row["step"] += offset
+                    row["seconds"] = round(row["seconds"] + t0, 4)
+            image = image.cpu()
+            offset += scale.steps
+        assert image is not None
+        return image

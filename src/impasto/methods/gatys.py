@@ -1,0 +1,216 @@
+"""The optimization method of Gatys et al.: change an image's pixels until its VGG-19 features match
+the content image's features and the style images' Gram matrices.
+
+:class:`Gatys` builds the loss terms (:mod:`impasto.methods.terms`) from the targets and runs the optimizer
+loop (L-BFGS or Adam), reporting each evaluation to a callback. It runs one whole-image scale; coarse to fine
+and tiles are :mod:`impasto.methods.coarse_to_fine` and :mod:`impasto.methods.tiled`, which drive it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+import time
+from collections.abc import Sequence
+
+import torch
+
+from ..core import lbfgs
+from ..core.device import pick_device, pick_dtype, pick_grad_dtype
+from ..core.losses import gram_matrix
+from ..core.progress import Callback, StepInfo
+from ..core.sizes import fit_size, resize_tensor
+from ..core.vgg import VGG19, build_vgg
+from ..errors import NonFiniteLossError, StylizeInterrupted
+from ..io.images import load_image
+from ..options import Options
+from ..plan import Plan
+from . import handwritten
+from .base import Inputs
+from .terms import StyleGrams, Targets, Term, build_terms
+
+
+class Gatys:
+    """Gatys et al. style transfer with the options of :class:`impasto.options.Options`."""
+
+    def __init__(self, options: Options, device: torch.device | None = None, net: VGG19 | None = None) -> None:
+        self.options = options
+        self.device = device or pick_device(options.device)
+        self.dtype = pick_dtype(options.precision, self.device)
+        self.content_layers = options.content_layer_names
+        self.style_layers = options.style_layer_names
+        self.net = net or build_vgg(
+            self.content_layers + self.style_layers, options.weights, options.pooling, options.padding, self.device
+        )
+        if self.dtype is not None:
+            # Hold the frozen network in the reduced precision: autocast's arithmetic without re-casting every
+            # weight at every step (autocast caches casts only for weights that need grad).
+            self.net = self.net.reduced_precision(self.dtype)
+        self.grad_dtype = pick_grad_dtype(options.precision, self.device)
+        if self.grad_dtype is not None:
+            self.net = self.net.low_precision_gradients(self.grad_dtype)
+        if self.device.type == "cpu":
+            self.net = self.net.channels_last()
+        self.history: list[dict[str, float]] = []
+        #: Use the hand-written forward/backward pass of :mod:`impasto.methods.handwritten` where it applies.
+        self.handwritten = True
+
+    # -- targets ---------------------------------------------------------------------------------------
+    def features(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Features of an image at ``layers`` (no gradient), from the network the steps use."""
+        with torch.no_grad():
+            return self.net(self.net_input(image), layers)
+
+    def net_input(self, image: torch.Tensor) -> torch.Tensor:
+        """An image on the run's device as fp32 (the network casts after its first conv)."""
+        return image.to(self.device, torch.float32)
+
+    def style_image_for(self, style: torch.Tensor, content_hw: Sequence[int]) -> torch.Tensor:
+        """A style image resized so its longest side is ``style_scale`` times the content's longest side."""
+        w, h = fit_size(style.shape[-1], style.shape[-2], self.options.style_size(max(content_hw)))
+        return resize_tensor(style, (h, w))
+
+    def targets(
+        self, content: torch.Tensor, styles: Sequence[torch.Tensor], masks: torch.Tensor | None = None
+    ) -> Targets:
+        """What the terms are built from for a whole content image: its features, each style's features and
+        Gram matrices (the style resized for this content's size), and the masks at this size."""
+        o = self.options
+        content = content.to(self.device)
+        content_features = self.features(content, self.content_layers + self.style_layers)
+        style_features = [self.features(self.style_image_for(s, content.shape[-2:]), self.style_layers) for s in styles]
+        grams: dict[str, list[torch.Tensor]] = {n: [] for n in self.style_layers}
+        positions: dict[str, list[int]] = {n: [] for n in self.style_layers}
+        for feats in style_features:
+            for n in self.style_layers:
+                grams[n].append(gram_matrix(feats[n], o.gram_norm))
+                positions[n].append(feats[n].shape[-2] * feats[n].shape[-1])
+        if masks is not None:
+            masks = resize_tensor(masks.float(), tuple(content.shape[-2:])).to(self.device)
+        return Targets(content, content_features, StyleGrams(grams, positions), style_features, masks)
+
+    def build_terms(
+        self, content: torch.Tensor, styles: Sequence[torch.Tensor], masks: torch.Tensor | None = None
+    ) -> list[Term]:
+        """The loss terms for a whole content image, their targets computed once."""
+        return build_terms(self.options, self.targets(content, styles, masks))
+
+    # -- loss and optimization ------------------------------------------------------------------------------
+    def evaluate(self, image: torch.Tensor, terms: Sequence[Term]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Weighted total loss of an image (differentiable) and each term's weighted value."""
+        active = [t for t in terms if t.weight != 0]
+        taps: dict = {}
+        for term in active:
+            for layer, tap in term.taps().items():
+                if layer in taps:
+                    raise ValueError(f"two loss terms tap layer {layer}")
+                taps[layer] = tap
+        layers = list(dict.fromkeys(n for t in active for n in t.layers))
+        feats, tapped = self.net.forward_with_taps(self.net_input(image), layers, taps) if layers else ({}, {})
+        weighted = {id(t): t(image, feats, tapped) * t.weight for t in active}
+        zero = torch.zeros((), device=image.device)
+        total = functools.reduce(operator.add, weighted.values()) if weighted else zero
+        parts = {t.name: float(weighted[id(t)].detach()) if id(t) in weighted else 0.0 for t in terms}
+        return total, parts
+
+    def loss_and_grad(self, image: torch.Tensor, terms: Sequence[Term]) -> tuple[float, dict[str, float], torch.Tensor]:
+        """Weighted total loss of an image, each term's value, and the gradient with respect to the image (fp32).
+
+        By the hand-written pass of :mod:`impasto.methods.handwritten` where it applies (CPU, zero padding, terms
+        it knows), else by autograd through :meth:`evaluate`.
+        """
+        if self.handwritten and handwritten.supported(self.net, terms):
+            return handwritten.loss_and_grad(self.net, self.net_input(image), terms)
+        with torch.enable_grad():
+            leaf = image.detach().requires_grad_(True)
+            total, parts = self.evaluate(leaf, terms)
+            if total.requires_grad:  # not when every term has weight 0
+                total.backward()
+        grad = leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
+        return float(total.detach()), parts, grad.contiguous()  # oneDNN may return a channels-last gradient
+
+    def optimize(
+        self,
+        image: torch.Tensor,
+        terms: Sequence[Term],
+        steps: int | None = None,
+        callback: Callback | None = None,
+    ) -> torch.Tensor:
+        """Optimize the pixels of ``image`` for ``steps`` evaluations; returns the result in [0, 1].
+
+        Raises :class:`NonFiniteLossError` (with the last image with a finite loss) and
+        :class:`StylizeInterrupted` on Ctrl-C (with the latest image).
+        """
+        o = self.options
+        steps = o.steps if steps is None else steps
+        x = image.detach().to(self.device).clone().clamp_(0, 1).requires_grad_(True)
+        if steps == 0:
+            return x.detach()
+        last_good = x.detach().clone()
+        count = 0
+        start = time.perf_counter()
+
+        def closure() -> float:
+            nonlocal count, last_good
+            with torch.no_grad():
+                x.clamp_(0, 1)
+            value, parts, grad = self.loss_and_grad(x, terms)
+            if not math.isfinite(value):
+                message = f"the loss became {value} at step {count + 1}; stopped, last good image kept"
+                raise NonFiniteLossError(message, last_good)
+            x.grad = grad
+            count += 1
+            last_good = x.detach().clone()
+            info = StepInfo(count, steps, value, parts, time.perf_counter() - start, last_good)
+            self.history.append(info.as_row())
+            if callback is not None:
+                callback(info)
+            return value
+
+        try:
+            if o.optimizer == "lbfgs":
+                lbfgs.minimize(closure, x, steps, history_size=o.lbfgs_history)
+            else:
+                optimizer = torch.optim.Adam([x], lr=o.lr)
+                for _ in range(steps):
+                    closure()
+                    optimizer.step()
+        except KeyboardInterrupt:
+            raise StylizeInterrupted(x.detach().clamp(0, 1).clone()) from None
+        return x.detach().clamp_(0, 1)
+
+    def initial_image(self, content: torch.Tensor, styles: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The starting image: content, noise (seeded), the first style image, or an image file."""
+        o = self.options
+        hw = tuple(content.shape[-2:])
+        if o.init == "content":
+            return content.clone()
+        if o.init == "noise":
+            gen = torch.Generator().manual_seed(o.seed)
+            return torch.rand(content.shape, generator=gen)
+        if o.init == "style":
+            return resize_tensor(styles[0], hw)
+        return resize_tensor(load_image(o.init, what="init image"), hw)
+
+    def stylize(
+        self,
+        content: torch.Tensor,
+        styles: Sequence[torch.Tensor],
+        callback: Callback | None = None,
+        masks: torch.Tensor | None = None,
+        steps: int | None = None,
+    ) -> torch.Tensor:
+        """Stylize a content tensor (1, 3, H, W) with style tensors, whole, at its size; returns the result on
+        the CPU. ``masks`` (K, 1, H, W) give region k style k."""
+        torch.manual_seed(self.options.seed)
+        self.history = []
+        terms = self.build_terms(content, styles, masks)
+        init = self.initial_image(content, styles)
+        return self.optimize(init, terms, steps, callback=callback).cpu()
+
+    def run(self, inputs: Inputs, plan: Plan, callback: Callback | None = None) -> torch.Tensor:
+        """Run a plan of one whole-image scale (see :class:`impasto.methods.coarse_to_fine.CoarseToFine`)."""
+        if len(plan.scales) != 1 or plan.scales[0].tile:
+            raise ValueError("Gatys.run takes a single untiled scale; CoarseToFine runs the others")
+        return self.stylize(inputs.content, inputs.styles, callback, inputs.masks, plan.scales[0].steps)
