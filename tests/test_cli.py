@@ -162,7 +162,7 @@ def test_ctrl_c_keeps_latest_image_and_exits_130(tmp_path, content_path, style_p
     assert proc.returncode == 130, seen + rest
     kept = tmp_path / "long.interrupted.png"
     assert kept.exists() and not out.exists()
-    assert "interrupted; latest image saved" in rest
+    assert "interrupted; best image so far saved" in rest
     assert read_metadata(kept)["options"]["steps"] == 100000
     assert json.loads((tmp_path / "h.json").read_text())
 

@@ -148,4 +148,4 @@ def test_a_long_run_announces_its_estimate_before_heavy_work(content_path, style
     with pytest.raises(AssertionError, match="heavy work started"):
         cli.main([str(content_path), str(style_path), "-o", str(out), "--size", "4096", "--tile", "1024"])
     err = capsys.readouterr().err
-    assert "impasto: estimated" in err and "Ctrl-C keeps the latest image" in err and not out.exists()
+    assert "impasto: estimated" in err and "Ctrl-C keeps the best image so far" in err and not out.exists()

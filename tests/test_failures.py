@@ -195,7 +195,7 @@ def test_sigterm_keeps_the_latest_image_and_exits_143(tmp_path, content_path, st
     _, rest = proc.communicate(timeout=60)
     assert proc.returncode == 143, seen + rest
     kept = tmp_path / "long.interrupted.png"
-    assert kept.exists() and not out.exists() and "terminated; latest image saved" in rest
+    assert kept.exists() and not out.exists() and "terminated; best image so far saved" in rest
     assert read_metadata(kept)["options"]["steps"] == 9999
 
 

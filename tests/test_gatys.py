@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from impasto import make_options
-from impasto.errors import InputError, NonFiniteLossError
+from impasto.errors import InputError, NonFiniteLossError, StylizeInterrupted
 from impasto.methods.gatys import Gatys
 from impasto.options import PRESETS
 
@@ -55,21 +55,68 @@ def test_blend_weights_must_match_style_count(content64, style64):
         st.build_terms(content64, [style64])
 
 
-def test_non_finite_loss_stops_with_last_good_image(content64, style64, monkeypatch):
-    st = Gatys(make_options(steps=10, precision="fp32"))
+def _recording(st: Gatys, monkeypatch, fail_at: int | None = None, fail_with=float("nan")):
+    """Record every evaluated image and loss; make evaluation ``fail_at`` return ``fail_with``."""
     real = st.loss_and_grad
-    calls = {"n": 0}
+    seen: list[tuple[float, torch.Tensor]] = []
 
-    def flaky(image, losses):
-        calls["n"] += 1
-        total, parts, grad = real(image, losses)
-        return (total * float("nan"), parts, grad) if calls["n"] == 4 else (total, parts, grad)
+    def recorded(image, terms):
+        total, parts, grad = real(image, terms)
+        if fail_at is not None and len(seen) + 1 == fail_at:
+            return total * fail_with, parts, grad
+        seen.append((total, image.detach().clone()))
+        return total, parts, grad
 
-    monkeypatch.setattr(st, "loss_and_grad", flaky)
-    with pytest.raises(NonFiniteLossError, match="loss became nan at step 4") as info:
+    monkeypatch.setattr(st, "loss_and_grad", recorded)
+    return seen
+
+
+def _best(seen):
+    return min(seen, key=lambda item: item[0])[1]
+
+
+def test_non_finite_loss_stops_with_the_best_image_before(content64, style64, monkeypatch):
+    st = Gatys(make_options(steps=10, precision="fp32"))
+    seen = _recording(st, monkeypatch, fail_at=4)
+    with pytest.raises(NonFiniteLossError, match="loss became nan at step 4; stopped, best image so far kept") as info:
         st.stylize(content64, [style64])
-    assert info.value.image.shape == content64.shape
-    assert torch.isfinite(info.value.image).all()
+    assert len(seen) == 3
+    assert torch.equal(info.value.image, _best(seen))  # not the start image, not the image whose loss was NaN
+    assert not torch.equal(info.value.image, content64)
+
+
+def test_a_run_returns_the_best_image_it_evaluated_not_the_last(monkeypatch, style64):
+    """A short L-BFGS run on a flat colour overshoots (the loss goes 1112 -> 1112 -> 7182 in bf16): the result is
+    the image with the lowest loss, not the last one."""
+    red = torch.zeros(1, 3, 43, 64)
+    red[:, 0] = 1.0
+    st = Gatys(make_options(steps=3, precision="bf16"))
+    seen = _recording(st, monkeypatch)
+    out = st.stylize(red, [style64])
+    losses = [v for v, _ in seen]
+    assert losses[-1] > 2 * min(losses)  # this run does end worse than it was
+    assert torch.equal(out, _best(seen)) and not torch.equal(out, seen[-1][1])
+    assert float(out[:, 0].mean()) > float(out[:, 1].mean())  # still red, not the overshoot's green
+
+
+def test_adam_returns_the_best_evaluated_image_not_the_step_after_it(content64, style64, monkeypatch):
+    st = Gatys(make_options(optimizer="adam", lr=0.05, steps=6, precision="fp32"))
+    seen = _recording(st, monkeypatch)
+    out = st.stylize(content64, [style64])
+    assert len(seen) == 6 and torch.equal(out, _best(seen))
+
+
+def test_ctrl_c_keeps_the_best_image_so_far(content64, style64, monkeypatch):
+    st = Gatys(make_options(steps=50, precision="fp32"))
+    seen = _recording(st, monkeypatch)
+
+    def stop_at_five(info):
+        if info.step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(StylizeInterrupted) as info:
+        st.stylize(content64, [style64], stop_at_five)
+    assert len(seen) == 5 and torch.equal(info.value.image, _best(seen))
 
 
 def test_tutorial_preset_matches_the_tutorial():

@@ -26,7 +26,7 @@ class OutputError(ImpastoError, OSError):
 
 
 class NonFiniteLossError(ImpastoError):
-    """The loss became NaN or infinite during optimization; ``image`` is the last image with a finite loss."""
+    """The loss became NaN or infinite during optimization; ``image`` is the best image evaluated before."""
 
     def __init__(self, message: str, image: Any = None) -> None:
         super().__init__(message)
@@ -38,7 +38,7 @@ class NonFiniteLossError(ImpastoError):
 
 
 class StylizeInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM, in the CLI) during a run; ``image`` holds the latest image."""
+    """Ctrl-C (or SIGTERM, in the CLI) during a run; ``image`` holds the best image evaluated so far."""
 
     def __init__(self, image: Any = None) -> None:
         super().__init__("interrupted")

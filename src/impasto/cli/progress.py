@@ -21,7 +21,7 @@ _terminated = False
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     global _terminated
     _terminated = True
-    raise KeyboardInterrupt  # the same path as Ctrl-C: the latest image is kept
+    raise KeyboardInterrupt  # the same path as Ctrl-C: the best image so far is kept
 
 
 def handle_sigterm() -> None:

@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     check(plan)  # refuse what cannot fit before announcing it
     if long_run and not args.quiet:  # say so before a long run, not after
         print(f"impasto: estimated {fmt_seconds(plan.seconds)} and {fmt_bytes(plan.peak_bytes)} "
-              "on this machine (--dry-run shows the plan); Ctrl-C keeps the latest image", file=sys.stderr)  # fmt: skip
+              "on this machine (--dry-run shows the plan); Ctrl-C keeps the best image so far", file=sys.stderr)  # fmt: skip
         if hint:
             print(f"impasto: {hint}", file=sys.stderr)
     prepared = api.prepare(content_im, style_ims, opts, planned=plan)
@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         kept = _save_result(tensor_to_pil(stop.image), sibling(output, "interrupted"), meta)
         if args.history:
             write_history(args.history, runner.history)
-        print(f"impasto: {stop_word()}; latest image saved to {kept}", file=sys.stderr)
+        print(f"impasto: {stop_word()}; best image so far saved to {kept}", file=sys.stderr)
         return stop_code()
     except NonFiniteLossError as err:
         progress.close()

@@ -137,32 +137,35 @@ class Gatys:
         steps: int | None = None,
         callback: Callback | None = None,
     ) -> torch.Tensor:
-        """Optimize the pixels of ``image`` for ``steps`` evaluations; returns the result in [0, 1].
+        """Optimize the pixels of ``image`` for ``steps`` evaluations; returns the best image evaluated (the one
+        with the lowest loss: L-BFGS without a line search, and Adam, can end above it), in [0, 1].
 
-        Raises :class:`NonFiniteLossError` (with the last image with a finite loss) and
-        :class:`StylizeInterrupted` on Ctrl-C (with the latest image).
+        Raises :class:`NonFiniteLossError` and, on Ctrl-C, :class:`StylizeInterrupted`, each with the best image
+        evaluated so far (the start image before the first evaluation).
         """
         o = self.options
         steps = o.steps if steps is None else steps
         x = image.detach().to(self.device).clone().clamp_(0, 1).requires_grad_(True)
         if steps == 0:
             return x.detach()
-        last_good = x.detach().clone()
+        best, best_value = x.detach().clone(), math.inf
         count = 0
         start = time.perf_counter()
 
         def closure() -> float:
-            nonlocal count, last_good
+            nonlocal count, best, best_value
             with torch.no_grad():
                 x.clamp_(0, 1)
             value, parts, grad = self.loss_and_grad(x, terms)
             if not math.isfinite(value):
-                message = f"the loss became {value} at step {count + 1}; stopped, last good image kept"
-                raise NonFiniteLossError(message, last_good)
+                message = f"the loss became {value} at step {count + 1}; stopped, best image so far kept"
+                raise NonFiniteLossError(message, best)
             x.grad = grad
             count += 1
-            last_good = x.detach().clone()
-            info = StepInfo(count, steps, value, parts, time.perf_counter() - start, last_good)
+            evaluated = x.detach().clone()
+            if value < best_value:
+                best, best_value = evaluated, value
+            info = StepInfo(count, steps, value, parts, time.perf_counter() - start, evaluated)
             self.history.append(info.as_row())
             if callback is not None:
                 callback(info)
@@ -177,8 +180,8 @@ class Gatys:
                     closure()
                     optimizer.step()
         except KeyboardInterrupt:
-            raise StylizeInterrupted(x.detach().clamp(0, 1).clone()) from None
-        return x.detach().clamp_(0, 1)
+            raise StylizeInterrupted(best) from None
+        return best
 
     def initial_image(self, content: torch.Tensor, styles: Sequence[torch.Tensor]) -> torch.Tensor:
         """The starting image: content, noise (seeded), the first style image, or an image file."""
