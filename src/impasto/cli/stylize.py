@@ -222,8 +222,8 @@ def run(args: argparse.Namespace) -> int:
         return 0 if plan.fits else _refuse(plan)
     check(plan)  # refuse what cannot fit before announcing it
     if long_run and not args.quiet:  # say so before a long run, not after
-        print(f"impasto: estimated {fmt_seconds(plan.seconds)} and {fmt_bytes(plan.peak_bytes)} "
-              "on this machine (--dry-run shows the plan); Ctrl-C keeps the best image so far", file=sys.stderr)  # fmt: skip
+        print(f"impasto: estimated {fmt_seconds(plan.seconds)} and {fmt_bytes(plan.peak_bytes)} on this machine "
+              "(--dry-run shows the plan); Ctrl-C keeps the best image so far", file=sys.stderr)  # fmt: skip
         if hint:
             print(f"impasto: {hint}", file=sys.stderr)
     prepared = api.prepare(content_im, style_ims, opts, planned=plan)
