@@ -1,22 +1,34 @@
 """The ``impasto`` command: exit codes 0 done, 1 the run failed (non-finite loss, an output that could not be
-written), 2 bad input (before any heavy work), 130 interrupted by Ctrl-C and 143 by SIGTERM (image kept)."""
+written), 2 bad input (before any heavy work), 130 interrupted by Ctrl-C and 143 by SIGTERM (image kept).
+
+``impasto CONTENT STYLE... [options]`` stylizes (:mod:`impasto.cli.stylize`); ``impasto COMMAND ...`` runs one of
+:data:`COMMANDS` (each a module with ``build_parser()`` and ``run(args) -> int``). A content file that happens to
+be named like a command is given as ``./NAME``.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from ..errors import ImpastoError, OutputError
 from . import stylize
 from .progress import handle_sigterm, stop_code, stop_word
 
+#: Subcommands: name -> module with ``build_parser()`` and ``run(args) -> int``.
+COMMANDS: dict[str, ModuleType] = {}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``impasto`` command; returns the exit code."""
-    args = stylize.build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = COMMANDS.get(argv[0]) if argv else None
+    module = command or stylize
+    args = module.build_parser().parse_args(argv[1:] if command else argv)
     handle_sigterm()
     try:
-        return stylize.run(args)
+        return module.run(args)
     except OutputError as err:  # an output of a finished run could not be written
         print(f"impasto: error: {err}", file=sys.stderr)
         return 1
