@@ -41,3 +41,16 @@ def shared_images() -> Path:
     if not SHARED_IMAGES.is_dir():
         pytest.skip(f"shared images not found at {SHARED_IMAGES}")
     return SHARED_IMAGES
+
+
+def np_channel_stats(feat: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Channel mean and population standard deviation (N, C, 1, 1) of features, optionally weighted by a mask
+    (N, 1, H, W), computed in float64 NumPy: an independent check of the code's own statistics helper."""
+    import numpy as np
+
+    f = feat.detach().double().cpu().numpy()
+    w = np.ones_like(f[:, :1]) if mask is None else mask.detach().double().cpu().numpy()
+    mass = w.sum(axis=(2, 3), keepdims=True)
+    mean = (f * w).sum(axis=(2, 3), keepdims=True) / mass
+    var = (((f - mean) ** 2) * w).sum(axis=(2, 3), keepdims=True) / mass
+    return torch.from_numpy(mean).float(), torch.from_numpy(np.sqrt(var)).float()
