@@ -133,7 +133,7 @@ def test_a_tile_that_fails_keeps_the_finished_tiles_the_tiles_best_and_the_rest(
     with pytest.raises(error) as caught:
         tiled.optimize_tiled(fake, image, image, [], steps=1, tile=96, overlap=24, passes=1)
     kept = caught.value.image
-    done, failed = grid[:2], grid[2]
+    failed = grid[2]
     inside = torch.zeros(150, 250, dtype=torch.bool)
     inside[failed.slices] = True
     assert torch.equal(kept[..., inside], torch.full_like(kept[..., inside], 0.9))  # the failed tile's best
