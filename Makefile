@@ -5,7 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.impasto-installed
 DEMO_OUT ?= out/chelsea-starry_night.png
 
-.PHONY: setup demo test lint bench clean
+DEV_STAMP := $(VENV)/.impasto-dev-installed
+# Tests copied into mutants/ still find ../shared (test images, seed documents) through this.
+SHARED ?= $(abspath ..)/shared
+
+.PHONY: setup demo test lint bench coverage mutation clean
 
 setup: $(STAMP)
 
@@ -26,8 +30,22 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
+$(DEV_STAMP): $(STAMP) requirements-dev.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.lock
+	touch $(DEV_STAMP)
+
+# Line and branch coverage of the package (terminal report; HTML in htmlcov/).
+coverage: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q --cov=impasto --cov-branch --cov-report=term-missing:skip-covered --cov-report=html
+
+# Mutation testing of the modules listed in pyproject.toml [tool.mutmut] (slow: not in CI), then the summary.
+mutation: $(DEV_STAMP)
+	rm -rf mutants
+	IMPASTO_SHARED=$(SHARED) $(BIN)/mutmut run --max-children 2 > /dev/null || true
+	$(BIN)/python benchmarks/mutation_report.py
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_gatys.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out .pytest_cache mutants htmlcov .coverage

@@ -12,7 +12,10 @@ from impasto.io.images import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-SHARED_IMAGES = Path(os.environ.get("IMPASTO_SHARED_IMAGES", ROOT.parent / "shared" / "images"))
+#: The shared folder beside the repository (test images, seed documents); IMPASTO_SHARED points elsewhere (the
+#: mutation run copies the repository into mutants/).
+SHARED = Path(os.environ.get("IMPASTO_SHARED", ROOT.parent / "shared"))
+SHARED_IMAGES = Path(os.environ.get("IMPASTO_SHARED_IMAGES", SHARED / "images"))
 
 
 @pytest.fixture(scope="session")

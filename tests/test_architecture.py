@@ -24,6 +24,7 @@ LAYERS = {
     "impasto.io": 1,
     "impasto.options": 2,
     "impasto.plan": 2,
+    "impasto.presets": 2,
     "impasto.methods": 3,
     "impasto.runner": 4,
     "impasto.estimate": 4,

@@ -182,6 +182,7 @@ def test_a_symlink_loop_is_one_line(tmp_path, style_path, capsys):
         impasto.stylize(a, style_path, method="fast", size=32)
 
 
+@pytest.mark.subprocess
 def test_sigterm_keeps_the_latest_image_and_exits_143(tmp_path, content_path, style_path):
     out = tmp_path / "long.png"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -11,11 +11,13 @@ import torch.nn.functional as F
 
 from impasto import make_options
 from impasto.core.vgg import build_vgg
+from impasto.errors import InputError
 from impasto.methods.gatys import Gatys
+from impasto.presets import preset_values
 
-from .conftest import ROOT
+from .conftest import SHARED
 
-SEEDS = ROOT.parent / "shared" / "seeds"
+SEEDS = SHARED / "seeds"
 
 
 def _seed(marker: str) -> str:
@@ -49,7 +51,14 @@ def test_tutorial_preset_is_the_tutorials_code():
     assert "optim.LBFGS([input_img.requires_grad_()])" in text  # torch's defaults: history 100, lr 1
     assert o.optimizer == "lbfgs" and o.lbfgs_history == 100
     assert "input_img = content_img.clone()" in text and o.init == "content"
-    assert o.style_layer_weights is None and o.tv_weight == 0
+    assert o.style_layer_weights is None and o.tv_weight == 0 and o.style_layer_norm == "none"
+    # the one setting of ours: the loss in fp32 as the tutorial, gradients in bf16 (README: "Precision and speed")
+    assert o.precision == "mixed"
+    assert set(preset_values("tutorial")) == {
+        "content_layers", "style_layers", "style_layer_weights", "content_weight", "style_weight", "tv_weight",
+        "gram_norm", "normalize_losses", "style_layer_norm", "optimizer", "lbfgs_history", "steps", "init",
+        "precision",
+    }  # fmt: skip
 
 
 def _feats(net, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
@@ -93,6 +102,19 @@ def test_article_preset_follows_the_article():
     assert o.style_layers == ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
     assert o.style_layer_weights == (1.0, 0.75, 0.2, 0.2, 0.2)
     assert (o.gram_norm, o.style_layer_norm, o.normalize_losses, o.lr) == ("none", "elements", False, 0.003)
+    assert "纪元=1000" in text and o.steps == 1000 and o.init == "content" and o.tv_weight == 0
+    assert set(preset_values("article")) == {
+        "content_layers", "style_layers", "style_layer_weights", "content_weight", "style_weight", "tv_weight",
+        "gram_norm", "normalize_losses", "style_layer_norm", "optimizer", "lr", "steps", "init",
+    }  # fmt: skip
+
+
+def test_the_default_preset_is_the_options_defaults_and_presets_are_fresh_copies():
+    assert preset_values("default") == {} and make_options("default") == make_options()
+    preset_values("tutorial")["steps"] = 1
+    assert preset_values("tutorial")["steps"] == 300
+    with pytest.raises(InputError, match="unknown preset 'nope' \\(choose from default, tutorial, article\\)"):
+        preset_values("nope")
 
 
 def test_article_losses_are_the_articles_formulas(content64, style64):

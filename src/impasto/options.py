@@ -1,7 +1,7 @@
 """All options of a run in one dataclass, the named presets, and their validation.
 
-A preset is a set of option values; anything given explicitly overrides it. ``Options.to_dict()`` is
-what outputs record so that a result can be reproduced.
+A preset (:mod:`impasto.presets`) is a set of option values; anything given explicitly overrides it.
+``Options.to_dict()`` is what outputs record so that a result can be reproduced.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from .core.vgg import resolve_layers
 from .errors import InputError
 from .io.images import MAX_SIZE
 from .io.masks import parse_color
-
-PAPER_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+from .presets import PRESETS, preset_values
 
 
 @dataclass
@@ -86,50 +85,6 @@ class Options:
         """(longest side, steps) of each scale of an optimization run, coarse to fine (one for a single scale)."""
         return schedule(self.size, self.start_size, self.scale_factor, self.steps, self.scale_steps)
 
-
-#: Named presets. ``tutorial`` and ``article`` reproduce the two seed documents.
-PRESETS: dict[str, dict[str, Any]] = {
-    # Tuned on the normalized VGG for the best look per second (README: "How the default was chosen").
-    "default": {},
-    # PyTorch tutorial (Jacq): conv_4 content, conv_1..conv_5 style, Gram / (a*b*c*d), weights 1 / 1e6,
-    # L-BFGS for 300 evaluations, start from the content image, pixels clamped to [0, 1].
-    "tutorial": {
-        "content_layers": ("conv_4",),
-        "style_layers": ("conv_1", "conv_2", "conv_3", "conv_4", "conv_5"),
-        "style_layer_weights": None,
-        "content_weight": 1.0,
-        "style_weight": 1e6,
-        "tv_weight": 0.0,
-        "gram_norm": "elements",
-        "normalize_losses": False,
-        "style_layer_norm": "none",
-        "optimizer": "lbfgs",
-        "lbfgs_history": 100,  # torch.optim.LBFGS's default, which the tutorial uses
-        "steps": 300,
-        "init": "content",
-        # The loss in fp32, as the tutorial; only the gradients' convolutions in bf16. A bf16 forward pass ends
-        # ~3% higher in the tutorial's loss; bf16 gradients end where fp32 does (README: "Precision and speed").
-        "precision": "mixed",
-    },
-    # Medium article: conv4_2 content, conv1_1..conv5_1 style weighted 1, .75, .2, .2, .2, raw Gram matrices
-    # with each layer's loss divided by C*H*W, Adam (lr 0.003), alpha 1 and beta chosen by the user
-    # (the article shows 1e3, 1e6 and 1e10).
-    "article": {
-        "content_layers": ("conv4_2",),
-        "style_layers": PAPER_STYLE_LAYERS,
-        "style_layer_weights": (1.0, 0.75, 0.2, 0.2, 0.2),
-        "content_weight": 1.0,
-        "style_weight": 1e6,
-        "tv_weight": 0.0,
-        "gram_norm": "none",
-        "normalize_losses": False,
-        "style_layer_norm": "elements",
-        "optimizer": "adam",
-        "lr": 0.003,
-        "steps": 1000,
-        "init": "content",
-    },
-}
 
 _CHOICES = {
     "method": ("gatys", "fast"),
@@ -210,9 +165,9 @@ def _validate_scales(opts: Options) -> None:
             raise InputError(f"--tile must be 0 (never tile) or at least 64 pixels, got {opts.tile}")
     if opts.tile_overlap is not None:
         _whole("tile_overlap", opts.tile_overlap, 0, MAX_SIZE)
-        if opts.tile and opts.tile_overlap > opts.tile // 2:
-            half = opts.tile // 2
-            raise InputError(f"--tile-overlap must be at most half of --tile ({half}), got {opts.tile_overlap}")
+        if opts.tile and opts.tile_overlap > opts.tile // 3:
+            third = opts.tile // 3
+            raise InputError(f"--tile-overlap must be at most a third of --tile ({third}), got {opts.tile_overlap}")
     _whole("tile_passes", opts.tile_passes, 1, 8)
 
 
@@ -268,11 +223,9 @@ def validate(opts: Options) -> Options:
 
 def make_options(preset: str = "default", **overrides: Any) -> Options:
     """Options of a preset with explicit ``overrides`` (None values are ignored), validated."""
-    if preset not in PRESETS:
-        raise InputError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
     fields = {f.name for f in dataclasses.fields(Options)}
     unknown = set(overrides) - fields
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}, "preset": preset}
+    values = {**preset_values(preset), **{k: v for k, v in overrides.items() if v is not None}, "preset": preset}
     return validate(Options(**values))
