@@ -190,6 +190,7 @@ def train(
     samples: str | os.PathLike | None = None,
     history: str | os.PathLike | None = None,
     warn: Any = None,
+    max_minutes: float | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train a per-style network (Johnson et al. 2016) on the photos of ``data`` (a folder, searched
@@ -201,9 +202,12 @@ def train(
     (only ``steps``/``epochs`` may be given, to extend it). Checkpoints go to ``checkpoint`` (default
     ``OUTPUT.ckpt.pt``) every ``checkpoint_every`` steps and on Ctrl-C / SIGTERM, which raise
     :class:`~impasto.training.TrainingInterrupted`. ``callback`` gets a :class:`~impasto.training.TrainInfo`
-    after every step.
+    after every step. ``max_minutes`` ends the run after that long as if its steps were done (the model file records
+    the steps it took).
     """
     tune_allocator()
+    if max_minutes is not None and not (isinstance(max_minutes, (int, float)) and max_minutes > 0):
+        raise InputError(f"--minutes must be a number > 0, got {max_minutes!r}")
     kw = {"checkpoint": checkpoint, "samples": samples, "history": history, "warn": warn}
     if resume is not None:
         extra = {k: v for k, v in options.items() if v is not None and k not in ("steps", "epochs")}
@@ -213,7 +217,7 @@ def train(
         trainer = Trainer.resume(resume, style, output, data, options.get("steps"), options.get("epochs"), **kw)
     else:
         trainer = Trainer(style, output, make_train_options(**options), data, **kw)
-    return trainer.run(callback)
+    return trainer.run(callback, None if max_minutes is None else 60.0 * max_minutes)
 
 
 def export_onnx(model: str | os.PathLike, output: str | os.PathLike, opset: int = 18) -> Path:

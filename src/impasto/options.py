@@ -177,6 +177,8 @@ def _validate_controls(opts: Options) -> None:
         raise InputError("--method model needs a model file: --model FILE (made by impasto train)")
     if opts.model is not None and opts.method != "model":
         raise InputError(f"--model cannot be combined with --method {opts.method} (the model is the method)")
+    if opts.method == "model" and opts.preserve_color == "histogram":
+        raise InputError("--preserve-color histogram recolours style images; a trained model has none: use luminance")
     if opts.method == "model" and opts.style_blend is not None:
         raise InputError("--style-blend does not apply to --model: a trained network has one style")
     if opts.method == "fast":

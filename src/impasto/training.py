@@ -7,7 +7,7 @@ style Gram matrices at ``relu1_1 ... relu4_1`` and total variation, each loss di
 square as the default preset does (``normalize_losses``), so the weights do not depend on the network's feature
 scale (README: "Trained networks"). The style Gram losses run as taps inside the forward pass
 (:func:`impasto.core.losses.gram_mse_tap`), the content image's features are computed only up to the content
-layer and without autograd, both networks run channels-last, and the network's upsampling and last conv run in
+layer and without autograd, the loss network runs channels-last, and the network's upsampling and last conv run in
 their equivalent faster forms (:meth:`impasto.methods.transformer.TransformerNet.forward`).
 
 Data order and augmentation are functions of (seed, image index) alone: the photos of epoch e are a permutation
@@ -432,7 +432,9 @@ class Trainer:
                 torch.set_rng_state(state.rng["torch"])
             if state.metadata.get("data", {}).get("fingerprint") != self.data.fingerprint():
                 self.warn("impasto: warning: the photos differ from the checkpoint's; the data order will differ")
-        self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        # The transformer trains in NCHW: its instance norms' forward and backward convert channels-last tensors
+        # (measured slower overall); the loss network runs channels-last and converts its input itself.
+        self.memory_format = torch.contiguous_format
         self.net = self.net.to(self.device, memory_format=self.memory_format).train()
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=o.lr)
         if state is not None and state.optimizer:
@@ -533,8 +535,9 @@ class Trainer:
         self.step += 1
         return {"loss": total.item(), **{k: v.item() for k, v in weighted.items()}}
 
-    def run(self, callback: Callable[[TrainInfo], None] | None = None) -> TrainResult:
-        """Train up to the total step count, writing checkpoints, samples and the history; then the model file."""
+    def run(self, callback: Callable[[TrainInfo], None] | None = None, max_seconds: float | None = None) -> TrainResult:
+        """Train up to the total step count (or for ``max_seconds`` of this run, then stop as if finished), writing
+        checkpoints, samples and the history; then the model file."""
         o = self.options
         start = time.perf_counter()
         first = self.step
@@ -548,6 +551,8 @@ class Trainer:
         with _deferred_signals() as pending:
             try:
                 while self.step < self.total:
+                    if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+                        break
                     row = self.train_step()
                     elapsed = time.perf_counter() - start
                     self.history.append({"step": self.step, **row, "seconds": round(seconds(), 3)})

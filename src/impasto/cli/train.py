@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("training")
     g.add_argument("--steps", type=int, help="Adam steps (default 2000)")
     g.add_argument("--epochs", type=float, help="passes over the photos, instead of --steps")
+    g.add_argument("--minutes", type=float, help="stop after this many minutes (the model is written as finished)")
     g.add_argument("--batch-size", type=int, help="photos per step (default 4)")
     g.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
     g.add_argument("--train-size", type=int, metavar="PX", help="side of the square training crops (default 256)")
@@ -104,8 +105,9 @@ def run(args: argparse.Namespace) -> int:
     options = {k: getattr(args, k) for k in _OPTIONS}
     bar = TrainBar(args.quiet)
     try:
-        paths = {"checkpoint": args.checkpoint, "samples": args.samples, "history": args.history}
-        result = api.train(args.style, output, data=args.data, resume=args.resume, callback=bar, **paths, **options)
+        extra = {"checkpoint": args.checkpoint, "samples": args.samples, "history": args.history,
+                 "max_minutes": args.minutes}  # fmt: skip
+        result = api.train(args.style, output, data=args.data, resume=args.resume, callback=bar, **extra, **options)
     except api.TrainingInterrupted as stop:
         bar.close()
         word = "terminated" if stop.signum == 15 else "interrupted"
@@ -113,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"impasto: {word} again; the last periodic checkpoint is kept", file=sys.stderr)
         else:
             again = f"impasto train {args.style} --resume {stop.checkpoint}"
-            print(f"impasto: {word} at step {stop.step}; checkpoint saved to {stop.checkpoint} (continue with: {again})",
-                  file=sys.stderr)  # fmt: skip
+            where = f"checkpoint saved to {stop.checkpoint}"
+            print(f"impasto: {word} at step {stop.step}; {where} (continue with: {again})", file=sys.stderr)
         return 143 if stop.signum == 15 else 130
     bar.close()
     if args.plot and result.sample is not None:
