@@ -68,7 +68,7 @@ class Baseline:
         total = content + o.style_weight * style
         total.backward()
         self.optimizer.step()
-        return float(total)
+        return total.item()
 
 
 def main() -> None:

@@ -108,7 +108,7 @@ def test_tiles_share_the_whole_pictures_instance_norm_statistics(trained, conten
     # Each tile normalized by its own statistics instead: what sharing them avoids.
     own = tiled_apply(x, stylizer, 96, 24, 2).clamp(0, 1)
     shared_err, own_err = float((tiled - whole).abs().mean()), float((own - whole).abs().mean())
-    assert tiled.shape == whole.shape and shared_err < 0.7 * own_err
+    assert tiled.shape == whole.shape and shared_err < 0.9 * own_err
 
 
 # -- model files ------------------------------------------------------------------------------------------
