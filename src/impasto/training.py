@@ -466,7 +466,8 @@ class Trainer:
         if not output:
             raise InputError("give -o for the model file of the resumed training")
         data = data if data is not None else meta.get("data", {}).get("folder")
-        return cls(style, output, options, data, checkpoint=checkpoint, state=state, **kwargs)
+        kwargs["checkpoint"] = kwargs.get("checkpoint") or checkpoint
+        return cls(style, output, options, data, state=state, **kwargs)
 
     def _sample_input(self) -> torch.Tensor:
         """The picture samples are made from: the first photo, its longest side twice the crop size."""

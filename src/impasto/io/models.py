@@ -19,6 +19,7 @@ import io
 import json
 import os
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -118,7 +119,9 @@ def load_model(path: str | os.PathLike, kind: str | None = None) -> LoadedModel:
     if os.path.getsize(p) == 0:
         raise InputError(f"model file is empty: {p}")
     try:
-        data = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about refused pickles on stderr: the error below says it
+            warnings.simplefilter("ignore")
+            data = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
             raise _refuse(p, "refused: not an impasto model, it holds Python objects other than tensors and "
