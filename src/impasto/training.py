@@ -449,24 +449,24 @@ class Trainer:
         self.samples_on = True
 
     @classmethod
-    def resume(cls, checkpoint: str | os.PathLike, style: str | os.PathLike, output: str | os.PathLike | None = None,
+    def resume(cls, source: str | os.PathLike, style: str | os.PathLike, output: str | os.PathLike | None = None,
                data: str | os.PathLike | None = None, steps: int | None = None, epochs: float | None = None,
                **kwargs: Any) -> Trainer:  # fmt: skip
         """Continue the training a checkpoint recorded, with its options (``steps``/``epochs`` may extend it)."""
-        state = load_model(checkpoint, kind="checkpoint")
+        state = load_model(source, kind="checkpoint")
         recorded = dict(state.metadata.get("training", {}))
         if steps is not None or epochs is not None:
             recorded.update(steps=steps, epochs=epochs)
         try:
             options = make_train_options(**recorded)
         except TypeError as exc:
-            raise InputError(f"checkpoint {checkpoint} records options this version does not know ({exc})") from None
+            raise InputError(f"checkpoint {source} records options this version does not know ({exc})") from None
         meta = state.metadata
         output = output if output is not None else meta.get("output")
         if not output:
             raise InputError("give -o for the model file of the resumed training")
         data = data if data is not None else meta.get("data", {}).get("folder")
-        kwargs["checkpoint"] = kwargs.get("checkpoint") or checkpoint
+        kwargs["checkpoint"] = kwargs.get("checkpoint") or source
         return cls(style, output, options, data, state=state, **kwargs)
 
     def _sample_input(self) -> torch.Tensor:
