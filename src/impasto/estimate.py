@@ -28,6 +28,7 @@ The constants were calibrated against peak RSS at 512, 1024 and 2048 px (``bench
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,8 +40,11 @@ from .core.schedule import split_steps
 from .core.sizes import fit_size
 from .core.tiles import default_overlap, shifts, tile_grid
 from .core.vgg import LAYER_NAMES, channels_of, deepest, resolve_layers
+from .io.models import load_model
 from .methods import handwritten
 from .methods.terms import term_classes
+from .methods.transformer import DEFAULT_WIDTH
+from .methods.transformer import flops_per_pixel as transformer_flops_per_pixel
 from .options import Options
 from .plan import GB, MB, MEMORY_SAFETY, MIN_AUTO_TILE, Plan, ScalePlan, fmt_seconds
 
@@ -63,6 +67,10 @@ PICTURE_COPIES = 4
 FAST_BYTES_PER_PIXEL = 340
 #: Fixed memory of the fast method besides the runtime and the VGG file: encoder, decoder, bf16 copies.
 FAST_FIXED_BYTES = 130 * MB
+#: Peak bytes per pixel of a trained network's forward pass per unit of width (activations of the widest,
+#: full-resolution layers; calibrated with ``benchmarks/bench_model.py --memory``), and its fixed memory.
+MODEL_BYTES_PER_PIXEL_PER_WIDTH = 14
+MODEL_FIXED_BYTES = 60 * MB
 #: Sustained FLOP/s of VGG-19 forward + backward, by (device type, precision); the CPU figures were
 #: measured on the reference machine (2 cores, AVX-512 with bf16), the others are conservative guesses.
 THROUGHPUT = {
@@ -230,6 +238,35 @@ def fast_seconds(pixels: float, device: str, precision: str) -> float:
     return pixels * 2.2 * encoder / rate  # the decoder costs about 1.2 encoders
 
 
+def model_width(options: Options) -> int:
+    """The width of the network in ``options.model`` (read from the file; the default if it cannot be read,
+    which loading the model reports)."""
+    if not options.model:
+        return DEFAULT_WIDTH
+    try:
+        st = os.stat(options.model)
+    except OSError:
+        return DEFAULT_WIDTH
+    return _model_width(os.path.realpath(options.model), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _model_width(path: str, mtime_ns: int, size: int) -> int:
+    return load_model(path).width
+
+
+def model_peak_bytes(area: int, picture: int, width: int) -> int:
+    """Peak bytes of a trained network working on ``area`` pixels of a ``picture``-pixel image."""
+    return int(RUNTIME_BYTES + MODEL_FIXED_BYTES + area * MODEL_BYTES_PER_PIXEL_PER_WIDTH * width
+               + picture * 12 * PICTURE_COPIES)  # fmt: skip
+
+
+def model_seconds(pixels: float, width: int, device: str, precision: str) -> float:
+    """Seconds of one pass of a trained network of ``width`` over ``pixels`` pixels (fp32: it runs in fp32)."""
+    rate = THROUGHPUT.get((device.split(":")[0], "fp32"), 1e11)
+    return pixels * transformer_flops_per_pixel(width) / rate
+
+
 def _tile_area(hw: tuple[int, int], tile: int, overlap: int, passes: int) -> tuple[int, int]:
     """(largest tile's pixels, tiles in all passes) for a picture of ``hw``."""
     largest, count = 0, 0
@@ -257,6 +294,11 @@ def _scale_plan(
         pass_pixels = _tile_pixels(hw, tile, overlap, passes)  # type: ignore[arg-type]
     else:
         area, count, passes, pass_pixels = picture, 1, 1, [picture]
+    if options.method == "model":
+        width = model_width(options)
+        peak = model_peak_bytes(area, picture, width)
+        seconds = model_seconds(sum(pass_pixels), width, device, precision)
+        return ScalePlan(size, hw, 0, tile if tiled else None, count, peak, seconds)
     if options.method == "fast":
         peak = fast_peak_bytes(area, picture, style_pixels)
         seconds = fast_seconds(sum(pass_pixels), device, precision)
@@ -286,7 +328,7 @@ def plan(
     precision = precision_name(options.precision, dev)
     available = available_memory(dev) if available is None else available
     budget = int(available * MEMORY_SAFETY)
-    if options.method == "fast":
+    if options.method in ("fast", "model"):
         sizes = [(options.size, 0)]
     else:
         sizes = options.scales()
@@ -309,7 +351,9 @@ def plan(
         else:
             sp = _scale_plan(options, size, hw, steps, options.tile or None, style_px, dev, precision)
         scales.append(sp)
-    return Plan(options.method, dev, precision, scales, available, iterative=options.method != "fast")
+    if options.method == "model":
+        precision = "fp32"  # trained networks run in fp32
+    return Plan(options.method, dev, precision, scales, available, iterative=options.method == "gatys")
 
 
 #: The coarsest scale :func:`coarse_to_fine_hint` suggests.

@@ -26,7 +26,8 @@ class Options:
     """Every setting of a style transfer run. See :data:`PRESETS` for named starting points."""
 
     preset: str = "default"
-    method: str = "gatys"  # gatys (optimization) or fast (AdaIN)
+    method: str = "gatys"  # gatys (optimization), fast (AdaIN) or model (a trained per-style network)
+    model: str | None = None  # model file of a trained network (method "model"; see impasto train)
     size: int = 512  # longest side of the result, pixels
     style_scale: float = 1.0  # style image size relative to the result's size
     style_blend: tuple[float, ...] | None = None  # weights of several style images
@@ -87,7 +88,7 @@ class Options:
 
 
 _CHOICES = {
-    "method": ("gatys", "fast"),
+    "method": ("gatys", "fast", "model"),
     "gram_norm": GRAM_NORMS,
     "style_layer_norm": ("none", "elements"),
     "optimizer": ("lbfgs", "adam"),
@@ -127,6 +128,14 @@ def _validate_controls(opts: Options) -> None:
         raise InputError("--mask-colors needs --mask-map (the colour-coded mask image)")
     if (opts.masks or opts.mask_map is not None) and opts.style_blend is not None:
         raise InputError("--style-blend does not apply with masks: each region takes its own style")
+    if opts.method == "model" and not opts.model:
+        raise InputError("--method model needs a model file: --model FILE (made by impasto train)")
+    if opts.model is not None and opts.method != "model":
+        raise InputError(f"--model cannot be combined with --method {opts.method} (the model is the method)")
+    if opts.method == "model" and opts.preserve_color == "histogram":
+        raise InputError("--preserve-color histogram recolours style images; a trained model has none: use luminance")
+    if opts.method == "model" and opts.style_blend is not None:
+        raise InputError("--style-blend does not apply to --model: a trained network has one style")
     if opts.method == "fast":
         if opts.weights is not None:
             raise InputError("--weights cannot be used with --method fast (its decoder was trained on the bundled VGG)")
@@ -228,4 +237,6 @@ def make_options(preset: str = "default", **overrides: Any) -> Options:
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
     values = {**preset_values(preset), **{k: v for k, v in overrides.items() if v is not None}, "preset": preset}
+    if values.get("model") is not None and overrides.get("method") is None:
+        values["method"] = "model"  # a model file names the method
     return validate(Options(**values))

@@ -87,10 +87,14 @@ class Runner:
         """Stylize ``content`` (1, 3, H, W) with ``styles``; ``masks`` (K, 1, H, W), one per style, assign
         regions. Returns (1, 3, H, W) on the CPU in [0, 1]. Without ``plan``, one is made for these tensors."""
         o = self.options
-        if not styles:
+        if not styles and o.method != "model":
             raise InputError("at least one style image is needed")
+        if styles and o.method == "model":
+            raise InputError("a trained model (--model) takes no style image: its style is in its weights")
         if masks is not None:
-            if masks.shape[0] != len(styles):
+            if o.method == "model" and masks.shape[0] != 1:
+                raise InputError(f"{masks.shape[0]} masks for one trained model: give one mask (white: stylized)")
+            if o.method != "model" and masks.shape[0] != len(styles):
                 raise InputError(f"{masks.shape[0]} mask(s) for {len(styles)} style image(s): give one per style")
             if o.style_blend is not None:
                 raise InputError("--style-blend does not apply with masks: each region takes its own style")

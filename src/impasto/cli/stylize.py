@@ -55,11 +55,16 @@ def _ints(text: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="impasto", description="Repaint a photo in the style of an artwork (neural style transfer).")
     p.add_argument("content", help="content image (photo); a folder or a quoted glob ('photos/*.jpg') runs a batch")
-    p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended")
+    p.add_argument("styles", nargs="*", metavar="style", help="style image(s); several are blended (none with --model)")
     p.add_argument("-o", "--output", help="result image; .png .jpg .webp .tif (default: CONTENT-STYLE.png); "
                    "in batch mode the output folder")  # fmt: skip
     p.add_argument("--preset", default="default", choices=list(PRESETS), help="starting set of options")
-    p.add_argument("--method", choices=["gatys", "fast"], help="gatys: optimization (default); fast: AdaIN, ~1 s")
+    p.add_argument(
+        "--method",
+        choices=["gatys", "fast", "model"],
+        help="gatys: optimization (default); fast: AdaIN, ~1 s; model: a trained network (--model)",
+    )
+    p.add_argument("--model", metavar="FILE", help="stylize with a network trained by 'impasto train' (no style image)")
     g = p.add_argument_group("size")
     g.add_argument("-s", "--size", type=int, help="longest side of the result in pixels (default 512)")
     g.add_argument("--style-scale", type=float, help="style image size relative to the result (default 1)")
@@ -128,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _OPTION_ARGS = [
-    "method", "size", "style_scale", "style_blend", "content_layers", "style_layers", "style_layer_weights",
+    "method", "model", "size", "style_scale", "style_blend", "content_layers", "style_layers", "style_layer_weights",
     "content_weight", "style_weight", "tv_weight", "gram_norm", "init", "optimizer", "lr", "steps", "seed",
     "lbfgs_history",
     "weights", "pooling", "padding", "device", "precision",
@@ -139,7 +144,12 @@ _OPTION_ARGS += ["start_size", "scale_factor", "scale_steps", "tile", "tile_over
 
 def options_from_args(args: argparse.Namespace) -> Options:
     """Options of the chosen preset overridden by the arguments given."""
-    return make_options(args.preset, **{k: getattr(args, k) for k in _OPTION_ARGS})
+    opts = make_options(args.preset, **{k: getattr(args, k) for k in _OPTION_ARGS})
+    if opts.method == "model" and args.styles:
+        raise InputError(f"--model takes no style image (its style is in its weights): drop {args.styles[0]}")
+    if opts.method != "model" and not args.styles:
+        raise InputError("give a style image after the content image (or a trained network: --model FILE)")
+    return opts
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -157,12 +167,14 @@ def sibling(output: Path, tag: str) -> Path:
 def check_paths(args: argparse.Namespace, opts: Options) -> Path:
     """Validate output paths against inputs, and that their folders can be written; returns the output path."""
     inputs = [Path(args.content), *map(Path, args.styles), *map(Path, opts.masks or ())]
+    if opts.model:
+        inputs.append(Path(opts.model))
     if opts.mask_map:
         inputs.append(Path(opts.mask_map))
     if opts.init not in ("content", "noise", "style"):
         inputs.append(Path(opts.init))
     if args.output is None:
-        args.output = f"{Path(args.content).stem}-{Path(args.styles[0]).stem}.png"
+        args.output = f"{Path(args.content).stem}-{Path(args.styles[0] if args.styles else opts.model).stem}.png"
     output = Path(args.output)
     output_format(output)
     if output.is_dir():
@@ -205,14 +217,18 @@ def run(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
     if batch.is_batch(args.content):
         return run_batch(args, opts)
-    if opts.method == "fast" and (args.history or args.save_every):
-        raise InputError("--history and --save-every need the optimization method; --method fast has no steps")
+    if opts.method in ("fast", "model") and (args.history or args.save_every):
+        raise InputError(
+            f"--history and --save-every need the optimization method; --method {opts.method} has no steps"
+        )
     output = check_paths(args, opts)
     # Decode every input before any heavy work, so a bad file fails fast.
     content_im = open_image(args.content)
     style_ims = [open_image(s) for s in args.styles]
     if opts.style_blend is not None and len(opts.style_blend) != len(style_ims):
         raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(style_ims)} style images")
+    if opts.model:
+        api.model_info(opts.model)  # a bad model file fails here, in one line, before any heavy work
     # Memory and time before any heavy work: refuse what cannot fit, print the plan on --dry-run.
     plan = api.plan(content_im, style_ims, opts)
     long_run = plan.seconds > LONG_RUN_SECONDS
@@ -290,10 +306,12 @@ def check_batch_args(args: argparse.Namespace, opts: Options) -> tuple[list[Path
     styles = [Path(s) for s in args.styles]
     for s in styles:
         open_image(s)
+    if opts.model:
+        api.model_info(opts.model)  # a bad model file fails here, in one line
     if opts.style_blend is not None and len(opts.style_blend) != len(styles):
         raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(styles)} style images")
     contents = batch.find_contents(args.content)
-    batch.plan(contents, styles, outdir, fmt, opts.style_blend is not None)
+    batch.plan(contents, [Path(opts.model)] if opts.model else styles, outdir, fmt, opts.style_blend is not None)
     return contents, styles, outdir, fmt
 
 

@@ -15,11 +15,13 @@ from .adain import FastMethod
 from .base import Inputs, Method
 from .coarse_to_fine import CoarseToFine
 from .gatys import Gatys
+from .transformer import ModelMethod
 
 #: Method name (``--method``) -> its constructor from options and a device.
 METHODS: dict[str, Callable[[Options, torch.device | None], Method]] = {
     "gatys": lambda options, device: CoarseToFine(Gatys(options, device)),
     "fast": FastMethod,
+    "model": ModelMethod,
 }
 
 
