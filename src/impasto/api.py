@@ -181,7 +181,7 @@ def stylize(
 # -- trained per-style networks --------------------------------------------------------------------------
 def train(
     style: str | os.PathLike,
-    output: str | os.PathLike,
+    output: str | os.PathLike | None,
     *,
     data: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
@@ -195,7 +195,7 @@ def train(
 ) -> TrainResult:
     """Train a per-style network (Johnson et al. 2016) on the photos of ``data`` (a folder, searched
     recursively; default: the bundled examples) to paint like ``style``; writes the model file ``output``
-    and returns a :class:`~impasto.training.TrainResult`.
+    (None with ``resume``: the one the checkpoint records) and returns a :class:`~impasto.training.TrainResult`.
 
     ``options`` are fields of :class:`~impasto.training.TrainOptions` (``steps``, ``batch_size``, ``lr``,
     ``width``, ``style_weight``, ``seed``, ...). ``resume`` continues a checkpoint exactly, with its options
@@ -215,6 +215,8 @@ def train(
             raise InputError(f"--resume continues with the checkpoint's options; drop {', '.join(sorted(extra))} "
                              "(only --steps or --epochs may be given, to extend it)")  # fmt: skip
         trainer = Trainer.resume(resume, style, output, data, options.get("steps"), options.get("epochs"), **kw)
+    elif output is None:
+        raise InputError("give the model file to write (-o MODEL.pt)")
     else:
         trainer = Trainer(style, output, make_train_options(**options), data, **kw)
     return trainer.run(callback, None if max_minutes is None else 60.0 * max_minutes)

@@ -91,10 +91,11 @@ class TrainBar:
 
 def run(args: argparse.Namespace) -> int:
     open_image(args.style)
-    output = Path(args.output) if args.output else Path(f"{Path(args.style).stem}.pt")
-    if output.suffix.lower() not in (".pt", ".pth"):
+    # A resumed training writes the model file its checkpoint records, unless -o names another.
+    output = Path(args.output) if args.output else None if args.resume else Path(f"{Path(args.style).stem}.pt")
+    if output is not None and output.suffix.lower() not in (".pt", ".pth"):
         raise InputError(f"the model file name must end in .pt or .pth: {output}")
-    if output.is_dir():
+    if output is not None and output.is_dir():
         raise InputError(f"output is a folder, expected a model file name: {output}")
     if args.plot:
         output_format(args.plot)
