@@ -32,8 +32,8 @@ from .runner import Runner, finish
 from .version import __version__
 
 __all__ = [
-    "Prepared", "Runner", "as_list", "catalog", "checkpoint_step", "metadata", "plan", "prepare", "preview", "run",
-    "stylize", "stylize_tensors",
+    "Prepared", "Runner", "as_list", "catalog", "checkpoint_step", "metadata", "plan", "plan_sizes", "prepare",
+    "preview", "run", "stylize", "stylize_tensors",
 ]  # fmt: skip
 
 
@@ -66,6 +66,16 @@ def plan(content: ImageLike, style: ImageLike | Sequence[ImageLike], options: Op
     """The plan of a run (scales, tiles, memory, time) from the images' sizes, without decoding pixels.
     Not checked: see :func:`impasto.plan.check` (``--dry-run`` prints plans that do not fit, too)."""
     return estimate.plan(options, image_size(content), [image_size(s) for s in as_list(style)])
+
+
+def plan_sizes(content: tuple[int, int], styles: Sequence[tuple[int, int]], options: Options) -> Plan:
+    """The plan of a run from the images' (width, height) alone (a front end that has not uploaded them yet)."""
+    if not styles:
+        raise InputError("at least one style image is needed")
+    for w, h in [content, *styles]:
+        if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
+            raise InputError(f"image sizes must be positive whole numbers, got {w}x{h}")
+    return estimate.plan(options, content, list(styles))
 
 
 def catalog() -> dict[str, Any]:
