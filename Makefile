@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.impasto-installed
 DEMO_OUT ?= out/chelsea-starry_night.png
 
-.PHONY: setup demo test lint bench clean
+PORT ?= 8000
+DATA ?= $(HOME)/.local/share/impasto/serve
+
+.PHONY: setup demo test lint bench clean serve browser
 
 setup: $(STAMP)
 
@@ -20,8 +23,20 @@ demo: $(STAMP)
 	$(BIN)/impasto examples/chelsea.png examples/starry_night.jpg -o $(DEMO_OUT) --plot $(basename $(DEMO_OUT))-plot.png
 	@echo "Result: $(DEMO_OUT)  (figure: $(basename $(DEMO_OUT))-plot.png)"
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# The web app's browser test drives Debian's Chromium (Playwright never downloads a browser here): installed when
+# missing; where it cannot be (no root, no package source) the test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "make: installing Debian's chromium for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	  || echo "make: chromium could not be installed; the browser test will be skipped"; }
+
+# The web app on http://127.0.0.1:$(PORT)/ (jobs and results kept in $(DATA)); Ctrl-C stops it.
+serve: $(STAMP)
+	@echo "impasto: starting the web app; open http://127.0.0.1:$(PORT)/ when it says it is serving"
+	$(BIN)/impasto serve --port $(PORT) --data $(DATA)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -25,6 +25,7 @@ import json
 import re
 import shutil
 import threading
+import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -38,7 +39,7 @@ from PIL import Image
 from .. import api
 from ..cli import stylize as cli_stylize
 from ..errors import ImpastoError, InputError
-from ..io.images import image_size, open_image
+from ..io.images import open_image
 from ..options import Options
 from ..plan import check, fmt_bytes, fmt_seconds
 from ..version import __version__
@@ -190,14 +191,15 @@ def accept_image(upload: Any, folder: Path, stem: str, what: str, max_pixels: in
     with open(tmp, "wb") as out:
         shutil.copyfileobj(upload.file, out, 1 << 20)
     try:
-        w, h = image_size(tmp)
+        w, h, fmt = _header(tmp)
         if w * h > max_pixels:
             raise WebError(413, f"image too large: {name} is {w}x{h} (limit {max_pixels // 1_000_000} megapixels)")
         try:
             im = open_image(tmp)
         except InputError as err:
-            raise WebError(400, str(err).replace(str(tmp), name)) from None
-        ext = FORMAT_EXTENSIONS.get(im.format or "", "img")
+            message = str(err).replace(str(tmp), name)
+            raise WebError(413 if message.startswith("image too large") else 400, message) from None
+        ext = FORMAT_EXTENSIONS.get(fmt or "", "img")
         width, height = im.size
         im.close()
     except BaseException:
@@ -206,6 +208,18 @@ def accept_image(upload: Any, folder: Path, stem: str, what: str, max_pixels: in
     final = folder / f"{stem}.{ext}"
     tmp.replace(final)
     return {"file": final.name, "name": name, "width": width, "height": height}
+
+
+def _header(path: Path) -> tuple[int, int, str | None]:
+    """(width, height, format) from an image file's header, without decoding; (0, 0, None) when Pillow cannot
+    tell (the full decode that follows says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                return im.width, im.height, im.format
+    except Exception:  # noqa: BLE001 - reported by open_image
+        return (0, 0, None)
 
 
 def _estimate(plan: Any) -> dict[str, Any]:
@@ -297,7 +311,7 @@ class Guard:
                 await _send_error(send, 413, self._too_large())
 
     def _too_large(self) -> str:
-        return f"upload too large: more than {self.config.max_upload_bytes / (1 << 20):.0f} MB in one request"
+        return f"upload too large: more than {self.config.max_upload_bytes / (1 << 20):.3g} MB in one request"
 
 
 async def _send_error(send: Any, status: int, message: str, extra: dict[str, str] | None = None) -> None:

@@ -36,7 +36,8 @@ from ..io.images import save_image, tensor_to_pil
 from ..options import Options, make_options
 from .jobs import Job, JobNotFound, JobStore
 
-#: Seconds between preview images (at least; a slow encoder stretches it so previews cost under ~10%).
+#: Seconds between preview images (at least; a slow encoder stretches it so previews cost under ~10%);
+#: ``IMPASTO_PREVIEW_SECONDS`` overrides it.
 PREVIEW_INTERVAL = 1.0
 #: Seconds between looks at the queue when it is empty.
 POLL_INTERVAL = 0.05
@@ -71,7 +72,8 @@ class Reporter:
         self.total = sum(s.steps for s in prepared.plan.scales)
         self.t0 = time.perf_counter()
         self.last_preview = -1e9
-        self.interval = PREVIEW_INTERVAL
+        self.base_interval = float(os.environ.get("IMPASTO_PREVIEW_SECONDS", PREVIEW_INTERVAL))
+        self.interval = self.base_interval
         # The picture's size at each step (a tile's image is not a preview of the picture).
         self.scale_hw: list[tuple[int, tuple[int, int]]] = []
         end = 0
@@ -108,7 +110,7 @@ class Reporter:
         picture = tensor_to_pil(api.preview(self.prepared, image))
         save_image(picture, self.preview_path, {**self.meta, "step": step})
         self.last_preview = time.perf_counter()
-        self.interval = max(PREVIEW_INTERVAL, 10 * (self.last_preview - t))
+        self.interval = max(self.base_interval, 10 * (self.last_preview - t))
         if not self.store.preview_saved(self.job.id, self.worker, step):
             raise LostJob
 
