@@ -90,5 +90,9 @@ def run(args: argparse.Namespace) -> int:
                       file=sys.stderr, flush=True)  # fmt: skip
 
     server.startup = startup  # type: ignore[method-assign]
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises the SIGTERM / Ctrl-C it handled once it has stopped
+        pass
+    print("impasto: server stopped; unfinished jobs continue at the next start", file=sys.stderr)
     return 0

@@ -480,7 +480,8 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> Any:
     @app.get("/api/health", summary="Workers and queue")
     def health() -> dict[str, Any]:
         pool = state["pool"]
-        return {"ok": True, "workers": len(pool.pids()) if pool else 0, "jobs": store.counts()}
+        workers, ready = (len(pool.pids()), pool.ready()) if pool else (0, 0)
+        return {"ok": True, "workers": workers, "ready_workers": ready, "jobs": store.counts()}
 
     plan_body = {"content": {"multipart/form-data": {"schema": _plan_schema()}}}
     job_body = {"required": True, "content": {"multipart/form-data": {"schema": _form_schema()}}}

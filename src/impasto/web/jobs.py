@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     version INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created);
+CREATE TABLE IF NOT EXISTS workers (name TEXT PRIMARY KEY, pid INTEGER NOT NULL, ready REAL NOT NULL);
 """
 
 
@@ -307,6 +308,20 @@ class JobStore:
                 total -= int(r["bytes"])
                 gone.append(r["id"])
         return gone
+
+    def worker_ready(self, name: str, pid: int) -> None:
+        """A worker has loaded its networks and takes jobs."""
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO workers (name, pid, ready) VALUES (?, ?, ?)", (name, pid, time.time()))
+
+    def ready_workers(self, names: list[str]) -> int:
+        """How many of these workers said they were ready."""
+        rows = self._db().execute("SELECT name FROM workers").fetchall()
+        return len({r[0] for r in rows} & set(names))
+
+    def forget_worker(self, name: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM workers WHERE name = ?", (name,))
 
     def total_bytes(self) -> int:
         return int(self._db().execute("SELECT COALESCE(SUM(bytes), 0) FROM jobs").fetchone()[0])

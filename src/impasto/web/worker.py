@@ -247,6 +247,7 @@ def main(data: str, name: str, threads: int, parent: int, warm_up: bool = True) 
             worker.warm_up()
         except Exception:  # noqa: BLE001 - a job will report the real problem
             traceback.print_exc()
+    store.worker_ready(name, os.getpid())
     worker.loop(parent)
     sys.exit(0)
 
@@ -291,6 +292,7 @@ class WorkerPool:
                     proc.join(0)
                     del self.processes[name]
                     self.store.requeue_running(name)
+                    self.store.forget_worker(name)
                     self.restarts += 1
                     dead += 1
             while len(self.processes) < self.count:
@@ -303,6 +305,12 @@ class WorkerPool:
                 self.check()
             except Exception:  # noqa: BLE001 - keep watching
                 traceback.print_exc()
+
+    def ready(self) -> int:
+        """Workers alive that have loaded their networks."""
+        with self._lock:
+            names = [n for n, p in self.processes.items() if p.is_alive()]
+        return self.store.ready_workers(names)
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.processes.values() if p.pid is not None]
@@ -323,6 +331,7 @@ class WorkerPool:
                     proc.join(2)
             for name in self.processes:
                 self.store.requeue_running(name)
+                self.store.forget_worker(name)
             self.processes.clear()
         if self._thread is not None:
             self._thread.join(2)
