@@ -324,7 +324,7 @@ function render(job) {
   bar.hidden = !job.iterative;
   bar.max = Math.max(1, job.total);
   bar.value = job.step;
-  drawCurve(job.losses);
+  drawCurve(job.losses, job.total);
   if (job.state === "failed") showError(job.error);
   const previewStep = job.has_result && job.state === "done" ? Infinity : job.preview_step ?? -1;
   if (previewStep !== state.shownPreview && (job.preview_step !== null || job.has_result)) {
@@ -349,14 +349,15 @@ function render(job) {
   if (!running) { stopFollowing(); refreshHistory(); }
 }
 
-function drawCurve(losses) {
+function drawCurve(losses, total) {
   const svg = $("curve");
   svg.replaceChildren();
-  if (!losses || losses.length < 2) { svg.hidden = true; return; }
-  svg.hidden = false;
+  const show = losses && losses.length >= 2;
+  svg.toggleAttribute("hidden", !show); // an SVG element has no .hidden property
+  if (!show) return;
   const ys = losses.map(([, l]) => Math.log10(Math.max(l, 1e-12)));
   const xs = losses.map(([s]) => s);
-  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  const [x0, x1] = [0, Math.max(total || 0, ...xs)]; // the x axis spans the whole run
   const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
   const pts = losses.map((_, i) => {
     const x = ((xs[i] - x0) / Math.max(1e-9, x1 - x0)) * 316 + 2;
