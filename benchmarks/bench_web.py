@@ -240,7 +240,7 @@ def faults(args: argparse.Namespace) -> None:
 
 # -- the browser ------------------------------------------------------------------------------------------------------
 def _page(browser, server: Server, width: int = 1100, height: int = 900):  # noqa: ANN001, ANN202 - playwright objects
-    page = browser.new_page(viewport={"width": width, "height": height})
+    page = browser.new_page(viewport={"width": width, "height": height}, bypass_csp=True)
     page.goto(server.url + "/")
     page.wait_for_selector("body[data-ready='1']", timeout=60_000)
     page.set_input_files("#content-file", str(CONTENT))

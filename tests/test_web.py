@@ -109,6 +109,14 @@ def test_the_page_and_its_assets_come_from_the_app_alone(client):
         assert "@font-face" not in text and "@import" not in text
     for ref in __import__("re").findall(r'(?:src|href)="(/[^"]*)"', page.text):
         assert client.get(ref).status_code == 200, ref
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    # The API docs too: Swagger UI's files come from the app.
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text.lower()
+    for ref in __import__("re").findall(r"""(?:src|href)=['"](/[^'"]*)['"]""", docs.text):
+        assert client.get(ref).status_code == 200, ref
+    assert "http" not in " ".join(__import__("re").findall(r"""(?:src|href)=['"]([^'"]*)['"]""", docs.text))
 
 
 # -- a job from upload to download ----------------------------------------------------------------------------

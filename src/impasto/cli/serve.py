@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ..web.app import ServerConfig, create_app, is_loopback
+from ..web.config import ENV_VAR, ServerConfig, is_loopback
 from .stylize import Parser
 
 DEFAULT_DATA = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "impasto" / "serve"
@@ -74,9 +74,11 @@ def run(args: argparse.Namespace) -> int:
         config.data.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InputError(f"cannot create --data folder {config.data}: {err.strerror or err}") from None
-    app = create_app(config)
-    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
-                                           timeout_graceful_shutdown=5))  # fmt: skip
+    # uvicorn imports the app by name (impasto.web.app needs the CLI's option parser, the CLI needs this module)
+    os.environ[ENV_VAR] = config.to_json()
+    settings = uvicorn.Config("impasto.web.app:app_from_environment", factory=True, host=config.host,
+                              port=config.port, log_level="warning", timeout_graceful_shutdown=5)  # fmt: skip
+    server = uvicorn.Server(settings)
     original = server.startup
 
     async def startup(sockets=None) -> None:  # noqa: ANN001 - print the URL once the port is bound

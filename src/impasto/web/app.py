@@ -27,7 +27,6 @@ import shutil
 import threading
 import warnings
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from functools import lru_cache
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -43,6 +42,7 @@ from ..io.images import open_image
 from ..options import Options
 from ..plan import check, fmt_bytes, fmt_seconds
 from ..version import __version__
+from .config import LOOPBACK_NAMES, ServerConfig, is_loopback
 from .jobs import FINISHED, Job, JobNotFound, JobStore, folder_bytes, new_id
 from .worker import WorkerPool
 
@@ -58,44 +58,11 @@ GALLERY = {
 #: Options that name files or devices of the server: not settable from the web.
 SERVER_ONLY = ("weights", "masks", "mask_map", "mask_colors", "device")
 FORMAT_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp", "GIF": "gif"}
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+#: The page may load and connect to this server only (and show the pictures the user picked: blob: URLs).
+PAGE_POLICY = (b"default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+               b"connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")  # fmt: skip
 SESSION_COOKIE = "impasto_session"
 TOKEN_COOKIE = "impasto_token"
-
-
-@dataclass
-class ServerConfig:
-    """Settings of one server (``impasto serve`` flags)."""
-
-    data: Path
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    token: str | None = None
-    max_upload_bytes: int = 30 * 1024 * 1024  # a whole request: content and styles
-    max_pixels: int = 50_000_000  # per image, read from its header before decoding
-    max_styles: int = 8
-    max_active_per_client: int = 10  # queued or running jobs
-    keep_hours: float = 7 * 24.0  # finished jobs older than this are removed
-    max_disk_mb: float = 2048.0  # ... and the oldest finished ones beyond this much disk
-    threads: int | None = None  # torch threads per worker (default: cores / workers)
-    warm_up: bool = True  # workers load the fast method's networks before their first job
-
-    @property
-    def loopback(self) -> bool:
-        return is_loopback(self.host)
-
-
-def is_loopback(host: str) -> bool:
-    """True for an address only this machine reaches."""
-    import ipaddress
-
-    if host.strip("[]").lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class WebError(Exception):
@@ -300,8 +267,12 @@ class Guard:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+                if scope["path"] == "/":
+                    extra.append((b"content-security-policy", PAGE_POLICY))
                 if set_cookie:
-                    message["headers"] = [*message.get("headers", []), (b"set-cookie", set_cookie.encode())]
+                    extra.append((b"set-cookie", set_cookie.encode()))
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         try:
@@ -420,7 +391,7 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> Any:
             lock.close()
 
     app = FastAPI(
-        title="impasto", version=__version__, lifespan=lifespan,
+        title="impasto", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
         description="Neural style transfer: upload a photo and a painting, follow the job, download the result.",
     )  # fmt: skip
     app.state.store, app.state.config, app.state.runtime = store, config, state
@@ -457,6 +428,20 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> Any:
         return response
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    # /docs with Swagger UI's files from a package, not from a CDN: the docs work offline too.
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="impasto HTTP API", swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="/docs-assets/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},
+        )  # fmt: skip
 
     @app.get("/api/options", summary="Methods, presets and every option the page offers")
     def options() -> dict[str, Any]:
@@ -629,6 +614,11 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> Any:
     return app
 
 
+def app_from_environment() -> Any:
+    """The application for the settings ``impasto serve`` put in the environment (uvicorn's app factory)."""
+    return create_app(ServerConfig.from_env())
+
+
 async def _read_form(request: Any, max_files: int) -> Any:
     try:
         return await request.form(max_files=max_files, max_fields=100, max_part_size=64 * 1024)
@@ -655,4 +645,12 @@ def _thumbnail(path: Path, side: int = 240) -> bytes:
     return buffer.getvalue()
 
 
-__all__ = ["GALLERY", "ServerConfig", "create_app", "is_loopback", "option_fields", "parse_options"]
+__all__ = [
+    "GALLERY",
+    "ServerConfig",
+    "app_from_environment",
+    "create_app",
+    "is_loopback",
+    "option_fields",
+    "parse_options",
+]

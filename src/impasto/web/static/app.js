@@ -100,6 +100,7 @@ function buildControls(catalog) {
     set.append(grid);
     more.append(set);
   }
+  $("options").addEventListener("submit", (e) => e.preventDefault()); // Enter in a field does not reload the page
   $("options").addEventListener("input", schedulePlan);
   $("options").addEventListener("change", () => { updateMethod(); schedulePlan(); });
   updateMethod();
