@@ -431,3 +431,6 @@ def test_a_server_that_died_requeues_its_running_jobs(tmp_path, content_path, st
         assert c.get(f"/api/jobs/{job['id']}").json()["state"] == "done"
     # A worker that lost its job (re-queued meanwhile) cannot overwrite it.
     assert JobStore(data).finish(job["id"], "a-worker-of-a-dead-server", "failed", "late") is False
+    with make_client(data) as c:  # finished results survive restarts
+        r = c.get(f"/api/jobs/{job['id']}/result")
+        assert r.status_code == 200 and Image.open(_bytes(r.content)).size == (32, 21)

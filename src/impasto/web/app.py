@@ -87,6 +87,12 @@ def _option_actions() -> dict[str, Any]:
     return actions
 
 
+@lru_cache(maxsize=1)
+def _catalog() -> dict[str, Any]:
+    """Methods, presets, defaults and choices (fixed while the server runs)."""
+    return api.catalog()
+
+
 def _flag(action: Any) -> str:
     return max(action.option_strings, key=len)
 
@@ -446,7 +452,7 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> Any:
     @app.get("/api/options", summary="Methods, presets and every option the page offers")
     def options() -> dict[str, Any]:
         return {
-            **api.catalog(), "fields": option_fields(), "version": __version__,
+            **_catalog(), "fields": option_fields(), "version": __version__,
             "gallery": [{"name": k, "title": t, "url": f"/api/gallery/{k}", "thumb": f"/api/gallery/{k}?thumb=1"}
                         for k, (_, t) in GALLERY.items()],
             "limits": {"max_upload_bytes": config.max_upload_bytes, "max_pixels": config.max_pixels,
