@@ -7,6 +7,7 @@ fit in memory before anything is loaded at the output size), :func:`run` runs it
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,25 +18,28 @@ import torch
 from PIL import Image
 
 from . import estimate
+from .core.color import PRESERVE_COLOR
 from .core.malloc import tune_allocator
 from .core.progress import Callback
 from .core.sizes import resize_tensor
-from .errors import InputError, OutputError
+from .errors import ImpastoError, InputError, OutputError
 from .io.atomic import write_bytes
-from .io.images import ImageLike, image_size, load_image, open_image, tensor_to_pil
+from .io.images import ImageLike, image_size, load_image, open_image, read_metadata, tensor_to_pil
 from .io.masks import load_masks
 from .io.models import describe, load_model
+from .methods import METHODS
 from .methods.transformer import onnx_bytes, onnx_difference
-from .options import Options, make_options
+from .options import _CHOICES as CHOICES
+from .options import PRESETS, Options, make_options
 from .plan import Plan, check
-from .runner import Runner
+from .runner import Runner, finish
 from .training import Trainer, TrainInfo, TrainingInterrupted, TrainOptions, TrainResult, make_train_options
 from .version import __version__
 
 __all__ = [
-    "Prepared", "Runner", "TrainInfo", "TrainOptions", "TrainResult", "TrainingInterrupted", "as_list",
-    "check_onnx", "export_onnx", "make_train_options", "metadata", "model_info", "plan", "prepare", "run", "stylize",
-    "stylize_tensors", "train",
+    "Prepared", "Runner", "TrainInfo", "TrainOptions", "TrainResult", "TrainingInterrupted", "as_list", "catalog",
+    "check_onnx", "checkpoint_step", "export_onnx", "make_train_options", "metadata", "model_info", "plan",
+    "plan_sizes", "prepare", "preview", "run", "stylize", "stylize_tensors", "train",
 ]  # fmt: skip
 
 
@@ -79,6 +83,36 @@ def plan(content: ImageLike, style: ImageLike | Sequence[ImageLike] | None, opti
     return estimate.plan(options, image_size(content), [image_size(s) for s in as_list(style, options)])
 
 
+def plan_sizes(content: tuple[int, int], styles: Sequence[tuple[int, int]], options: Options) -> Plan:
+    """The plan of a run from the images' (width, height) alone (a front end that has not uploaded them yet)."""
+    if not styles and options.model is None:
+        raise InputError("at least one style image is needed")
+    for w, h in [content, *styles]:
+        if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
+            raise InputError(f"image sizes must be positive whole numbers, got {w}x{h}")
+    return estimate.plan(options, content, list(styles))
+
+
+def catalog() -> dict[str, Any]:
+    """What a front end can offer, from the options and methods themselves (a new method or option shows up
+    without changes to the front end): each method (name, whether it optimizes over steps), the presets, every
+    option's default and the choices of the options that have them."""
+    methods = []
+    for name in CHOICES["method"]:
+        if name not in METHODS:
+            continue
+        try:
+            iterative: bool | None = estimate.plan(make_options(method=name), (64, 64), [(64, 64)]).iterative
+        except (ImpastoError, ValueError):  # a method that needs more options (a model file) to be planned
+            iterative = None
+        methods.append({"name": name, "iterative": iterative})
+    presets = {name: {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+               for name, values in PRESETS.items()}  # fmt: skip
+    choices = {name: list(values) for name, values in CHOICES.items()}
+    choices["preserve_color"] = list(PRESERVE_COLOR)
+    return {"methods": methods, "presets": presets, "defaults": Options().to_dict(), "choices": choices}
+
+
 def coarse_to_fine_hint(
     p: Plan, content: ImageLike, style: ImageLike | Sequence[ImageLike], options: Options
 ) -> str | None:
@@ -96,6 +130,8 @@ class Prepared:
     styles: list[torch.Tensor]
     masks: torch.Tensor | None
     plan: Plan
+    start: torch.Tensor | None = None  # resume: the image to continue from ...
+    start_step: int = 0  # ... and the steps it had done
 
 
 def prepare(
@@ -104,11 +140,16 @@ def prepare(
     options: Options,
     masks: torch.Tensor | None = None,
     planned: Plan | None = None,
+    start: ImageLike | None = None,
+    start_step: int | None = None,
 ) -> Prepared:
     """Check and load everything a run needs. The plan (``planned``, or one made from the images' sizes) is
     checked against available memory before any image is loaded at the output size.
 
     ``masks`` (K, 1, H, W) in [0, 1], one per style, overrides the mask files named in ``options``.
+    ``start`` resumes a run from one of its images (an intermediate image written every few steps, an
+    interrupted run's image) after ``start_step`` steps (default: the step recorded in the file, see
+    :func:`checkpoint_step`): only the remaining steps run, at the scale that step falls in.
     """
     styles = as_list(style, options)
     if options.style_blend is not None and len(options.style_blend) != len(styles):
@@ -126,7 +167,56 @@ def prepare(
     if tuple(p.scales[-1].hw) != hw:  # sizes that a file's header got wrong: plan the loaded tensors
         h, w = hw
         p = check(estimate.plan(options, (w, h), [(s.shape[-1], s.shape[-2]) for s in style_ts], device=p.device))
-    return Prepared(options, content_t, style_ts, masks, p)
+    prepared = Prepared(options, content_t, style_ts, masks, p)
+    if start is not None:
+        prepared.start, prepared.start_step = _start(start, start_step, prepared)
+    return prepared
+
+
+def checkpoint_step(image: ImageLike) -> int | None:
+    """The step an image written during a run records (``--save-every`` images, interrupted runs, the web app's
+    previews), or None."""
+    try:
+        if isinstance(image, Image.Image):
+            meta = image.info.get("impasto")
+            meta = json.loads(meta) if isinstance(meta, (str, bytes)) else meta
+        elif isinstance(image, (str, os.PathLike)):
+            meta = read_metadata(image)
+        else:
+            return None
+    except (OSError, ValueError):
+        return None
+    step = meta.get("step") if isinstance(meta, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
+
+
+def _start(start: ImageLike, start_step: int | None, prepared: Prepared) -> tuple[torch.Tensor, int]:
+    """The image and step a resumed run continues from, checked against the run."""
+    p, name = prepared.plan, _describe(start)
+    if not p.iterative:
+        raise InputError(f"--resume needs an optimizing method: --method {p.method} runs in one pass")
+    total = sum(s.steps for s in p.scales)
+    step = checkpoint_step(start) if start_step is None else start_step
+    if step is None:
+        raise InputError(f"{name} records no step: give --resume-step N (the steps it had done)")
+    if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= total:
+        raise InputError(f"--resume-step must be a whole number from 0 to {total} (the run's steps), got {step!r}")
+    image = load_image(start, None, "resume image")
+    (h, w), (sh, sw) = prepared.content.shape[-2:], image.shape[-2:]
+    if abs(sw / sh - w / h) > 0.02 * (w / h) + 2 / min(sw, sh):  # not the run's picture at some scale
+        raise InputError(f"cannot resume from {name}: it is {sw}x{sh}, the picture {w}x{h} (a tile or another image?)")
+    return image, step
+
+
+def preview(prepared: Prepared, image: torch.Tensor) -> torch.Tensor:
+    """An image reported during a run (:class:`~impasto.core.progress.StepInfo`'s, at any scale) as the result
+    would look: colour and unstyled regions put back as the runner does at the end. (1, 3, h, w) on the CPU."""
+    hw = tuple(image.shape[-2:])
+    content = prepared.content if tuple(prepared.content.shape[-2:]) == hw else resize_tensor(prepared.content, hw)
+    masks = prepared.masks
+    if masks is not None and tuple(masks.shape[-2:]) != hw:
+        masks = resize_tensor(masks, hw)
+    return finish(image, content, prepared.options.preserve_color, masks)
 
 
 def _mask_tensor(masks: torch.Tensor, hw: tuple[int, ...]) -> torch.Tensor:
@@ -141,7 +231,8 @@ def run(prepared: Prepared, callback: Callback | None = None, runner: Runner | N
     across jobs (batch mode) or to read its ``history`` afterwards, also after an interruption."""
     tune_allocator()
     runner = runner if runner is not None else Runner(prepared.options)
-    return runner(prepared.content, prepared.styles, prepared.masks, callback, prepared.plan)
+    p = prepared
+    return runner(p.content, p.styles, p.masks, callback, p.plan, p.start, p.start_step)
 
 
 def stylize_tensors(

@@ -83,9 +83,13 @@ class Runner:
         masks: torch.Tensor | None = None,
         callback: Callback | None = None,
         plan: Plan | None = None,
+        start: torch.Tensor | None = None,
+        start_step: int = 0,
     ) -> torch.Tensor:
         """Stylize ``content`` (1, 3, H, W) with ``styles``; ``masks`` (K, 1, H, W), one per style, assign
-        regions. Returns (1, 3, H, W) on the CPU in [0, 1]. Without ``plan``, one is made for these tensors."""
+        regions. Returns (1, 3, H, W) on the CPU in [0, 1]. Without ``plan``, one is made for these tensors.
+        ``start`` (an image of the run, e.g. an intermediate one) and ``start_step`` (the steps it had done)
+        resume a run: only the remaining steps run."""
         o = self.options
         if not styles and o.method != "model":
             raise InputError("at least one style image is needed")
@@ -104,8 +108,10 @@ class Runner:
             raise InputError(f"--style-blend has {len(o.style_blend)} weights for {len(styles)} style images")
         plan = plan if plan is not None else self.plan(content, styles)
         net_content, net_styles = prepare(content, styles, o.preserve_color)
+        if start is not None and o.preserve_color == "luminance":  # the network sees luminance only
+            start = color.gray(start)
         try:
-            out = self.method.run(Inputs(net_content, net_styles, masks), plan, callback)
+            out = self.method.run(Inputs(net_content, net_styles, masks, start, start_step), plan, callback)
         except (StylizeInterrupted, NonFiniteLossError) as stop:
             raise stop.with_image(finish(stop.image, content, o.preserve_color, masks)) from None
         return finish(out, content, o.preserve_color, masks)

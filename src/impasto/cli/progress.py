@@ -61,7 +61,8 @@ class Progress:
             self.bar.set_postfix({name: f"{value:.3g}" for name, value in info.parts.items()}, refresh=False)
         if self.save_every and info.step % self.save_every == 0:
             try:
-                save_image(tensor_to_pil(info.image), self.snapshot_path(info.step), self.meta)
+                meta = {**self.meta, "step": info.step}  # --resume continues from it
+                save_image(tensor_to_pil(info.image), self.snapshot_path(info.step), meta)
             except OutputError as err:
                 self.save_every = 0
                 print(f"\nimpasto: warning: {err}; no more intermediate images", file=sys.stderr)

@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("output")
     g.add_argument("--save-every", type=int, default=0, metavar="N", help="write an intermediate image every N steps")
+    g.add_argument("--resume", metavar="IMAGE", help="continue a run from one of its images (OUT.stepNNNNN.png, "
+                   "OUT.interrupted.png): only the steps after the one it records run")  # fmt: skip
+    g.add_argument("--resume-step", type=int, metavar="N", help="with --resume: the steps the image had done "
+                   "(default: the step recorded in it)")  # fmt: skip
     g.add_argument("--history", metavar="FILE", help="write the loss history to FILE (.json or .csv)")
     g.add_argument("--plot", metavar="FILE", help="draw content | style | result and the loss curves to FILE")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -169,6 +173,8 @@ def check_paths(args: argparse.Namespace, opts: Options) -> Path:
     inputs = [Path(args.content), *map(Path, args.styles), *map(Path, opts.masks or ())]
     if opts.model:
         inputs.append(Path(opts.model))
+    if args.resume:
+        inputs.append(Path(args.resume))
     if opts.mask_map:
         inputs.append(Path(opts.mask_map))
     if opts.init not in ("content", "noise", "style"):
@@ -242,8 +248,12 @@ def run(args: argparse.Namespace) -> int:
               "(--dry-run shows the plan); Ctrl-C keeps the best image so far", file=sys.stderr)  # fmt: skip
         if hint:
             print(f"impasto: {hint}", file=sys.stderr)
-    prepared = api.prepare(content_im, style_ims, opts, planned=plan)
+    if args.resume_step is not None and not args.resume:
+        raise InputError("--resume-step needs --resume IMAGE")
+    prepared = api.prepare(content_im, style_ims, opts, planned=plan, start=args.resume, start_step=args.resume_step)
     meta = api.metadata(opts, args.content, args.styles)
+    if args.resume:
+        meta["resumed"] = {"from": Path(args.resume).name, "step": prepared.start_step}
     progress = Progress(sum(s.steps for s in plan.scales), args.quiet or not plan.iterative, args.save_every,
                         lambda step: sibling(output, f"step{step:05d}"), meta)  # fmt: skip
     runner = api.Runner(opts)
@@ -251,7 +261,8 @@ def run(args: argparse.Namespace) -> int:
         result = api.run(prepared, progress, runner)
     except StylizeInterrupted as stop:
         progress.close()
-        kept = _save_result(tensor_to_pil(stop.image), sibling(output, "interrupted"), meta)
+        done = int(runner.history[-1]["step"]) if runner.history else prepared.start_step
+        kept = _save_result(tensor_to_pil(stop.image), sibling(output, "interrupted"), {**meta, "step": done})
         if args.history:
             write_history(args.history, runner.history)
         print(f"impasto: {stop_word()}; best image so far saved to {kept}", file=sys.stderr)
@@ -285,7 +296,8 @@ def _refuse(plan) -> int:  # noqa: ANN001 - a Plan that does not fit
 def check_batch_args(args: argparse.Namespace, opts: Options) -> tuple[list[Path], list[Path], Path, str]:
     """Everything a batch command line needs, checked before any work; returns contents, styles, folder, format."""
     for flag, value in (("--mask", opts.masks), ("--mask-map", opts.mask_map), ("--history", args.history),
-                        ("--plot", args.plot), ("--save-every", args.save_every)):  # fmt: skip
+                        ("--plot", args.plot), ("--save-every", args.save_every),
+                        ("--resume", args.resume)):  # fmt: skip
         if value:
             raise InputError(f"{flag} is not available in batch mode (content is a folder or a glob)")
     if args.dry_run:

@@ -25,6 +25,10 @@ class Inputs:
     content: torch.Tensor  # (1, 3, H, W) in [0, 1]
     styles: list[torch.Tensor] = field(default_factory=list)  # (1, 3, h, w) each, at the style size
     masks: torch.Tensor | None = None  # (K, 1, H, W) in [0, 1]: region k takes style k
+    #: Resume: an image to start from (any size; resized to the scale ``start_step`` falls in) and the steps
+    #: already done; the run does the remaining steps and numbers them on from ``start_step``.
+    start: torch.Tensor | None = None
+    start_step: int = 0
 
 
 class Method(Protocol):

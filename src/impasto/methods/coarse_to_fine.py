@@ -37,6 +37,8 @@ class CoarseToFine:
     def run(self, inputs: Inputs, plan: Plan, callback: Callback | None = None) -> torch.Tensor:
         """Stylize ``inputs`` as ``plan`` says; returns the result on the CPU at the content's size.
 
+        With ``inputs.start`` and ``inputs.start_step`` it resumes: the scales done are skipped, the start image
+        is resized to the scale the step falls in, and only the remaining steps run, numbered on from there.
         On Ctrl-C or a non-finite loss, the exception's image is upsampled to the final size.
         """
         engine, scales = self.engine, plan.scales
@@ -47,7 +49,8 @@ class CoarseToFine:
             raise ValueError(f"the plan is for {scales[-1].hw}, the content is {full_hw}")
         tiled = any(s.tile and max(s.hw) > s.tile for s in scales)
         if len(scales) == 1 and not tiled:
-            return engine.stylize(inputs.content, inputs.styles, callback, inputs.masks, scales[0].steps)
+            return engine.stylize(inputs.content, inputs.styles, callback, inputs.masks, scales[0].steps, inputs.start,
+                                  inputs.start_step)  # fmt: skip
         if tiled and inputs.masks is not None:
             raise InputError("masks cannot be combined with tiles; use --tile 0 or a smaller --size")
         o = engine.options
@@ -56,32 +59,43 @@ class CoarseToFine:
         total = sum(s.steps for s in scales)
         offset, start = 0, time.perf_counter()
         image: torch.Tensor | None = None
+        first = min(max(0, inputs.start_step), total) if inputs.start is not None else 0
+        if first >= total and inputs.start is not None:  # nothing left to do
+            return resize_tensor(inputs.start.cpu(), full_hw)
+        base = 0  # steps before the current scale's first step run here
 
         def wrapped(info: StepInfo) -> None:
             if callback is not None:
-                callback(dataclasses.replace(info, step=offset + info.step, total=total,
+                callback(dataclasses.replace(info, step=base + info.step, total=total,
                                              elapsed=time.perf_counter() - start))  # fmt: skip
 
         for scale in scales:
+            if offset + scale.steps <= first:  # a scale the resumed run had finished
+                offset += scale.steps
+                continue
+            done = max(0, first - offset)  # steps of this scale done before a resume
+            base = offset + done
             hw = tuple(scale.hw)
             content = resize_tensor(inputs.content, hw)
-            image = engine.initial_image(content, inputs.styles) if image is None else resize_tensor(image, hw)
+            if image is None:
+                image = engine.initial_image(content, inputs.styles) if inputs.start is None else inputs.start.cpu()
+            image = resize_tensor(image, hw) if tuple(image.shape[-2:]) != hw else image
             first_row, t0 = len(engine.history), time.perf_counter() - start
             try:
                 if scale.tile and max(hw) > scale.tile:
                     image = optimize_tiled(
-                        engine, image, content, inputs.styles, scale.steps, scale.tile, o.tile_overlap,
+                        engine, image, content, inputs.styles, scale.steps - done, scale.tile, o.tile_overlap,
                         o.tile_passes, wrapped,
                     )  # fmt: skip
                 else:
                     terms = engine.build_terms(content, inputs.styles, inputs.masks)
-                    image = engine.optimize(image, terms, scale.steps, wrapped)
+                    image = engine.optimize(image, terms, scale.steps - done, wrapped)
                     del terms
             except (StylizeInterrupted, NonFiniteLossError) as stop:
                 raise stop.with_image(resize_tensor(stop.image.cpu(), full_hw)) from None
             finally:
                 for row in engine.history[first_row:]:
-                    row["step"] += offset
+                    row["step"] += base
                     row["seconds"] = round(row["seconds"] + t0, 4)
             image = image.cpu()
             offset += scale.steps

@@ -8,6 +8,7 @@ and tiles are :mod:`impasto.methods.coarse_to_fine` and :mod:`impasto.methods.ti
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import operator
@@ -203,17 +204,33 @@ class Gatys:
         callback: Callback | None = None,
         masks: torch.Tensor | None = None,
         steps: int | None = None,
+        start: torch.Tensor | None = None,
+        start_step: int = 0,
     ) -> torch.Tensor:
         """Stylize a content tensor (1, 3, H, W) with style tensors, whole, at its size; returns the result on
-        the CPU. ``masks`` (K, 1, H, W) give region k style k."""
+        the CPU. ``masks`` (K, 1, H, W) give region k style k. ``start`` (resized to the content) and
+        ``start_step`` resume a run: the ``steps - start_step`` remaining steps, numbered on from ``start_step``."""
         torch.manual_seed(self.options.seed)
         self.history = []
         terms = self.build_terms(content, styles, masks)
-        init = self.initial_image(content, styles)
-        return self.optimize(init, terms, steps, callback=callback).cpu()
+        init = self.initial_image(content, styles) if start is None else resize_tensor(start, tuple(content.shape[-2:]))
+        steps = self.options.steps if steps is None else steps
+        if not start_step:
+            return self.optimize(init, terms, steps, callback=callback).cpu()
+
+        def numbered(info: StepInfo) -> None:
+            if callback is not None:
+                callback(dataclasses.replace(info, step=start_step + info.step, total=steps))
+
+        try:
+            return self.optimize(init, terms, max(0, steps - start_step), callback=numbered).cpu()
+        finally:
+            for row in self.history:
+                row["step"] += start_step
 
     def run(self, inputs: Inputs, plan: Plan, callback: Callback | None = None) -> torch.Tensor:
         """Run a plan of one whole-image scale (see :class:`impasto.methods.coarse_to_fine.CoarseToFine`)."""
         if len(plan.scales) != 1 or plan.scales[0].tile:
             raise ValueError("Gatys.run takes a single untiled scale; CoarseToFine runs the others")
-        return self.stylize(inputs.content, inputs.styles, callback, inputs.masks, plan.scales[0].steps)
+        return self.stylize(inputs.content, inputs.styles, callback, inputs.masks, plan.scales[0].steps, inputs.start,
+                            inputs.start_step)  # fmt: skip
