@@ -35,29 +35,7 @@ from impasto.methods.transformer import Stylizer, TransformerNet, flops_per_pixe
 from impasto.options import make_options
 from impasto.training import PhotoFolder, Trainer, find_photos, make_train_options
 
-TINY = {"width": 8, "train_size": 32, "style_size": 48, "batch_size": 2, "sample_every": 0, "checkpoint_every": 0}
-
-
-@pytest.fixture(scope="session")
-def photos(tmp_path_factory, content_path) -> Path:
-    """A small data folder: two crops of the bundled photo, one in a subfolder (the search is recursive), an
-    unreadable .jpg and a text file."""
-    folder = tmp_path_factory.mktemp("photos")
-    im = Image.open(content_path).convert("RGB")
-    im.crop((0, 0, 200, 160)).save(folder / "a.png")
-    (folder / "sub").mkdir()
-    im.crop((100, 50, 300, 250)).save(folder / "sub" / "b.jpg")
-    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    (folder / "notes.txt").write_text("not an image")
-    return folder
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory, photos, style_path) -> Path:
-    """A model trained for 4 steps (width 8, 32 px crops)."""
-    out = tmp_path_factory.mktemp("model") / "tiny.pt"
-    api.train(style_path, out, data=photos, steps=4, seed=3, warn=lambda m: None, **TINY)
-    return out
+from .conftest import TINY
 
 
 def _hash(path: Path) -> str:
@@ -342,7 +320,7 @@ def test_model_batches_masks_and_bad_command_lines(tmp_path, trained, content_pa
     content = np.asarray(Image.open(folder / "p1.png")).astype(int)
     assert np.abs(got[:, 40:] - content[:, 40:]).max() <= 1 and np.abs(got[:, :20] - content[:, :20]).mean() > 5
     capsys.readouterr()
-    for argv, why in [([str(content_path)], "give a style image"),
+    for argv, why in [([str(content_path)], "at least one style image is needed"),
                       ([str(content_path), str(style_path), "--model", str(trained)], "takes no style image"),
                       ([str(content_path), "--model", str(tmp_path / "missing.pt")], "model file not found"),
                       ([str(content_path), "--model", str(trained), "--method", "fast"], "cannot be combined"),

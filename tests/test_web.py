@@ -146,6 +146,38 @@ def test_a_fast_job_from_upload_to_download(client, content_path, style_path):
     assert client.get(f"/api/jobs/{job['id']}/content").content == content_path.read_bytes()
 
 
+def test_a_trained_model_is_uploaded_as_a_file_and_needs_no_style(client, content_path, style_path, trained,
+                                                                   tmp_path):  # fmt: skip
+    body = client.get("/api/options").json()
+    model = next(m for m in body["methods"] if m["name"] == "model")
+    assert model == {"name": "model", "iterative": False, "styles": "none", "files": ["model"]}
+    files = [("content", ("photo.png", content_path.read_bytes())), ("model", ("my-style.pt", trained.read_bytes()))]
+    r = client.post("/api/jobs", files=files, data={"size": "48"})
+    assert r.status_code == 201, r.text
+    job = r.json()
+    run_one(client)
+    done = client.get(f"/api/jobs/{job['id']}").json()
+    assert done["state"] == "done", done
+    result = client.get(f"/api/jobs/{job['id']}/result")
+    assert 'filename="photo-my-style.png"' in result.headers["content-disposition"]
+    expected = impasto.stylize(content_path, model=str(trained), size=48)  # the API, outside the server
+    assert np.array_equal(np.asarray(Image.open(_bytes(result.content)).convert("RGB")), np.asarray(expected))
+    # the model's path on the server never came from the client, and a path given as text is refused
+    r = client.post("/api/jobs", files=files[:1], data={"size": "48", "model": str(trained)})
+    assert r.status_code == 400 and "send --model as a file in the form field 'model'" in r.json()["detail"]
+    r = client.post("/api/jobs", files=files[:1], data={"size": "48", "method": "model"})
+    assert r.status_code == 400 and "--method model needs a model file" in r.json()["detail"]
+    r = client.post("/api/jobs", files=[*files, ("style", ("s.jpg", style_path.read_bytes()))], data={"size": "48"})
+    assert r.status_code == 400 and "takes no style image" in r.json()["detail"]
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model at all")
+    r = client.post("/api/jobs", files=[files[0], ("model", ("junk.pt", junk.read_bytes()))], data={"size": "48"})
+    assert r.status_code == 400 and "junk.pt" in r.json()["detail"] and str(tmp_path) not in r.json()["detail"]
+    # the estimate before the upload: the model method is planned with its defaults
+    plan = client.post("/api/plan", data={"content_size": "451x300", "method": "model", "size": "48"})
+    assert plan.status_code == 200 and plan.json()["iterative"] is False
+
+
 def test_an_optimizing_job_reports_each_step_its_losses_and_previews(client, content_path, style_path):
     job = submit(client, content_path, [style_path], size=40, steps=5, seed=3).json()
     assert job["total"] == 5 and job["estimate"]["steps"] == 5 and job["estimate"]["seconds"] > 0

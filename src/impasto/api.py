@@ -22,7 +22,7 @@ from .core.color import PRESERVE_COLOR
 from .core.malloc import tune_allocator
 from .core.progress import Callback
 from .core.sizes import resize_tensor
-from .errors import ImpastoError, InputError, OutputError
+from .errors import InputError, OutputError
 from .io.atomic import write_bytes
 from .io.images import ImageLike, image_size, load_image, open_image, read_metadata, tensor_to_pil
 from .io.masks import load_masks
@@ -66,14 +66,18 @@ def metadata(options: Options, content: ImageLike, styles: Sequence[ImageLike]) 
 
 
 def as_list(style: ImageLike | Sequence[ImageLike] | None, options: Options | None = None) -> list[ImageLike]:
-    """One style or several, as a list; at least one (none with a trained model, ``options.method == "model"``)."""
+    """One style or several, as a list, as many as the method of ``options`` takes (:class:`MethodSpec`'s
+    ``styles``): one or more by default, exactly one, or none (a trained model: its style is in its weights)."""
     styles = [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style]
-    if options is not None and options.method == "model":
+    takes = METHODS[options.method].styles if options is not None and options.method in METHODS else "many"
+    if takes == "none":
         if styles:
-            raise InputError("a trained model (--model) takes no style image: its style is in its weights")
+            raise InputError(f"--method {options.method} takes no style image: its style is in its weights")
         return styles
     if not styles:
         raise InputError("at least one style image is needed (or a trained model: model=FILE / --model FILE)")
+    if takes == "one" and len(styles) != 1:
+        raise InputError(f"--method {options.method} takes one style image, got {len(styles)}")
     return styles
 
 
@@ -95,17 +99,15 @@ def plan_sizes(content: tuple[int, int], styles: Sequence[tuple[int, int]], opti
 
 def catalog() -> dict[str, Any]:
     """What a front end can offer, from the options and methods themselves (a new method or option shows up
-    without changes to the front end): each method (name, whether it optimizes over steps), the presets, every
-    option's default and the choices of the options that have them."""
+    without changes to the front end): each method (name, whether it optimizes over steps, the style images it
+    takes and the options naming files it needs), the presets, every option's default and the choices of the
+    options that have them."""
     methods = []
     for name in CHOICES["method"]:
-        if name not in METHODS:
+        spec = METHODS.get(name)
+        if spec is None:
             continue
-        try:
-            iterative: bool | None = estimate.plan(make_options(method=name), (64, 64), [(64, 64)]).iterative
-        except (ImpastoError, ValueError):  # a method that needs more options (a model file) to be planned
-            iterative = None
-        methods.append({"name": name, "iterative": iterative})
+        methods.append({"name": name, "iterative": spec.iterative, "styles": spec.styles, "files": list(spec.files)})
     presets = {name: {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
                for name, values in PRESETS.items()}  # fmt: skip
     choices = {name: list(values) for name, values in CHOICES.items()}

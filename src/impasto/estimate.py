@@ -41,7 +41,7 @@ from .core.sizes import fit_size
 from .core.tiles import default_overlap, shifts, tile_grid
 from .core.vgg import LAYER_NAMES, channels_of, deepest, resolve_layers
 from .io.models import load_model
-from .methods import handwritten
+from .methods import METHODS, handwritten
 from .methods.terms import term_classes
 from .methods.transformer import DEFAULT_WIDTH
 from .methods.transformer import flops_per_pixel as transformer_flops_per_pixel
@@ -353,7 +353,7 @@ def plan(
         scales.append(sp)
     if options.method == "model":
         precision = "fp32"  # trained networks run in fp32
-    return Plan(options.method, dev, precision, scales, available, iterative=options.method == "gatys")
+    return Plan(options.method, dev, precision, scales, available, iterative=METHODS[options.method].iterative)
 
 
 #: The coarsest scale :func:`coarse_to_fine_hint` suggests.

@@ -148,12 +148,7 @@ _OPTION_ARGS += ["start_size", "scale_factor", "scale_steps", "tile", "tile_over
 
 def options_from_args(args: argparse.Namespace) -> Options:
     """Options of the chosen preset overridden by the arguments given."""
-    opts = make_options(args.preset, **{k: getattr(args, k) for k in _OPTION_ARGS})
-    if opts.method == "model" and args.styles:
-        raise InputError(f"--model takes no style image (its style is in its weights): drop {args.styles[0]}")
-    if opts.method != "model" and not args.styles:
-        raise InputError("give a style image after the content image (or a trained network: --model FILE)")
-    return opts
+    return make_options(args.preset, **{k: getattr(args, k) for k in _OPTION_ARGS})
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -221,6 +216,7 @@ def _save_result(image, output: Path, meta: dict) -> Path:  # noqa: ANN001 - a P
 def run(args: argparse.Namespace) -> int:
     """The command; returns the exit code (errors before the run raise :class:`ImpastoError`)."""
     opts = options_from_args(args)
+    api.as_list(args.styles, opts)  # as many style images as the method takes (none for a trained model)
     if batch.is_batch(args.content):
         return run_batch(args, opts)
     if opts.method in ("fast", "model") and (args.history or args.save_every):

@@ -56,7 +56,7 @@ GALLERY = {
     "shipwreck": ("shipwreck.jpg", "J. M. W. Turner, The Shipwreck (c. 1805)"),
 }
 #: Options that name files or devices of the server: not settable from the web.
-SERVER_ONLY = ("weights", "masks", "mask_map", "mask_colors", "device")
+SERVER_ONLY = ("weights", "masks", "mask_map", "mask_colors", "device", "model")
 FORMAT_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp", "GIF": "gif"}
 #: The page may load and connect to this server only (and show the pictures the user picked: blob: URLs).
 PAGE_POLICY = (b"default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
@@ -123,13 +123,24 @@ def _raise_input_error(message: str) -> None:
     raise InputError(message)
 
 
-def parse_options(fields: dict[str, str]) -> Options:
+def uploadable() -> set[str]:
+    """Options naming an input file that some method needs: a web user uploads the file under that field name
+    (for example ``model``, a trained network); the page asks for them from the catalog."""
+    return {name for method in _catalog()["methods"] for name in method["files"]}
+
+
+def parse_options(fields: dict[str, str], uploads: dict[str, Path] | None = None) -> Options:
     """Options from form fields named like the command line's flags (``size`` or ``--size``; ``preserve-color`` or
-    ``preserve_color``), parsed and validated as the command line does: the same one-line messages."""
+    ``preserve_color``), parsed and validated as the command line does: the same one-line messages. ``uploads``
+    are the server files of uploaded file options (option name -> stored path)."""
     actions = _option_actions()
-    argv = ["content", "style"]
+    argv = ["content"]  # the style images' count is checked by the caller (impasto.api.as_list)
+    for name, path in (uploads or {}).items():
+        argv += [f"--{name.replace('_', '-')}", str(path)]
     for raw, value in fields.items():
         name = raw.lstrip("-").replace("-", "_")
+        if name in uploadable():
+            raise InputError(f"send --{name.replace('_', '-')} as a file in the form field '{name}', not as text")
         if name in SERVER_ONLY:
             raise InputError(f"--{name.replace('_', '-')} is not available from the web: it names a server file")
         if name not in actions:
@@ -181,6 +192,23 @@ def accept_image(upload: Any, folder: Path, stem: str, what: str, max_pixels: in
     final = folder / f"{stem}.{ext}"
     tmp.replace(final)
     return {"file": final.name, "name": name, "width": width, "height": height}
+
+
+def accept_file(upload: Any, folder: Path, option: str) -> Path:
+    """Store an uploaded file option (a trained model) as ``folder/OPTION.pt`` and check it is what the option
+    needs (:func:`impasto.api.model_info` for ``model``), with the command line's message naming the upload."""
+    name = display_name(upload.filename, option)
+    path = folder / f"{option}.pt"
+    upload.file.seek(0)
+    with open(path, "wb") as out:
+        shutil.copyfileobj(upload.file, out, 1 << 20)
+    if option == "model":
+        try:
+            api.model_info(path)
+        except InputError as err:
+            path.unlink(missing_ok=True)
+            raise WebError(400, str(err).replace(str(path), name)) from None
+    return path
 
 
 def _header(path: Path) -> tuple[int, int, str | None]:
@@ -485,7 +513,9 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> Any:
         sizes = [v for k, v in form.multi_items() if k == "style_size"]
         content = fields.pop("content_size", "")
         fields.pop("style_size", None)
-        opts = parse_options(fields)
+        # A method that needs a file (a trained model) is planned before it is uploaded: with its defaults.
+        method = next((m for m in _catalog()["methods"] if m["name"] == fields.get("method", "").strip()), None)
+        opts = parse_options(fields, {name: Path(f"{name}.pt") for name in (method["files"] if method else [])})
         p = api.plan_sizes(_size(content), [_size(s) for s in sizes], opts)
         if opts.style_blend is not None and len(opts.style_blend) != len(sizes):
             raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(sizes)} style images")
@@ -498,31 +528,42 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> Any:
         if store.active_count(client) >= config.max_active_per_client:
             raise WebError(429, f"too many jobs queued or running for this client ({config.max_active_per_client}): "
                            "wait for one to finish or cancel one")  # fmt: skip
-        form = await _read_form(request, config.max_styles + 1)
+        form = await _read_form(request, config.max_styles + 1 + len(uploadable()))
         session = request.cookies.get(SESSION_COOKIE, "")[:64]
         job = await run_in_threadpool(_submit, form, client, session)
         return JSONResponse(job_view(store, job), status_code=201, headers={"location": f"/api/jobs/{job.id}"})
 
     def _submit(form: Any, client: str, session: str) -> Job:
+        files = uploadable()
         contents = [v for k, v in form.multi_items() if k == "content"]
         styles = [v for k, v in form.multi_items() if k == "style"]
-        fields = {k: v for k, v in form.multi_items() if k not in ("content", "style")}
+        file_fields = {k: v for k, v in form.multi_items() if k in files and isinstance(v, UploadFile)}
+        fields = {k: v for k, v in form.multi_items() if k not in ("content", "style", *file_fields)}
         if len(contents) != 1 or not isinstance(contents[0], UploadFile):
             raise WebError(400, "send one content image as the form field 'content' (a file)")
-        if not styles or not all(isinstance(s, UploadFile) for s in styles):
+        if not all(isinstance(s, UploadFile) for s in styles):
             raise WebError(400, "send one or more style images as form fields 'style' (files)")
         if len(styles) > config.max_styles:
             raise WebError(400, f"at most {config.max_styles} style images")
         for k, v in fields.items():
             if not isinstance(v, str):
                 raise WebError(400, f"form field '{display_name(k, '?')}' must be text, not a file")
-        opts = parse_options(fields)
+        opts = parse_options(fields, {k: Path(v.filename or k) for k, v in file_fields.items()})  # checked early
+        spec = next(m for m in _catalog()["methods"] if m["name"] == opts.method)
+        for needed in spec["files"]:
+            if needed not in file_fields:
+                raise WebError(400, f"--method {opts.method} needs a file: send it as the form field '{needed}'")
+        if not styles and spec["styles"] != "none":
+            raise WebError(400, "send one or more style images as form fields 'style' (files)")
+        api.as_list(styles, opts)  # as many style images as the method takes
         if opts.style_blend is not None and len(opts.style_blend) != len(styles):
             raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(styles)} style images")
         job_id = new_id()
         folder = store.folder(job_id)
         folder.mkdir()
         try:
+            uploads = {k: accept_file(v, folder, k) for k, v in file_fields.items() if k in spec["files"]}
+            opts = parse_options(fields, uploads)
             content = accept_image(contents[0], folder, "content", "content image", config.max_pixels)
             style_info = [accept_image(s, folder, f"style{i}", f"style image {i + 1}", config.max_pixels)
                           for i, s in enumerate(styles)]  # fmt: skip
@@ -533,7 +574,10 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> Any:
                 if store.total_bytes() + folder_bytes(folder) > config.max_disk_mb * (1 << 20):
                     raise WebError(507, "the server's disk budget for jobs is full: try again when jobs have finished")
             return store.create(
-                job_id, options=opts.to_dict(), inputs={"content": content, "styles": style_info},
+                job_id, options=opts.to_dict(),
+                inputs={"content": content, "styles": style_info,
+                        "files": {k: {"file": p.name, "name": display_name(file_fields[k].filename, k)}
+                                  for k, p in uploads.items()}},
                 method=opts.method, iterative=p.iterative, total=sum(s.steps for s in p.scales) if p.iterative else 1,
                 estimate=_estimate(p), client=client, session=session,
             )  # fmt: skip
@@ -581,7 +625,8 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> Any:
         if not job.has_result or not path.exists():
             raise WebError(404 if job.state not in FINISHED else 409, f"job {job_id} has no result ({job.state})")
         stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(job.inputs["content"]["name"]).stem)[:40] or "result"
-        style = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(job.inputs["styles"][0]["name"]).stem)[:40] or "style"
+        styles = job.inputs["styles"] or list(job.inputs.get("files", {}).values())  # a trained model: its name
+        style = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(styles[0]["name"]).stem if styles else "")[:40] or "style"
         return FileResponse(path, media_type="image/png", filename=f"{stem}-{style}.png")
 
     @app.get("/api/jobs/{job_id}/content", summary="The uploaded content image")

@@ -5,9 +5,12 @@
 const $ = (id) => document.getElementById(id);
 const MAIN = ["method", "preset", "size", "steps", "strength", "preserve_color"];
 const state = {
-  catalog: null, content: null, styles: [], job: null, source: null, timer: null, planTimer: null,
+  catalog: null, content: null, styles: [], files: {}, job: null, source: null, timer: null, planTimer: null,
   shownPreview: -1, t0: 0,
 };
+// Files some methods need besides the pictures (a trained model), by option name: what the picker accepts.
+const FILE_ACCEPT = { model: ".pt,.pth" };
+const FILE_LABEL = { model: "Trained model (.pt, made by impasto train)" };
 window.impastoTimings = {}; // read by the benchmark: milliseconds from Start to the first preview on screen
 
 function el(tag, attrs = {}, ...children) {
@@ -106,12 +109,48 @@ function buildControls(catalog) {
   updateMethod();
 }
 
-function updateMethod() {
+function methodInfo() {
   const method = $("opt-method");
-  if (!method || !state.catalog) return;
-  const info = state.catalog.methods.find((m) => m.name === method.value);
+  if (!method || !state.catalog) return null;
+  return state.catalog.methods.find((m) => m.name === method.value) || null;
+}
+
+// Whether everything the chosen method needs is there: the photo, its paintings (if it takes any), its files.
+function ready() {
+  const info = methodInfo();
+  const styles = info && info.styles === "none" ? true : state.styles.length > 0;
+  const files = (info ? info.files : []).every((name) => state.files[name]);
+  return Boolean(state.content && styles && files);
+}
+
+function buildFileInputs(catalog) {
+  const names = new Set(catalog.methods.flatMap((m) => m.files));
+  const drops = document.querySelector("#pictures .drops");
+  for (const name of names) {
+    const input = el("input", { type: "file", id: `file-${name}`, name, accept: FILE_ACCEPT[name] || "" });
+    const chosen = el("span", { class: "hint", id: `file-${name}-chosen` }, "");
+    input.addEventListener("change", (e) => {
+      state.files[name] = e.target.files[0] || null;
+      chosen.textContent = state.files[name] ? state.files[name].name : "";
+      renderPictures();
+    });
+    drops.append(el("div", { class: "drop", id: `file-${name}-drop`, hidden: true },
+      el("label", { for: `file-${name}` }, el("strong", {}, FILE_LABEL[name] || name)), input, chosen));
+  }
+}
+
+function updateMethod() {
+  const info = methodInfo();
+  if (!info) return;
   const steps = $("field-steps");
-  if (steps) steps.hidden = info && info.iterative === false; // one-pass methods have no steps
+  if (steps) steps.hidden = info.iterative === false; // one-pass methods have no steps
+  const noStyles = info.styles === "none"; // a trained model carries its style
+  $("style-drop").hidden = noStyles;
+  document.querySelector(".gallery-wrap").hidden = noStyles;
+  for (const drop of document.querySelectorAll("[id^='file-'][id$='-drop']")) {
+    drop.hidden = !info.files.includes(drop.id.slice(5, -5));
+  }
+  $("start").disabled = !ready() || isRunning();
 }
 
 function optionFields() {
@@ -124,7 +163,8 @@ function optionFields() {
     if (input.dataset.option === "preset" && value === "default") continue;
     out.push([input.dataset.option, value]);
   }
-  if (state.styles.length > 1) {
+  const info = methodInfo();
+  if (state.styles.length > 1 && !(info && info.styles === "none")) {
     out.push(["style_blend", state.styles.map((s) => s.weight).join(",")]);
   }
   return out;
@@ -178,7 +218,7 @@ function renderPictures() {
     st.append(el("div", { class: "thumb" }, el("img", { src: s.url, alt: `Painting ${i + 1}: ${s.file.name}` }), remove));
   });
   renderBlend();
-  $("start").disabled = !(state.content && state.styles.length) || isRunning();
+  $("start").disabled = !ready() || isRunning();
   schedulePlan();
 }
 
@@ -230,10 +270,11 @@ function schedulePlan() {
 }
 
 async function plan() {
-  if (!state.content || !state.content.size || !state.styles.length) { $("estimate").textContent = ""; return; }
+  if (!ready() || !state.content.size) { $("estimate").textContent = ""; return; }
   const form = new FormData();
   form.append("content_size", state.content.size.join("x"));
-  for (const s of state.styles) if (s.size) form.append("style_size", s.size.join("x"));
+  const takesStyles = methodInfo().styles !== "none";
+  if (takesStyles) for (const s of state.styles) if (s.size) form.append("style_size", s.size.join("x"));
   for (const [k, v] of optionFields()) form.append(k, v);
   try {
     const est = await api("/api/plan", { method: "POST", body: form });
@@ -249,11 +290,13 @@ async function plan() {
 const isRunning = () => state.job && ["queued", "running"].includes(state.job.state);
 
 async function start() {
-  if (!state.content || !state.styles.length) return;
+  if (!ready()) return;
   showError("");
+  const info = methodInfo();
   const form = new FormData();
   form.append("content", state.content.file, state.content.file.name);
-  for (const s of state.styles) form.append("style", s.file, s.file.name);
+  if (info.styles !== "none") for (const s of state.styles) form.append("style", s.file, s.file.name);
+  for (const name of info.files) form.append(name, state.files[name], state.files[name].name);
   for (const [k, v] of optionFields()) form.append(k, v);
   $("start").disabled = true;
   state.t0 = performance.now();
@@ -343,7 +386,7 @@ function render(job) {
   }
   const running = isRunning();
   $("cancel").hidden = !running;
-  $("start").disabled = running || !(state.content && state.styles.length);
+  $("start").disabled = running || !ready();
   const download = $("download");
   download.hidden = !(job.has_result);
   if (job.has_result) download.href = job.links.result;
@@ -406,6 +449,7 @@ async function init() {
     return;
   }
   $("version").textContent = state.catalog.version;
+  buildFileInputs(state.catalog);
   buildControls(state.catalog);
   buildGallery(state.catalog.gallery);
   $("content-file").addEventListener("change", (e) => setContent(e.target.files[0]));
