@@ -18,9 +18,11 @@ from PIL import Image
 from . import estimate
 from .core.malloc import tune_allocator
 from .core.progress import Callback
+from .core.regions import match_regions
 from .core.sizes import resize_tensor
 from .errors import InputError
 from .io.images import ImageLike, image_size, load_image, open_image, tensor_to_pil
+from .io.labels import check_label_pair, load_label_map
 from .io.masks import load_masks
 from .options import Options, make_options
 from .plan import Plan, check
@@ -55,10 +57,17 @@ def as_list(style: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     return styles
 
 
+def _check_styles(options: Options, styles: Sequence[ImageLike]) -> None:
+    if options.method in ("photo", "photo-fast") and len(styles) != 1:
+        raise InputError(f"--method {options.method} takes one style image, got {len(styles)}")
+
+
 def plan(content: ImageLike, style: ImageLike | Sequence[ImageLike], options: Options) -> Plan:
     """The plan of a run (scales, tiles, memory, time) from the images' sizes, without decoding pixels.
     Not checked: see :func:`impasto.plan.check` (``--dry-run`` prints plans that do not fit, too)."""
-    return estimate.plan(options, image_size(content), [image_size(s) for s in as_list(style)])
+    styles = as_list(style)
+    _check_styles(options, styles)
+    return estimate.plan(options, image_size(content), [image_size(s) for s in styles])
 
 
 def coarse_to_fine_hint(
@@ -78,6 +87,7 @@ class Prepared:
     styles: list[torch.Tensor]
     masks: torch.Tensor | None
     plan: Plan
+    regions: tuple[torch.Tensor, torch.Tensor] | None = None  # label-matched (content, style) regions
 
 
 def prepare(
@@ -93,6 +103,7 @@ def prepare(
     ``masks`` (K, 1, H, W) in [0, 1], one per style, overrides the mask files named in ``options``.
     """
     styles = as_list(style)
+    _check_styles(options, styles)
     if options.style_blend is not None and len(options.style_blend) != len(styles):
         raise InputError(f"--style-blend has {len(options.style_blend)} weights for {len(styles)} style images")
     p = check(planned if planned is not None else plan(content, styles, options))
@@ -105,10 +116,34 @@ def prepare(
         masks = load_masks(hw, len(style_ts), options.masks, options.mask_map, options.mask_colors)
     else:
         masks = _mask_tensor(masks, hw)
+    regions = None
+    if options.content_seg is not None:
+        regions = label_regions(options, image_size(content), image_size(styles[0]), hw, tuple(style_ts[0].shape[-2:]))
     if tuple(p.scales[-1].hw) != hw:  # sizes that a file's header got wrong: plan the loaded tensors
         h, w = hw
         p = check(estimate.plan(options, (w, h), [(s.shape[-1], s.shape[-2]) for s in style_ts], device=p.device))
-    return Prepared(options, content_t, style_ts, masks, p)
+    return Prepared(options, content_t, style_ts, masks, p, regions)
+
+
+def label_regions(
+    options: Options,
+    content_size: tuple[int, int],
+    style_size: tuple[int, int],
+    content_hw: tuple[int, ...],
+    style_hw: tuple[int, ...],
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The label maps of ``options`` read, checked against their images' (width, height) as given, and matched
+    by label (:func:`impasto.core.regions.match_regions`) at the working sizes; None when both maps have a
+    single, common label (the whole image: the plain style loss)."""
+    content_map = load_label_map(options.content_seg, "content label map")
+    style_map = load_label_map(options.style_seg, "style label map")
+    check_label_pair(content_map, style_map, content_size, style_size)
+    if content_map.names == style_map.names and len(content_map.names) == 1:
+        return None
+    content_regions, style_regions, _ = match_regions(
+        content_map.one_hot(content_hw[-2:]), content_map.names, style_map.one_hot(style_hw[-2:]), style_map.names
+    )
+    return content_regions, style_regions
 
 
 def _mask_tensor(masks: torch.Tensor, hw: tuple[int, ...]) -> torch.Tensor:
@@ -123,7 +158,7 @@ def run(prepared: Prepared, callback: Callback | None = None, runner: Runner | N
     across jobs (batch mode) or to read its ``history`` afterwards, also after an interruption."""
     tune_allocator()
     runner = runner if runner is not None else Runner(prepared.options)
-    return runner(prepared.content, prepared.styles, prepared.masks, callback, prepared.plan)
+    return runner(prepared.content, prepared.styles, prepared.masks, callback, prepared.plan, prepared.regions)
 
 
 def stylize_tensors(

@@ -83,12 +83,24 @@ class Runner:
         masks: torch.Tensor | None = None,
         callback: Callback | None = None,
         plan: Plan | None = None,
+        regions: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Stylize ``content`` (1, 3, H, W) with ``styles``; ``masks`` (K, 1, H, W), one per style, assign
-        regions. Returns (1, 3, H, W) on the CPU in [0, 1]. Without ``plan``, one is made for these tensors."""
+        regions. Returns (1, 3, H, W) on the CPU in [0, 1]. Without ``plan``, one is made for these tensors.
+
+        ``regions``: label-matched (content (K, 1, H, W), style (K, 1, h, w)) regions of the photo methods
+        (:func:`impasto.core.regions.match_regions`), region k of the content styled by region k of the one
+        style image."""
         o = self.options
         if not styles:
             raise InputError("at least one style image is needed")
+        if o.method in ("photo", "photo-fast") and len(styles) != 1:
+            raise InputError(f"--method {o.method} takes one style image, got {len(styles)}")
+        if regions is not None:
+            if regions[0].shape[0] != regions[1].shape[0]:
+                raise InputError(f"{regions[0].shape[0]} content region(s) for {regions[1].shape[0]} style regions")
+            if tuple(regions[0].shape[-2:]) != tuple(content.shape[-2:]):
+                raise InputError(f"regions are {tuple(regions[0].shape[-2:])}, the content {tuple(content.shape[-2:])}")
         if masks is not None:
             if masks.shape[0] != len(styles):
                 raise InputError(f"{masks.shape[0]} mask(s) for {len(styles)} style image(s): give one per style")
@@ -101,7 +113,10 @@ class Runner:
         plan = plan if plan is not None else self.plan(content, styles)
         net_content, net_styles = prepare(content, styles, o.preserve_color)
         try:
-            out = self.method.run(Inputs(net_content, net_styles, masks), plan, callback)
+            inputs = Inputs(net_content, net_styles, masks)
+            if regions is not None:
+                inputs.regions, inputs.style_regions = regions
+            out = self.method.run(inputs, plan, callback)
         except (StylizeInterrupted, NonFiniteLossError) as stop:
             raise stop.with_image(finish(stop.image, content, o.preserve_color, masks)) from None
         return finish(out, content, o.preserve_color, masks)

@@ -15,11 +15,14 @@ from .adain import FastMethod
 from .base import Inputs, Method
 from .coarse_to_fine import CoarseToFine
 from .gatys import Gatys
+from .photo_fast import PhotoFast
 
 #: Method name (``--method``) -> its constructor from options and a device.
 METHODS: dict[str, Callable[[Options, torch.device | None], Method]] = {
     "gatys": lambda options, device: CoarseToFine(Gatys(options, device)),
     "fast": FastMethod,
+    "photo": lambda options, device: CoarseToFine(Gatys(options, device)),  # Gatys + PhotoTerm + label regions
+    "photo-fast": PhotoFast,
 }
 
 

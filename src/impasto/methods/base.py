@@ -25,6 +25,9 @@ class Inputs:
     content: torch.Tensor  # (1, 3, H, W) in [0, 1]
     styles: list[torch.Tensor] = field(default_factory=list)  # (1, 3, h, w) each, at the style size
     masks: torch.Tensor | None = None  # (K, 1, H, W) in [0, 1]: region k takes style k
+    # Label-matched regions (photo methods, one style image): content region k takes style region k.
+    regions: torch.Tensor | None = None  # (K, 1, H, W) in [0, 1] at the content's size
+    style_regions: torch.Tensor | None = None  # (K, 1, h, w) in [0, 1] at the style image's size
 
 
 class Method(Protocol):
