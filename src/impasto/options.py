@@ -46,7 +46,7 @@ class Options:
     content_seg: str | None = None  # label map of the content image (photo methods: regions matched by label)
     style_seg: str | None = None  # label map of the style image
     smooth: str = "guided"  # photo-fast: Li et al.'s smoothing: guided-filter approximation, exact solve, or none
-    transform: str = "wct"  # photo-fast feature transform at relu4_1: wct (whitening and colouring) or adain
+    transform: str = "adain"  # photo-fast feature transform at relu4_1: adain or wct (whitening and colouring)
     gram_norm: str = "positions"  # positions | elements | none
     normalize_losses: bool = True  # divide each loss by its target's mean square
     style_layer_norm: str = "none"  # none | elements (the article divides by C*H*W per layer)

@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "Laplacian; --preset photo sets it)")  # fmt: skip
     g.add_argument("--smooth", choices=["exact", "guided", "none"], help="photo-fast: Li et al.'s smoothing: its "
                    "guided-filter approximation (default, fast), solved exactly (slower), or none")  # fmt: skip
-    g.add_argument("--transform", choices=["wct", "adain"], help="photo-fast feature transform (default wct)")
+    g.add_argument("--transform", choices=["wct", "adain"], help="photo-fast feature transform (default adain)")
     g = p.add_argument_group("losses")
     g.add_argument("--content-layers", type=_layers, help="e.g. relu4_2 (tutorial aliases conv_N accepted)")
     g.add_argument("--style-layers", type=_layers, help="e.g. relu1_1,relu2_1,relu3_1,relu4_1,relu5_1")

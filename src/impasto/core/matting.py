@@ -22,9 +22,8 @@ a projection times 9) and are held in float32 for the optimization: 1e-7 relativ
 The smoothing of Li et al. solves (I - alpha S) R = (1 - alpha) Y per colour channel, S = D^-1/2 W D^-1/2,
 with W the matting affinity (W = D - L, D_ii the number of windows holding pixel i); that is
 (lambda I + D^-1/2 L D^-1/2) R = lambda Y with lambda = (1 - alpha) / alpha. :func:`smooth` solves it by
-conjugate gradients preconditioned with an algebraic multigrid hierarchy (pyamg, smoothed aggregation), all
-three channels sharing the hierarchy. :func:`guided_filter` is the fast approximation (He et al., *Guided
-Image Filtering*, 2010): box filters only.
+Jacobi-preconditioned conjugate gradients, the three channels at once, started from the fast approximation,
+:func:`guided_filter` (He et al., *Guided Image Filtering*, 2010: box filters only).
 """
 
 from __future__ import annotations

@@ -159,7 +159,13 @@ class Gatys:
         """
         o = self.options
         steps = o.steps if steps is None else steps
-        x = image.detach().to(self.device).clone().clamp_(0, 1).requires_grad_(True)
+        x = (
+            image.detach()
+            .to(self.device)
+            .clone(memory_format=torch.contiguous_format)
+            .clamp_(0, 1)
+            .requires_grad_(True)
+        )
         if steps == 0:
             return x.detach()
         best, best_value = x.detach().clone(), math.inf
