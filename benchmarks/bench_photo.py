@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -34,12 +35,13 @@ from pathlib import Path
 
 import torch
 
-from common import ROOT, SHARED
+from common import ROOT
 from impasto.core import matting
 from impasto.io.images import load_image
 from impasto.methods.gatys import Gatys
 from impasto.options import make_options
 
+SHARED = Path(os.environ.get("IMPASTO_SHARED_IMAGES", ROOT.parent / "shared" / "images"))
 FREE = SHARED / "free"
 PHOTO = SHARED / "photo"
 
@@ -152,20 +154,23 @@ def bench_memory(args: argparse.Namespace) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.memory_sizes:
-            argv = [str(content), str(style), "-o", str(Path(tmp) / f"p{size}.png"), "--preset", "photo", "-s",
-                    str(size), "--steps", str(args.memory_steps), "-q"]  # fmt: skip
-            a = stylize.build_parser().parse_args(argv)
-            opts = stylize.options_from_args(a)
-            p = estimate.plan(opts, open_image(a.content).size, [open_image(a.styles[0]).size])
-            h, w = p.scales[-1].hw
-            proc = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True)
-            if proc.returncode != 0:
-                sys.exit(f"run at {size} failed: {proc.stderr.strip().splitlines()[-1:]}")
-            got = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss"]
-            rows.append({"size": size, "laplacian_mb": round(h * w * matting.laplacian_csr_bytes_per_pixel() / 2**20),
-                         "estimate_mb": round(p.peak_bytes / 2**20), "measured_mb": round(got / 2**20),
-                         "ratio": round(p.peak_bytes / got, 3), "target": "0.8 .. 1.2"})  # fmt: skip
-            print(json.dumps(rows[-1]), flush=True)
+            for method in ("photo", "gatys"):  # the same run without the regularizer, to isolate its memory
+                argv = [str(content), str(style), "-o", str(Path(tmp) / f"p{size}.png"), "--preset", "photo", "-s",
+                        str(size), "--steps", str(args.memory_steps), "-q", "--method", method]  # fmt: skip
+                argv += ["--photo-weight", "0"] if method == "gatys" else []
+                a = stylize.build_parser().parse_args(argv)
+                opts = stylize.options_from_args(a)
+                p = estimate.plan(opts, open_image(a.content).size, [open_image(a.styles[0]).size])
+                h, w = p.scales[-1].hw
+                proc = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True)
+                if proc.returncode != 0:
+                    sys.exit(f"run at {size} failed: {proc.stderr.strip().splitlines()[-1:]}")
+                got = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss"]
+                lap = h * w * matting.laplacian_csr_bytes_per_pixel() if method == "photo" else 0
+                rows.append({"size": size, "method": method, "pixels": h * w, "laplacian_mb": round(lap / 2**20),
+                             "estimate_mb": round(p.peak_bytes / 2**20), "measured_mb": round(got / 2**20),
+                             "ratio": round(p.peak_bytes / got, 3), "target": "0.8 .. 1.2"})  # fmt: skip
+                print(json.dumps(rows[-1]), flush=True)
     return rows
 
 

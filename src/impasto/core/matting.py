@@ -84,22 +84,35 @@ class Stencil:
 
     def to_csr(self, dtype: np.dtype | type = np.float64) -> sp.csr_matrix:
         """L as an (H*W, H*W) ``scipy.sparse`` CSR matrix (pixels in row-major order), built without a loop
-        over pixels: each row lists its in-image neighbours in increasing column order. Indices are int32 up
-        to 85 megapixels."""
+        over pixels: each row lists its in-image neighbours in increasing column order. Filled in bands of
+        rows, so that beyond the result only a band's temporaries are held. Indices are int32 up to 85
+        megapixels."""
         h, w = self.shape
         n = h * w
         index = np.int32 if 25 * n < 2**31 else np.int64
-        ys, xs = np.divmod(np.arange(n, dtype=index), w)
-        keep = np.empty((n, 25), dtype=bool)  # row-major: a row's columns in increasing order
-        for o, (dy, dx) in enumerate(OFFSETS):
-            keep[:, o] = (ys + dy >= 0) & (ys + dy < h) & (xs + dx >= 0) & (xs + dx < w)
-        del ys, xs
-        cols = np.arange(n, dtype=index)[:, None] + np.array([dy * w + dx for dy, dx in OFFSETS], dtype=index)
-        indices = cols[keep]
-        del cols
-        data = self.coefficients.reshape(25, n).T.astype(dtype)[keep]
+        dys = np.array([dy for dy, _ in OFFSETS])
+        dxs = np.array([dx for _, dx in OFFSETS])
+        steps = (dys * w + dxs).astype(index)
+        inside_x = (np.arange(w)[:, None] + dxs[None] >= 0) & (np.arange(w)[:, None] + dxs[None] < w)  # (w, 25)
+        per_row = np.zeros(n, dtype=index)
+        band = max(1, _CENTRES_PER_BAND // w)
+        keeps = []
+        for y0 in range(0, h, band):
+            ys = np.arange(y0, min(h, y0 + band))
+            inside_y = (ys[:, None] + dys[None] >= 0) & (ys[:, None] + dys[None] < h)  # (b, 25)
+            keep = (inside_y[:, None, :] & inside_x[None, :, :]).reshape(-1, 25)  # (b*w, 25)
+            per_row[y0 * w : y0 * w + keep.shape[0]] = keep.sum(1)
+            keeps.append(keep)
         indptr = np.zeros(n + 1, dtype=index)
-        np.cumsum(keep.sum(1), out=indptr[1:])
+        np.cumsum(per_row, out=indptr[1:])
+        data = np.empty(int(indptr[-1]), dtype=dtype)
+        indices = np.empty(int(indptr[-1]), dtype=index)
+        coef = self.coefficients.reshape(25, n)
+        for i, y0 in enumerate(range(0, h, band)):
+            p0, p1 = y0 * w, y0 * w + keeps[i].shape[0]
+            lo, hi = indptr[p0], indptr[p1]
+            data[lo:hi] = coef[:, p0:p1].T[keeps[i]]
+            indices[lo:hi] = (np.arange(p0, p1, dtype=index)[:, None] + steps[None])[keeps[i]]
         matrix = sp.csr_matrix((n, n), dtype=dtype)
         matrix.data, matrix.indices, matrix.indptr = data, indices, indptr  # as built: sorted, no duplicates
         return matrix
@@ -159,10 +172,10 @@ def matting_laplacian(image: np.ndarray | torch.Tensor, eps: float = EPS, dtype:
 
 
 def laplacian_csr_bytes_per_pixel() -> float:
-    """Bytes per pixel that the regularizer holds while it runs: L as a float32 CSR tensor (~25 values and int32
-    column indices per row, an int64 row pointer; its int64 index copies are freed), the product L V and its
-    float64 reduction (measured with ``benchmarks/bench_photo.py``)."""
-    return 25 * (4 + 4) + 8 + 3 * 4 + 3 * 8
+    """Bytes per pixel that the regularizer adds to a run's peak: L as a float32 CSR tensor (25 values and int32
+    column indices per row, an int32 row pointer) and, while it is built, the float64 stencil it comes from;
+    the process keeps that high-water mark (see :mod:`impasto.core.malloc`)."""
+    return 25 * (4 + 4) + 4 + 26 * 8
 
 
 def laplacian_tensor(image: torch.Tensor, eps: float = EPS) -> torch.Tensor:
