@@ -101,8 +101,8 @@ def bench_fast(args: argparse.Namespace) -> list[dict]:
 
     content, style = images(args.size)
     rows = []
-    for smooth in ("guided", "exact", "none"):
-        for transform in ("wct", "adain"):
+    for smooth in args.smooth:
+        for transform in args.transform:
             opts = make_options(method="photo-fast", size=args.size, smooth=smooth, transform=transform)
             runner = Runner(opts)
             runner(content, [style])  # warm
@@ -236,6 +236,8 @@ def main() -> None:
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--precision", default="auto")
+    p.add_argument("--smooth", nargs="+", default=["guided", "exact", "none"], help="fast: smoothing modes")
+    p.add_argument("--transform", nargs="+", default=["adain", "wct"], help="fast: feature transforms")
     p.add_argument("--memory-sizes", type=int, nargs="+", default=[1024, 2048])
     p.add_argument("--memory-steps", type=int, default=5)
     p.add_argument("--json", help="write the results here")
