@@ -198,7 +198,7 @@ class _PhotorealismLoss(torch.autograd.Function):
         lv = laplacian @ v.contiguous()
         ctx.save_for_backward(lv)
         ctx.shape = image.shape
-        return ((v.double() * lv.double()).sum() / (h * w)).float()
+        return ((v * lv).sum(dtype=torch.float64) / (h * w)).float()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
