@@ -21,10 +21,12 @@ from . import estimate
 from .core.color import PRESERVE_COLOR
 from .core.malloc import tune_allocator
 from .core.progress import Callback
+from .core.regions import match_regions
 from .core.sizes import resize_tensor
 from .errors import InputError, OutputError
 from .io.atomic import write_bytes
 from .io.images import ImageLike, image_size, load_image, open_image, read_metadata, tensor_to_pil
+from .io.labels import check_label_pair, load_label_map
 from .io.masks import load_masks
 from .io.models import describe, load_model
 from .methods import METHODS
@@ -134,6 +136,7 @@ class Prepared:
     plan: Plan
     start: torch.Tensor | None = None  # resume: the image to continue from ...
     start_step: int = 0  # ... and the steps it had done
+    regions: tuple[torch.Tensor, torch.Tensor] | None = None  # label-matched (content, style) regions
 
 
 def prepare(
@@ -166,10 +169,13 @@ def prepare(
         masks = load_masks(hw, max(1, len(style_ts)), options.masks, options.mask_map, options.mask_colors)
     else:
         masks = _mask_tensor(masks, hw)
+    regions = None
+    if options.content_seg is not None:
+        regions = label_regions(options, image_size(content), image_size(styles[0]), hw, tuple(style_ts[0].shape[-2:]))
     if tuple(p.scales[-1].hw) != hw:  # sizes that a file's header got wrong: plan the loaded tensors
         h, w = hw
         p = check(estimate.plan(options, (w, h), [(s.shape[-1], s.shape[-2]) for s in style_ts], device=p.device))
-    prepared = Prepared(options, content_t, style_ts, masks, p)
+    prepared = Prepared(options, content_t, style_ts, masks, p, regions=regions)
     if start is not None:
         prepared.start, prepared.start_step = _start(start, start_step, prepared)
     return prepared
@@ -221,6 +227,27 @@ def preview(prepared: Prepared, image: torch.Tensor) -> torch.Tensor:
     return finish(image, content, prepared.options.preserve_color, masks)
 
 
+def label_regions(
+    options: Options,
+    content_size: tuple[int, int],
+    style_size: tuple[int, int],
+    content_hw: tuple[int, ...],
+    style_hw: tuple[int, ...],
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The label maps of ``options`` read, checked against their images' (width, height) as given, and matched
+    by label (:func:`impasto.core.regions.match_regions`) at the working sizes; None when both maps have a
+    single, common label (the whole image: the plain style loss)."""
+    content_map = load_label_map(options.content_seg, "content label map")
+    style_map = load_label_map(options.style_seg, "style label map")
+    check_label_pair(content_map, style_map, content_size, style_size)
+    if content_map.names == style_map.names and len(content_map.names) == 1:
+        return None
+    content_regions, style_regions, _ = match_regions(
+        content_map.one_hot(content_hw[-2:]), content_map.names, style_map.one_hot(style_hw[-2:]), style_map.names
+    )
+    return content_regions, style_regions
+
+
 def _mask_tensor(masks: torch.Tensor, hw: tuple[int, ...]) -> torch.Tensor:
     """Region masks given as a tensor, checked and resized to the content's (H, W)."""
     if not isinstance(masks, torch.Tensor) or masks.ndim != 4 or masks.shape[1] != 1 or masks.numel() == 0:
@@ -234,7 +261,7 @@ def run(prepared: Prepared, callback: Callback | None = None, runner: Runner | N
     tune_allocator()
     runner = runner if runner is not None else Runner(prepared.options)
     p = prepared
-    return runner(p.content, p.styles, p.masks, callback, p.plan, p.start, p.start_step)
+    return runner(p.content, p.styles, p.masks, callback, p.plan, p.start, p.start_step, p.regions)
 
 
 def stylize_tensors(

@@ -26,7 +26,7 @@ class Options:
     """Every setting of a style transfer run. See :data:`PRESETS` for named starting points."""
 
     preset: str = "default"
-    method: str = "gatys"  # gatys (optimization), fast (AdaIN) or model (a trained per-style network)
+    method: str = "gatys"  # gatys, fast (AdaIN), model (a trained network), photo (Luan), photo-fast (Li)
     model: str | None = None  # model file of a trained network (method "model"; see impasto train)
     size: int = 512  # longest side of the result, pixels
     style_scale: float = 1.0  # style image size relative to the result's size
@@ -42,6 +42,11 @@ class Options:
     content_weight: float = 1.0  # alpha
     style_weight: float = 5.0  # beta (losses normalized by their targets: see README, "How the default was chosen")
     tv_weight: float = 0.0
+    photo_weight: float = 0.0  # photorealism regularizer (matting Laplacian, Luan et al. 2017); photo method
+    content_seg: str | None = None  # label map of the content image (photo methods: regions matched by label)
+    style_seg: str | None = None  # label map of the style image
+    smooth: str = "guided"  # photo-fast: Li et al.'s smoothing: guided-filter approximation, exact solve, or none
+    transform: str = "adain"  # photo-fast feature transform at relu4_1: adain or wct (whitening and colouring)
     gram_norm: str = "positions"  # positions | elements | none
     normalize_losses: bool = True  # divide each loss by its target's mean square
     style_layer_norm: str = "none"  # none | elements (the article divides by C*H*W per layer)
@@ -88,7 +93,9 @@ class Options:
 
 
 _CHOICES = {
-    "method": ("gatys", "fast", "model"),
+    "method": ("gatys", "fast", "model", "photo", "photo-fast"),
+    "smooth": ("exact", "guided", "none"),
+    "transform": ("wct", "adain"),
     "gram_norm": GRAM_NORMS,
     "style_layer_norm": ("none", "elements"),
     "optimizer": ("lbfgs", "adam"),
@@ -136,11 +143,34 @@ def _validate_controls(opts: Options) -> None:
         raise InputError("--preserve-color histogram recolours style images; a trained model has none: use luminance")
     if opts.method == "model" and opts.style_blend is not None:
         raise InputError("--style-blend does not apply to --model: a trained network has one style")
-    if opts.method == "fast":
+    if opts.method in ("fast", "photo-fast"):
         if opts.weights is not None:
-            raise InputError("--weights cannot be used with --method fast (its decoder was trained on the bundled VGG)")
+            raise InputError(f"--weights cannot be used with --method {opts.method} (its decoder was trained on the "
+                             "bundled VGG)")  # fmt: skip
         if opts.pooling != "max":
-            raise InputError("--pooling avg cannot be used with --method fast: its encoder uses max pooling")
+            raise InputError(f"--pooling avg cannot be used with --method {opts.method}: its encoder uses max pooling")
+    _validate_photo(opts)
+
+
+def _validate_photo(opts: Options) -> None:
+    """Label maps and the photorealism regularizer: photo methods only, both maps or none, no other masks."""
+    photo = opts.method in ("photo", "photo-fast")
+    if (opts.content_seg is None) != (opts.style_seg is None):
+        raise InputError("give both --content-seg and --style-seg (label maps of the content and the style image)")
+    if opts.content_seg is not None:
+        if not photo:
+            raise InputError("--content-seg/--style-seg need --method photo or photo-fast (use --mask for gatys/fast)")
+        if opts.masks or opts.mask_map is not None:
+            raise InputError("label maps (--content-seg/--style-seg) and --mask/--mask-map cannot be combined")
+    if photo and (opts.masks or opts.mask_map is not None):
+        raise InputError(f"--method {opts.method} takes label maps (--content-seg/--style-seg), not --mask/--mask-map")
+    if photo and opts.tile:
+        raise InputError(f"--method {opts.method} does not run in tiles (the matting Laplacian couples the whole "
+                         "picture); use --tile 0, --start-size or a smaller --size")  # fmt: skip
+    if photo and opts.style_blend is not None:
+        raise InputError(f"--method {opts.method} takes one style image (no --style-blend)")
+    if opts.photo_weight > 0 and opts.method != "photo":
+        raise InputError("--photo-weight needs --method photo (the optimization with the photorealism regularizer)")
 
 
 def _whole(name: str, value: Any, lo: int, hi: int) -> None:
@@ -204,6 +234,7 @@ def validate(opts: Options) -> Options:
     _check_range("content_weight", opts.content_weight, 0.0)
     _check_range("style_weight", opts.style_weight, 0.0)
     _check_range("tv_weight", opts.tv_weight, 0.0)
+    _check_range("photo_weight", opts.photo_weight, 0.0)
     _check_range("lr", opts.lr, 0.0, 10.0, lo_open=True)
     opts.content_layers = tuple(opts.content_layers)
     opts.style_layers = tuple(opts.style_layers)

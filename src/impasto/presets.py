@@ -56,6 +56,20 @@ def preset_values(name: str) -> dict[str, Any]:
             "steps": 1000,
             "init": "content",
         },
+        # Luan et al. 2017 (Deep Photo Style Transfer): content relu4_2, style relu1_1..relu5_1 (with label maps,
+        # per region), the photorealism regularizer, L-BFGS from the content image (README: "Photorealistic
+        # style transfer" derives the regularizer weight and how the others were chosen).
+        "photo": {
+            "method": "photo",
+            "content_layers": ("relu4_2",),
+            "style_layers": ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+            "content_weight": 1.0,
+            "style_weight": 20.0,
+            "photo_weight": 1e5,
+            "init": "content",
+            "optimizer": "lbfgs",
+            "steps": 300,
+        },
     }
     if name not in presets:
         raise InputError(f"unknown preset '{name}' (choose from {', '.join(presets)})")
@@ -63,4 +77,4 @@ def preset_values(name: str) -> dict[str, Any]:
 
 
 #: Named presets: name -> option values (see :func:`preset_values`).
-PRESETS: dict[str, dict[str, Any]] = {name: preset_values(name) for name in ("default", "tutorial", "article")}
+PRESETS: dict[str, dict[str, Any]] = {name: preset_values(name) for name in ("default", "tutorial", "article", "photo")}

@@ -85,16 +85,28 @@ class Runner:
         plan: Plan | None = None,
         start: torch.Tensor | None = None,
         start_step: int = 0,
+        regions: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Stylize ``content`` (1, 3, H, W) with ``styles``; ``masks`` (K, 1, H, W), one per style, assign
         regions. Returns (1, 3, H, W) on the CPU in [0, 1]. Without ``plan``, one is made for these tensors.
         ``start`` (an image of the run, e.g. an intermediate one) and ``start_step`` (the steps it had done)
-        resume a run: only the remaining steps run."""
+        resume a run: only the remaining steps run.
+
+        ``regions``: label-matched (content (K, 1, H, W), style (K, 1, h, w)) regions of the photo methods
+        (:func:`impasto.core.regions.match_regions`), region k of the content styled by region k of the one
+        style image."""
         o = self.options
         if not styles and o.method != "model":
             raise InputError("at least one style image is needed")
         if styles and o.method == "model":
             raise InputError("a trained model (--model) takes no style image: its style is in its weights")
+        if methods.METHODS[o.method].styles == "one" and len(styles) != 1:
+            raise InputError(f"--method {o.method} takes one style image, got {len(styles)}")
+        if regions is not None:
+            if regions[0].shape[0] != regions[1].shape[0]:
+                raise InputError(f"{regions[0].shape[0]} content region(s) for {regions[1].shape[0]} style regions")
+            if tuple(regions[0].shape[-2:]) != tuple(content.shape[-2:]):
+                raise InputError(f"regions are {tuple(regions[0].shape[-2:])}, the content {tuple(content.shape[-2:])}")
         if masks is not None:
             if o.method == "model" and masks.shape[0] != 1:
                 raise InputError(f"{masks.shape[0]} masks for one trained model: give one mask (white: stylized)")
@@ -111,7 +123,10 @@ class Runner:
         if start is not None and o.preserve_color == "luminance":  # the network sees luminance only
             start = color.gray(start)
         try:
-            out = self.method.run(Inputs(net_content, net_styles, masks, start, start_step), plan, callback)
+            inputs = Inputs(net_content, net_styles, masks, start, start_step)
+            if regions is not None:
+                inputs.regions, inputs.style_regions = regions
+            out = self.method.run(inputs, plan, callback)
         except (StylizeInterrupted, NonFiniteLossError) as stop:
             raise stop.with_image(finish(stop.image, content, o.preserve_color, masks)) from None
         return finish(out, content, o.preserve_color, masks)

@@ -17,6 +17,7 @@ from .adain import FastMethod
 from .base import Inputs, Method
 from .coarse_to_fine import CoarseToFine
 from .gatys import Gatys
+from .photo_fast import PhotoFast
 from .transformer import ModelMethod
 
 
@@ -35,6 +36,9 @@ METHODS: dict[str, MethodSpec] = {
     "gatys": MethodSpec(lambda options, device: CoarseToFine(Gatys(options, device))),
     "fast": MethodSpec(FastMethod, iterative=False),
     "model": MethodSpec(ModelMethod, iterative=False, styles="none", files=("model",)),
+    # Gatys + PhotoTerm + label regions
+    "photo": MethodSpec(lambda options, device: CoarseToFine(Gatys(options, device)), styles="one"),
+    "photo-fast": MethodSpec(PhotoFast, iterative=False, styles="one"),
 }
 
 

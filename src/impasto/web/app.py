@@ -56,7 +56,7 @@ GALLERY = {
     "shipwreck": ("shipwreck.jpg", "J. M. W. Turner, The Shipwreck (c. 1805)"),
 }
 #: Options that name files or devices of the server: not settable from the web.
-SERVER_ONLY = ("weights", "masks", "mask_map", "mask_colors", "device", "model")
+SERVER_ONLY = ("weights", "masks", "mask_map", "mask_colors", "content_seg", "style_seg", "device", "model")
 FORMAT_EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp", "GIF": "gif"}
 #: The page may load and connect to this server only (and show the pictures the user picked: blob: URLs).
 PAGE_POLICY = (b"default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
