@@ -113,7 +113,7 @@ def test_the_default_preset_is_the_options_defaults_and_presets_are_fresh_copies
     assert preset_values("default") == {} and make_options("default") == make_options()
     preset_values("tutorial")["steps"] = 1
     assert preset_values("tutorial")["steps"] == 300
-    with pytest.raises(InputError, match="unknown preset 'nope' \\(choose from default, tutorial, article\\)"):
+    with pytest.raises(InputError, match="unknown preset 'nope' \\(choose from default, tutorial, article, photo\\)"):
         preset_values("nope")
 
 
