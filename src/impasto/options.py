@@ -42,6 +42,7 @@ class Options:
     content_weight: float = 1.0  # alpha
     style_weight: float = 5.0  # beta (losses normalized by their targets: see README, "How the default was chosen")
     tv_weight: float = 0.0
+    temporal_weight: float = 0.0  # video, optimization methods: Ruder et al.'s temporal loss (see impasto.video)
     gram_norm: str = "positions"  # positions | elements | none
     normalize_losses: bool = True  # divide each loss by its target's mean square
     style_layer_norm: str = "none"  # none | elements (the article divides by C*H*W per layer)
@@ -240,6 +241,7 @@ def validate(opts: Options) -> Options:
     _check_range("content_weight", opts.content_weight, 0.0)
     _check_range("style_weight", opts.style_weight, 0.0)
     _check_range("tv_weight", opts.tv_weight, 0.0)
+    _check_range("temporal", opts.temporal_weight, 0.0)
     _check_range("lr", opts.lr, 0.0, 10.0, lo_open=True)
     opts.content_layers = tuple(opts.content_layers)
     opts.style_layers = tuple(opts.style_layers)

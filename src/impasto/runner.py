@@ -85,11 +85,14 @@ class Runner:
         plan: Plan | None = None,
         start: torch.Tensor | None = None,
         start_step: int = 0,
+        temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Stylize ``content`` (1, 3, H, W) with ``styles``; ``masks`` (K, 1, H, W), one per style, assign
         regions. Returns (1, 3, H, W) on the CPU in [0, 1]. Without ``plan``, one is made for these tensors.
         ``start`` (an image of the run, e.g. an intermediate one) and ``start_step`` (the steps it had done)
-        resume a run: only the remaining steps run."""
+        resume a run: only the remaining steps run. ``temporal`` (video, optimization methods): the previous
+        frame's result warped to this one (1, 3, H, W) and the flow's per-pixel weights (1, 1, H, W), the
+        target of the temporal loss (:class:`~impasto.methods.terms.TemporalTerm`)."""
         o = self.options
         if not styles:
             raise InputError("at least one style image is needed")
@@ -106,8 +109,11 @@ class Runner:
         net_content, net_styles = prepare(content, styles, o.preserve_color)
         if start is not None and o.preserve_color == "luminance":  # the network sees luminance only
             start = color.gray(start)
+        if temporal is not None and o.preserve_color == "luminance":
+            temporal = (color.gray(temporal[0]), temporal[1])
         try:
-            out = self.method.run(Inputs(net_content, net_styles, masks, start, start_step), plan, callback)
+            inputs = Inputs(net_content, net_styles, masks, start, start_step, temporal)
+            out = self.method.run(inputs, plan, callback)
         except (StylizeInterrupted, NonFiniteLossError) as stop:
             raise stop.with_image(finish(stop.image, content, o.preserve_color, masks)) from None
         return finish(out, content, o.preserve_color, masks)

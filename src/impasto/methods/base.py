@@ -29,6 +29,9 @@ class Inputs:
     #: already done; the run does the remaining steps and numbers them on from ``start_step``.
     start: torch.Tensor | None = None
     start_step: int = 0
+    #: Video (optimization methods): the previous frame's result warped to this frame (1, 3, H, W) and the
+    #: per-pixel weights of the flow's consistency check (1, 1, H, W), for the temporal loss term.
+    temporal: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class Method(Protocol):

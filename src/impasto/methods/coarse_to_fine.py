@@ -50,9 +50,11 @@ class CoarseToFine:
         tiled = any(s.tile and max(s.hw) > s.tile for s in scales)
         if len(scales) == 1 and not tiled:
             return engine.stylize(inputs.content, inputs.styles, callback, inputs.masks, scales[0].steps, inputs.start,
-                                  inputs.start_step)  # fmt: skip
+                                  inputs.start_step, inputs.temporal)  # fmt: skip
         if tiled and inputs.masks is not None:
             raise InputError("masks cannot be combined with tiles; use --tile 0 or a smaller --size")
+        if tiled and inputs.temporal is not None:
+            raise InputError("the temporal loss (video) cannot be used with tiles; use --tile 0 or a smaller --size")
         o = engine.options
         torch.manual_seed(o.seed)
         engine.history = []
@@ -88,7 +90,7 @@ class CoarseToFine:
                         o.tile_passes, wrapped,
                     )  # fmt: skip
                 else:
-                    terms = engine.build_terms(content, inputs.styles, inputs.masks)
+                    terms = engine.build_terms(content, inputs.styles, inputs.masks, temporal=inputs.temporal)
                     image = engine.optimize(image, terms, scale.steps - done, wrapped)
                     del terms
             except (StylizeInterrupted, NonFiniteLossError) as stop:

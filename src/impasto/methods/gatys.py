@@ -73,10 +73,16 @@ class Gatys:
         return resize_tensor(style, (h, w))
 
     def targets(
-        self, content: torch.Tensor, styles: Sequence[torch.Tensor], masks: torch.Tensor | None = None
+        self,
+        content: torch.Tensor,
+        styles: Sequence[torch.Tensor],
+        masks: torch.Tensor | None = None,
+        *,
+        temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> Targets:
         """What the terms are built from for a whole content image: its features, each style's features and
-        Gram matrices (the style resized for this content's size), and the masks at this size."""
+        Gram matrices (the style resized for this content's size), and the masks and the temporal loss's
+        (warped previous result, weights) at this size."""
         o = self.options
         content = content.to(self.device)
         content_features = self.features(content, self.content_layers + self.style_layers)
@@ -89,13 +95,23 @@ class Gatys:
                 positions[n].append(feats[n].shape[-2] * feats[n].shape[-1])
         if masks is not None:
             masks = resize_tensor(masks.float(), tuple(content.shape[-2:])).to(self.device)
-        return Targets(content, content_features, StyleGrams(grams, positions), style_features, masks)
+        targets = Targets(content, content_features, StyleGrams(grams, positions), style_features, masks)
+        if temporal is not None:
+            hw = tuple(content.shape[-2:])
+            targets.temporal = (resize_tensor(temporal[0].float(), hw).to(self.device),
+                                resize_tensor(temporal[1].float(), hw).to(self.device))  # fmt: skip
+        return targets
 
     def build_terms(
-        self, content: torch.Tensor, styles: Sequence[torch.Tensor], masks: torch.Tensor | None = None
+        self,
+        content: torch.Tensor,
+        styles: Sequence[torch.Tensor],
+        masks: torch.Tensor | None = None,
+        *,
+        temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> list[Term]:
         """The loss terms for a whole content image, their targets computed once."""
-        return build_terms(self.options, self.targets(content, styles, masks))
+        return build_terms(self.options, self.targets(content, styles, masks, temporal=temporal))
 
     # -- loss and optimization ------------------------------------------------------------------------------
     def evaluate(self, image: torch.Tensor, terms: Sequence[Term]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -206,13 +222,15 @@ class Gatys:
         steps: int | None = None,
         start: torch.Tensor | None = None,
         start_step: int = 0,
+        temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Stylize a content tensor (1, 3, H, W) with style tensors, whole, at its size; returns the result on
         the CPU. ``masks`` (K, 1, H, W) give region k style k. ``start`` (resized to the content) and
-        ``start_step`` resume a run: the ``steps - start_step`` remaining steps, numbered on from ``start_step``."""
+        ``start_step`` resume a run: the ``steps - start_step`` remaining steps, numbered on from ``start_step``.
+        ``temporal``: the temporal loss's target (video; see :class:`~impasto.methods.terms.TemporalTerm`)."""
         torch.manual_seed(self.options.seed)
         self.history = []
-        terms = self.build_terms(content, styles, masks)
+        terms = self.build_terms(content, styles, masks, temporal=temporal)
         init = self.initial_image(content, styles) if start is None else resize_tensor(start, tuple(content.shape[-2:]))
         steps = self.options.steps if steps is None else steps
         if not start_step:
@@ -233,4 +251,4 @@ class Gatys:
         if len(plan.scales) != 1 or plan.scales[0].tile:
             raise ValueError("Gatys.run takes a single untiled scale; CoarseToFine runs the others")
         return self.stylize(inputs.content, inputs.styles, callback, inputs.masks, plan.scales[0].steps, inputs.start,
-                            inputs.start_step)  # fmt: skip
+                            inputs.start_step, inputs.temporal)  # fmt: skip

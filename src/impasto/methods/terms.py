@@ -47,6 +47,9 @@ class Targets:
     style_features: list[dict[str, torch.Tensor]] | None = None  # per style image (whole images only)
     masks: torch.Tensor | None = None  # (K, 1, H, W) regions at the content's size
     content_scale: float | None = None  # tiles: the whole picture's content normalization
+    # Video: the previous frame's result warped to this frame (1, 3, H, W) and its per-pixel weights (1, 1, H, W)
+    # from the flow's consistency check, at this working size.
+    temporal: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def strength_factor(strength: float) -> float:
@@ -214,8 +217,46 @@ class TVTerm(Term):
         return self.tv(image)
 
 
+class TemporalTerm(Term):
+    """Ruder, Dosovitskiy and Brox's short-term temporal loss (*Artistic style transfer for videos*, 2016):
+    mean over pixels and channels of c * (x - w)^2, with w the previous frame's result warped to this frame by
+    the optical flow and c the weights of the forward-backward consistency check (0 at disocclusions and motion
+    boundaries, :mod:`impasto.core.flow`). A term on the image, so the hand-written pass adds its gradient in
+    the same step. Without a previous frame (a video's first frame, a still image) its weight is 0."""
+
+    name = "temporal"
+
+    def __init__(self, weight: float, warped: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> None:
+        super().__init__(weight if warped is not None else 0.0)
+        self.warped, self.weights = warped, weights
+
+    @classmethod
+    def wanted(cls, options: Options) -> bool:
+        return options.temporal_weight > 0
+
+    @classmethod
+    def handwritten(cls, options: Options) -> bool:
+        return True  # a term on the image
+
+    @classmethod
+    def bytes_per_pixel(cls, options: Options) -> float:
+        return 64.0  # the target and weights (16 B) and autograd's image-sized temporaries
+
+    @classmethod
+    def build(cls, options: Options, targets: Targets) -> TemporalTerm:
+        if targets.temporal is None:
+            return cls(options.temporal_weight)
+        warped, weights = targets.temporal
+        return cls(options.temporal_weight, warped.float(), weights.float())
+
+    def forward(self, image, features, tapped):  # noqa: ANN001, ANN201 - see Term.forward
+        if self.warped is None:
+            return torch.zeros((), device=image.device)
+        return ((image - self.warped).pow(2) * self.weights).mean()
+
+
 #: The terms of the optimization methods, in the order they are built and reported.
-TERMS: list[type[Term]] = [ContentTerm, StyleTerm, TVTerm]
+TERMS: list[type[Term]] = [ContentTerm, StyleTerm, TVTerm, TemporalTerm]
 
 
 def build_terms(options: Options, targets: Targets) -> list[Term]:
