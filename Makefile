@@ -5,7 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.impasto-installed
 DEMO_OUT ?= out/chelsea-starry_night.png
 
-.PHONY: setup demo test lint bench clean
+DEV_STAMP := $(VENV)/.impasto-dev-installed
+# Tests copied into mutants/ still find ../shared (test images, seed documents) through this.
+SHARED ?= $(abspath ..)/shared
+PORT ?= 8000
+DATA ?= $(HOME)/.local/share/impasto/serve
+
+.PHONY: setup demo test lint bench coverage mutation clean serve browser
 
 setup: $(STAMP)
 
@@ -20,14 +26,40 @@ demo: $(STAMP)
 	$(BIN)/impasto examples/chelsea.png examples/starry_night.jpg -o $(DEMO_OUT) --plot $(basename $(DEMO_OUT))-plot.png
 	@echo "Result: $(DEMO_OUT)  (figure: $(basename $(DEMO_OUT))-plot.png)"
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# The web app's browser test drives Debian's Chromium (Playwright never downloads a browser here): installed when
+# missing; where it cannot be (no root, no package source) the test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "make: installing Debian's chromium for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	  || echo "make: chromium could not be installed; the browser test will be skipped"; }
+
+# The web app on http://127.0.0.1:$(PORT)/ (jobs and results kept in $(DATA)); Ctrl-C stops it.
+serve: $(STAMP)
+	@echo "impasto: starting the web app; open http://127.0.0.1:$(PORT)/ when it says it is serving"
+	$(BIN)/impasto serve --port $(PORT) --data $(DATA)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+
+$(DEV_STAMP): $(STAMP) requirements-dev.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.lock
+	touch $(DEV_STAMP)
+
+# Line and branch coverage of the package (terminal report; HTML in htmlcov/).
+coverage: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q --cov=impasto --cov-branch --cov-report=term-missing:skip-covered --cov-report=html
+
+# Mutation testing of the modules listed in pyproject.toml [tool.mutmut] (slow: not in CI), then the summary.
+mutation: $(DEV_STAMP)
+	rm -rf mutants
+	IMPASTO_SHARED=$(SHARED) $(BIN)/mutmut run --max-children 2 > /dev/null || true
+	$(BIN)/python benchmarks/mutation_report.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_gatys.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) out .pytest_cache mutants htmlcov .coverage

@@ -214,7 +214,7 @@ def figure(args: argparse.Namespace) -> None:
         return np.repeat(d[..., None], 3, -1)
 
     rows = [
-        np.concatenate([inputs[t], inputs[t + 1], inputs[t + 2], np.repeat((c * 255).astype(np.uint8)[..., None], 3, -1)], 1),
+        np.concatenate([*inputs[t : t + 3], np.repeat((c * 255).astype(np.uint8)[..., None], 3, -1)], 1),
         np.concatenate([*runs["perframe"][t : t + 3], difference(runs["perframe"])], 1),
         np.concatenate([*runs["consistent"][t : t + 3], difference(runs["consistent"])], 1),
     ]  # fmt: skip
@@ -245,7 +245,9 @@ def main() -> None:
     p.add_argument("--clip", help=argparse.SUPPRESS)
     p.add_argument("--output", help=argparse.SUPPRESS)
     args = p.parse_args()
-    {"quality": quality, "throughput": throughput, "memory": memory, "figure": figure, "_child": _child}[args.what](args)
+    {"quality": quality, "throughput": throughput, "memory": memory, "figure": figure, "_child": _child}[args.what](
+        args
+    )
 
 
 if __name__ == "__main__":

@@ -7,12 +7,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
+from impasto import api
 from impasto.io.images import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-SHARED_IMAGES = Path(os.environ.get("IMPASTO_SHARED_IMAGES", ROOT.parent / "shared" / "images"))
+#: The shared folder beside the repository (test images, seed documents); IMPASTO_SHARED points elsewhere (the
+#: mutation run copies the repository into mutants/).
+SHARED = Path(os.environ.get("IMPASTO_SHARED", ROOT.parent / "shared"))
+SHARED_IMAGES = Path(os.environ.get("IMPASTO_SHARED_IMAGES", SHARED / "images"))
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +46,42 @@ def shared_images() -> Path:
     if not SHARED_IMAGES.is_dir():
         pytest.skip(f"shared images not found at {SHARED_IMAGES}")
     return SHARED_IMAGES
+
+
+def np_channel_stats(feat: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Channel mean and population standard deviation (N, C, 1, 1) of features, optionally weighted by a mask
+    (N, 1, H, W), computed in float64 NumPy: an independent check of the code's own statistics helper."""
+    import numpy as np
+
+    f = feat.detach().double().cpu().numpy()
+    w = np.ones_like(f[:, :1]) if mask is None else mask.detach().double().cpu().numpy()
+    mass = w.sum(axis=(2, 3), keepdims=True)
+    mean = (f * w).sum(axis=(2, 3), keepdims=True) / mass
+    var = (((f - mean) ** 2) * w).sum(axis=(2, 3), keepdims=True) / mass
+    return torch.from_numpy(mean).float(), torch.from_numpy(np.sqrt(var)).float()
+
+
+#: A tiny trained network (width 8, 32 px crops): trains in seconds, for tests of everything around training.
+TINY = {"width": 8, "train_size": 32, "style_size": 48, "batch_size": 2, "sample_every": 0, "checkpoint_every": 0}
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory, content_path) -> Path:
+    """A small data folder: two crops of the bundled photo, one in a subfolder (the search is recursive), an
+    unreadable .jpg and a text file."""
+    folder = tmp_path_factory.mktemp("photos")
+    im = Image.open(content_path).convert("RGB")
+    im.crop((0, 0, 200, 160)).save(folder / "a.png")
+    (folder / "sub").mkdir()
+    im.crop((100, 50, 300, 250)).save(folder / "sub" / "b.jpg")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, photos, style_path) -> Path:
+    """A model trained for 4 steps (width 8, 32 px crops)."""
+    out = tmp_path_factory.mktemp("model") / "tiny.pt"
+    api.train(style_path, out, data=photos, steps=4, seed=3, warn=lambda m: None, **TINY)
+    return out

@@ -13,6 +13,8 @@ from impasto.io.images import load_image, read_metadata
 from impasto.methods.adain import AdaIN, Decoder, adain, channel_stats, crop_pads, pad_to_stride
 from impasto.options import make_options
 
+from .conftest import np_channel_stats
+
 
 @pytest.fixture(scope="module")
 def engine() -> AdaIN:
@@ -51,20 +53,37 @@ def test_fp32_engine_computes_the_reference_network(engine, content96):
         assert torch.allclose(engine.decode(ref), dec(ref).clamp(0, 1), atol=1e-5)
 
 
+def test_channel_stats_are_the_population_mean_and_std(engine, content96):
+    fc = engine.encode(pad_to_stride(content96)[0])
+    for mask in (None, (torch.rand(1, 1, *fc.shape[-2:], generator=torch.Generator().manual_seed(0)) > 0.3).float()):
+        mean, std = channel_stats(fc, mask)
+        ref_mean, ref_std = np_channel_stats(fc, mask)
+        assert mean.shape == (1, fc.shape[1], 1, 1) and std.shape == mean.shape
+        assert torch.allclose(mean, ref_mean, rtol=1e-5, atol=1e-5) and torch.allclose(
+            std, ref_std, rtol=1e-4, atol=1e-5
+        )
+
+
+def test_style_stats_are_those_of_the_padded_style_features(engine, style96):
+    mean, std = engine.style_stats(style96)
+    ref_mean, ref_std = np_channel_stats(engine.encode(pad_to_stride(style96)[0]))
+    assert torch.allclose(mean, ref_mean, atol=1e-5) and torch.allclose(std, ref_std, rtol=1e-4, atol=1e-5)
+
+
 def test_adain_gives_content_features_the_style_statistics(engine, content96, style96):
     fc = engine.encode(pad_to_stride(content96)[0])
-    s_mean, s_std = engine.style_stats(style96)
-    live = channel_stats(fc)[1].flatten() > 1e-3  # channels where the content is not constant
+    s_mean, s_std = np_channel_stats(engine.encode(pad_to_stride(style96)[0]))
+    live = np_channel_stats(fc)[1].flatten() > 1e-3  # channels where the content is not constant
     assert live.float().mean() > 0.9
-    mean, std = channel_stats(adain(fc, s_mean, s_std))
+    mean, std = np_channel_stats(adain(fc, s_mean, s_std))
     assert torch.allclose(mean, s_mean, atol=1e-4)
     assert torch.allclose(std.flatten()[live], s_std.flatten()[live], rtol=1e-4, atol=1e-5)
-    assert _stats_distance(channel_stats(fc), (s_mean, s_std)) > 0.1  # the content's were different
+    assert _stats_distance(np_channel_stats(fc), (s_mean, s_std)) > 0.1  # the content's were different
     # Per region: the masked positions get the style's statistics.
     mask = torch.zeros(1, 1, *fc.shape[-2:])
     mask[..., : fc.shape[-2] // 2, :] = 1
-    live = channel_stats(fc, mask)[1].flatten() > 1e-3
-    mean, std = channel_stats(adain(fc, s_mean, s_std, mask), mask)
+    live = np_channel_stats(fc, mask)[1].flatten() > 1e-3
+    mean, std = np_channel_stats(adain(fc, s_mean, s_std, mask), mask)
     assert torch.allclose(mean, s_mean, atol=1e-4)
     assert torch.allclose(std.flatten()[live], s_std.flatten()[live], rtol=1e-4, atol=1e-5)
 
@@ -81,7 +100,7 @@ def test_strength_zero_decodes_the_content_and_strength_one_is_full_style(engine
     distances = []
     for strength in (0.0, 0.5, 1.0):
         out = engine.stylize(content96, [style96], strength=strength)
-        distances.append(_stats_distance(channel_stats(engine.encode(pad_to_stride(out)[0])), style_stats))
+        distances.append(_stats_distance(np_channel_stats(engine.encode(pad_to_stride(out)[0])), style_stats))
     assert distances[0] > distances[1] > distances[2]
     # Strength 1 decodes exactly the AdaIN target.
     target = adain(engine.encode(x), *style_stats)

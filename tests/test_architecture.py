@@ -24,9 +24,11 @@ LAYERS = {
     "impasto.io": 1,
     "impasto.options": 2,
     "impasto.plan": 2,
+    "impasto.presets": 2,
     "impasto.methods": 3,
     "impasto.runner": 4,
     "impasto.estimate": 4,
+    "impasto.training": 4,
     "impasto.api": 5,
     "impasto.batch": 5,
     "impasto.video": 5,
@@ -37,7 +39,13 @@ LAYERS = {
 }
 #: Front ends call the API: these lower layers are out of their reach (they may use io, options, plan, errors).
 FRONT_ENDS = ("impasto.cli", "impasto.web")
-OFF_LIMITS_FOR_FRONT_ENDS = ("impasto.methods", "impasto.runner", "impasto.estimate", "impasto.core")
+OFF_LIMITS_FOR_FRONT_ENDS = (
+    "impasto.methods",
+    "impasto.runner",
+    "impasto.estimate",
+    "impasto.training",
+    "impasto.core",
+)
 ALLOWED_FOR_FRONT_ENDS = ("impasto.core.progress",)
 
 

@@ -18,6 +18,7 @@ def _tune(env_flag: str | None) -> str:
 
 
 @pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+@pytest.mark.subprocess
 def test_allocator_tuning_applies_once_and_can_be_turned_off():
     assert _tune(None) == "True True"
     assert _tune("1") == "False False"

@@ -83,8 +83,8 @@ def test_full_disk_is_one_line_exit_1_and_leaves_nothing(full_disk, content_path
 def test_full_disk_for_the_history_keeps_the_image(full_disk, tmp_path, content_path, style_path, capsys):
     out = tmp_path / "out.png"
     history = full_disk / "h.json"
-    (full_disk / "filler").write_bytes(b"\0" * 254 * 1024)  # leave less than a 200-step history needs
-    code = main([str(content_path), str(style_path), "-o", str(out), "--size", "32", "--steps", "200", "-q",
+    (full_disk / "filler").write_bytes(b"\0" * 252 * 1024)  # leave less than a 60-step history needs (~7 KB)
+    code = main([str(content_path), str(style_path), "-o", str(out), "--size", "32", "--steps", "60", "-q",
                  "--history", str(history)])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and f"cannot write {history}" in err, err
@@ -182,6 +182,7 @@ def test_a_symlink_loop_is_one_line(tmp_path, style_path, capsys):
         impasto.stylize(a, style_path, method="fast", size=32)
 
 
+@pytest.mark.subprocess
 def test_sigterm_keeps_the_latest_image_and_exits_143(tmp_path, content_path, style_path):
     out = tmp_path / "long.png"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

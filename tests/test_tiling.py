@@ -166,3 +166,67 @@ def test_tiled_optimization_starts_each_tile_from_a_seamless_blend(monkeypatch):
     out = optimize_tiled(Fake(), image, image, [], steps=2, tile=96, overlap=24, passes=2)
     border, inner = _border_and_inner_steps(out, 96, 24, 2)
     assert border <= inner + 1e-6 and border < 0.1 / 24, (border, inner)
+
+
+# -- properties over arbitrary sizes (hypothesis) ---------------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from impasto.core.tiles import core_box, core_positions  # noqa: E402
+
+_geometry = st.integers(64, 400).flatmap(
+    lambda tile: st.tuples(
+        st.just(tile), st.integers(0, tile // 3), st.integers(1, 1500), st.sampled_from([0.0, 0.5, 1 / 3])
+    )
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_geometry)
+def test_spans_tile_any_axis(geometry):
+    tile, overlap, length, shift = geometry
+    spans = axis_spans(length, tile, overlap, shift)
+    assert spans[0][0] == 0 and spans[-1][1] == length
+    assert all(0 < b - a <= tile for a, b in spans) and all(a1 < a2 for (a1, _), (a2, _) in zip(spans, spans[1:]))
+    for (_, stop), (start, _) in zip(spans, spans[1:]):
+        assert stop - start == overlap
+
+
+@settings(max_examples=40, deadline=None)
+@given(_geometry, st.integers(1, 700))
+def test_windows_sum_to_one_and_cores_partition_any_picture(geometry, height):
+    tile, overlap, width, shift = geometry
+    grid = tile_grid(height, width, tile, overlap, shift)
+    wsum = torch.zeros(height, width, dtype=torch.float64)
+    cores = torch.zeros(height, width, dtype=torch.int32)
+    for t in grid:
+        rows, cols = t.slices
+        wsum[rows, cols] += blend_window(t, overlap)[0, 0].double()
+        top, bottom, left, right = core_box(t, overlap)
+        assert t.top <= top <= bottom <= t.top + t.height and t.left <= left <= right <= t.left + t.width
+        cores[top:bottom, left:right] += 1
+    assert torch.allclose(wsum, torch.ones_like(wsum), atol=1e-6)
+    if shift == 0:  # one grid: its cores cover every pixel exactly once
+        assert int(cores.min()) == 1 and int(cores.max()) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(64, 300), st.integers(1, 900), st.sampled_from([1, 2, 4, 8, 16]))
+def test_core_positions_of_a_grid_count_each_feature_position_once(tile, length, stride):
+    """Feature positions whose centres fall in a tile's core: each centre in exactly one core, none twice; at
+    stride 1 every pixel exactly once."""
+    overlap = tile // 8
+    grid = tile_grid(8, length, tile, overlap)  # one row of tiles
+    centres = []
+    for t in grid:
+        n = -(-t.width // stride)  # the feature map's width (ceil-mode pooling)
+        _, cols = core_positions(t, overlap, stride, (1, n))
+        _, _, left, right = core_box(t, overlap)
+        here = [t.left + j * stride + stride // 2 for j in cols]
+        assert all(left <= c < right for c in here)
+        centres += here
+    assert len(centres) == len(set(centres))
+    if stride == 1:
+        assert sorted(centres) == list(range(length))
+    else:  # about one position per stride across the axis
+        assert abs(len(centres) - length / stride) <= len(grid)

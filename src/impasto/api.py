@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,20 +21,27 @@ from . import estimate
 from .core.color import PRESERVE_COLOR
 from .core.malloc import tune_allocator
 from .core.progress import Callback
+from .core.regions import match_regions
 from .core.sizes import resize_tensor
-from .errors import ImpastoError, InputError
+from .errors import InputError, OutputError
+from .io.atomic import write_bytes
 from .io.images import ImageLike, image_size, load_image, open_image, read_metadata, tensor_to_pil
+from .io.labels import check_label_pair, load_label_map
 from .io.masks import load_masks
+from .io.models import describe, load_model
 from .methods import METHODS
+from .methods.transformer import onnx_bytes, onnx_difference
 from .options import _CHOICES as CHOICES
 from .options import PRESETS, Options, make_options
 from .plan import Plan, check
 from .runner import Runner, finish
+from .training import Trainer, TrainInfo, TrainingInterrupted, TrainOptions, TrainResult, make_train_options
 from .version import __version__
 
 __all__ = [
-    "Prepared", "Runner", "as_list", "catalog", "checkpoint_step", "metadata", "plan", "prepare", "preview", "run",
-    "stylize", "stylize_tensors",
+    "Prepared", "Runner", "TrainInfo", "TrainOptions", "TrainResult", "TrainingInterrupted", "as_list", "catalog",
+    "check_onnx", "checkpoint_step", "export_onnx", "make_train_options", "metadata", "model_info", "plan",
+    "plan_sizes", "prepare", "preview", "run", "stylize", "stylize_tensors", "train",
 ]  # fmt: skip
 
 
@@ -44,43 +52,64 @@ def _describe(image: ImageLike) -> str:
 
 
 def metadata(options: Options, content: ImageLike, styles: Sequence[ImageLike]) -> dict[str, Any]:
-    """What an output records so that it can be reproduced."""
-    return {
+    """What an output records so that it can be reproduced (with a trained model: its style and sha256)."""
+    meta = {
         "impasto": __version__,
         "options": options.to_dict(),
         "content": _describe(content),
         "styles": [_describe(s) for s in styles],
         "torch": torch.__version__,
     }
+    if options.model:
+        m = load_model(options.model)
+        meta["model"] = {"name": os.path.basename(options.model), "style": m.metadata.get("style"),
+                         "step": m.step, "width": m.width}  # fmt: skip
+    return meta
 
 
-def as_list(style: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
-    """One style or several, as a list; at least one."""
-    styles = list(style) if isinstance(style, (list, tuple)) else [style]
+def as_list(style: ImageLike | Sequence[ImageLike] | None, options: Options | None = None) -> list[ImageLike]:
+    """One style or several, as a list, as many as the method of ``options`` takes (:class:`MethodSpec`'s
+    ``styles``): one or more by default, exactly one, or none (a trained model: its style is in its weights)."""
+    styles = [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style]
+    takes = METHODS[options.method].styles if options is not None and options.method in METHODS else "many"
+    if takes == "none":
+        if styles:
+            raise InputError(f"--method {options.method} takes no style image: its style is in its weights")
+        return styles
     if not styles:
-        raise InputError("at least one style image is needed")
+        raise InputError("at least one style image is needed (or a trained model: model=FILE / --model FILE)")
+    if takes == "one" and len(styles) != 1:
+        raise InputError(f"--method {options.method} takes one style image, got {len(styles)}")
     return styles
 
 
-def plan(content: ImageLike, style: ImageLike | Sequence[ImageLike], options: Options) -> Plan:
+def plan(content: ImageLike, style: ImageLike | Sequence[ImageLike] | None, options: Options) -> Plan:
     """The plan of a run (scales, tiles, memory, time) from the images' sizes, without decoding pixels.
     Not checked: see :func:`impasto.plan.check` (``--dry-run`` prints plans that do not fit, too)."""
-    return estimate.plan(options, image_size(content), [image_size(s) for s in as_list(style)])
+    return estimate.plan(options, image_size(content), [image_size(s) for s in as_list(style, options)])
+
+
+def plan_sizes(content: tuple[int, int], styles: Sequence[tuple[int, int]], options: Options) -> Plan:
+    """The plan of a run from the images' (width, height) alone (a front end that has not uploaded them yet)."""
+    if not styles and options.model is None:
+        raise InputError("at least one style image is needed")
+    for w, h in [content, *styles]:
+        if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
+            raise InputError(f"image sizes must be positive whole numbers, got {w}x{h}")
+    return estimate.plan(options, content, list(styles))
 
 
 def catalog() -> dict[str, Any]:
     """What a front end can offer, from the options and methods themselves (a new method or option shows up
-    without changes to the front end): each method (name, whether it optimizes over steps), the presets, every
-    option's default and the choices of the options that have them."""
+    without changes to the front end): each method (name, whether it optimizes over steps, the style images it
+    takes and the options naming files it needs), the presets, every option's default and the choices of the
+    options that have them."""
     methods = []
     for name in CHOICES["method"]:
-        if name not in METHODS:
+        spec = METHODS.get(name)
+        if spec is None:
             continue
-        try:
-            iterative: bool | None = estimate.plan(make_options(method=name), (64, 64), [(64, 64)]).iterative
-        except (ImpastoError, ValueError):  # a method that needs more options (a model file) to be planned
-            iterative = None
-        methods.append({"name": name, "iterative": iterative})
+        methods.append({"name": name, "iterative": spec.iterative, "styles": spec.styles, "files": list(spec.files)})
     presets = {name: {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
                for name, values in PRESETS.items()}  # fmt: skip
     choices = {name: list(values) for name, values in CHOICES.items()}
@@ -107,11 +136,12 @@ class Prepared:
     plan: Plan
     start: torch.Tensor | None = None  # resume: the image to continue from ...
     start_step: int = 0  # ... and the steps it had done
+    regions: tuple[torch.Tensor, torch.Tensor] | None = None  # label-matched (content, style) regions
 
 
 def prepare(
     content: ImageLike,
-    style: ImageLike | Sequence[ImageLike],
+    style: ImageLike | Sequence[ImageLike] | None,
     options: Options,
     masks: torch.Tensor | None = None,
     planned: Plan | None = None,
@@ -126,7 +156,7 @@ def prepare(
     interrupted run's image) after ``start_step`` steps (default: the step recorded in the file, see
     :func:`checkpoint_step`): only the remaining steps run, at the scale that step falls in.
     """
-    styles = as_list(style)
+    styles = as_list(style, options)
     if options.style_blend is not None and len(options.style_blend) != len(styles):
         raise InputError(f"--style-blend has {len(options.style_blend)} weights for {len(styles)} style images")
     p = check(planned if planned is not None else plan(content, styles, options))
@@ -136,13 +166,16 @@ def prepare(
         open_image(options.init)  # a bad start image fails here, not after the targets are computed
     hw = tuple(content_t.shape[-2:])
     if masks is None:
-        masks = load_masks(hw, len(style_ts), options.masks, options.mask_map, options.mask_colors)
+        masks = load_masks(hw, max(1, len(style_ts)), options.masks, options.mask_map, options.mask_colors)
     else:
         masks = _mask_tensor(masks, hw)
+    regions = None
+    if options.content_seg is not None:
+        regions = label_regions(options, image_size(content), image_size(styles[0]), hw, tuple(style_ts[0].shape[-2:]))
     if tuple(p.scales[-1].hw) != hw:  # sizes that a file's header got wrong: plan the loaded tensors
         h, w = hw
         p = check(estimate.plan(options, (w, h), [(s.shape[-1], s.shape[-2]) for s in style_ts], device=p.device))
-    prepared = Prepared(options, content_t, style_ts, masks, p)
+    prepared = Prepared(options, content_t, style_ts, masks, p, regions=regions)
     if start is not None:
         prepared.start, prepared.start_step = _start(start, start_step, prepared)
     return prepared
@@ -194,6 +227,27 @@ def preview(prepared: Prepared, image: torch.Tensor) -> torch.Tensor:
     return finish(image, content, prepared.options.preserve_color, masks)
 
 
+def label_regions(
+    options: Options,
+    content_size: tuple[int, int],
+    style_size: tuple[int, int],
+    content_hw: tuple[int, ...],
+    style_hw: tuple[int, ...],
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The label maps of ``options`` read, checked against their images' (width, height) as given, and matched
+    by label (:func:`impasto.core.regions.match_regions`) at the working sizes; None when both maps have a
+    single, common label (the whole image: the plain style loss)."""
+    content_map = load_label_map(options.content_seg, "content label map")
+    style_map = load_label_map(options.style_seg, "style label map")
+    check_label_pair(content_map, style_map, content_size, style_size)
+    if content_map.names == style_map.names and len(content_map.names) == 1:
+        return None
+    content_regions, style_regions, _ = match_regions(
+        content_map.one_hot(content_hw[-2:]), content_map.names, style_map.one_hot(style_hw[-2:]), style_map.names
+    )
+    return content_regions, style_regions
+
+
 def _mask_tensor(masks: torch.Tensor, hw: tuple[int, ...]) -> torch.Tensor:
     """Region masks given as a tensor, checked and resized to the content's (H, W)."""
     if not isinstance(masks, torch.Tensor) or masks.ndim != 4 or masks.shape[1] != 1 or masks.numel() == 0:
@@ -207,12 +261,12 @@ def run(prepared: Prepared, callback: Callback | None = None, runner: Runner | N
     tune_allocator()
     runner = runner if runner is not None else Runner(prepared.options)
     p = prepared
-    return runner(p.content, p.styles, p.masks, callback, p.plan, p.start, p.start_step)
+    return runner(p.content, p.styles, p.masks, callback, p.plan, p.start, p.start_step, p.regions)
 
 
 def stylize_tensors(
     content: ImageLike,
-    style: ImageLike | Sequence[ImageLike],
+    style: ImageLike | Sequence[ImageLike] | None,
     options: Options,
     callback: Callback | None = None,
     masks: torch.Tensor | None = None,
@@ -223,13 +277,14 @@ def stylize_tensors(
 
 def stylize(
     content: ImageLike,
-    style: ImageLike | Sequence[ImageLike],
+    style: ImageLike | Sequence[ImageLike] | None = None,
     *,
     preset: str = "default",
     callback: Callback | None = None,
     **options: Any,
 ) -> Image.Image:
-    """Repaint ``content`` in the style of ``style`` (one image or a list, blended by ``style_blend``).
+    """Repaint ``content`` in the style of ``style`` (one image or a list, blended by ``style_blend``), or
+    with a trained per-style network: ``stylize(content, model="model.pt")`` (no style image).
 
     Images may be file paths, PIL images, (3, H, W) / (1, 3, H, W) tensors (floats in [0, 1] or uint8) or
     (H, W, 3) numpy arrays (uint8 or floats in [0, 1]). ``options`` are fields of
@@ -239,5 +294,75 @@ def stylize(
     """
     opts = make_options(preset, **options)
     result = tensor_to_pil(stylize_tensors(content, style, opts, callback))
-    result.info["impasto"] = metadata(opts, content, as_list(style))
+    result.info["impasto"] = metadata(opts, content, as_list(style, opts))
     return result
+
+
+# -- trained per-style networks --------------------------------------------------------------------------
+def train(
+    style: str | os.PathLike,
+    output: str | os.PathLike | None,
+    *,
+    data: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    callback: Any = None,
+    checkpoint: str | os.PathLike | None = None,
+    samples: str | os.PathLike | None = None,
+    history: str | os.PathLike | None = None,
+    warn: Any = None,
+    max_minutes: float | None = None,
+    **options: Any,
+) -> TrainResult:
+    """Train a per-style network (Johnson et al. 2016) on the photos of ``data`` (a folder, searched
+    recursively; default: the bundled examples) to paint like ``style``; writes the model file ``output``
+    (None with ``resume``: the one the checkpoint records) and returns a :class:`~impasto.training.TrainResult`.
+
+    ``options`` are fields of :class:`~impasto.training.TrainOptions` (``steps``, ``batch_size``, ``lr``,
+    ``width``, ``style_weight``, ``seed``, ...). ``resume`` continues a checkpoint exactly, with its options
+    (only ``steps``/``epochs`` may be given, to extend it). Checkpoints go to ``checkpoint`` (default
+    ``OUTPUT.ckpt.pt``) every ``checkpoint_every`` steps and on Ctrl-C / SIGTERM, which raise
+    :class:`~impasto.training.TrainingInterrupted`. ``callback`` gets a :class:`~impasto.training.TrainInfo`
+    after every step. ``max_minutes`` ends the run after that long as if its steps were done (the model file records
+    the steps it took).
+    """
+    tune_allocator()
+    if max_minutes is not None and not (isinstance(max_minutes, (int, float)) and max_minutes > 0):
+        raise InputError(f"--minutes must be a number > 0, got {max_minutes!r}")
+    kw = {"checkpoint": checkpoint, "samples": samples, "history": history, "warn": warn}
+    if resume is not None:
+        extra = {k: v for k, v in options.items() if v is not None and k not in ("steps", "epochs")}
+        if extra:
+            raise InputError(f"--resume continues with the checkpoint's options; drop {', '.join(sorted(extra))} "
+                             "(only --steps or --epochs may be given, to extend it)")  # fmt: skip
+        trainer = Trainer.resume(resume, style, output, data, options.get("steps"), options.get("epochs"), **kw)
+    elif output is None:
+        raise InputError("give the model file to write (-o MODEL.pt)")
+    else:
+        trainer = Trainer(style, output, make_train_options(**options), data, **kw)
+    return trainer.run(callback, None if max_minutes is None else 60.0 * max_minutes)
+
+
+def export_onnx(model: str | os.PathLike, output: str | os.PathLike, opset: int = 18) -> Path:
+    """Write a trained model as ONNX (input ``image``: (N, 3, H, W) RGB in [0, 1], any H and W; output
+    ``stylized``, the same shape, clamped to [0, 1]), atomically. Needs the ``onnx`` extra
+    (``pip install impasto[onnx]``)."""
+    return write_bytes(output, onnx_bytes(load_model(model), opset))
+
+
+#: Largest difference allowed between onnxruntime and PyTorch on the exported network.
+ONNX_TOLERANCE = 1e-3
+
+
+def check_onnx(model: str | os.PathLike, onnx_file: str | os.PathLike) -> float | None:
+    """Run an exported ONNX file with onnxruntime on a picture of odd size and compare it with PyTorch; returns
+    the largest difference (None without onnxruntime). Raises :class:`OutputError` above
+    :data:`ONNX_TOLERANCE`."""
+    diff = onnx_difference(load_model(model), onnx_file)
+    if diff is not None and not diff <= ONNX_TOLERANCE:
+        raise OutputError(f"{onnx_file}: onnxruntime differs from PyTorch by {diff:.3g} (> {ONNX_TOLERANCE})")
+    return diff
+
+
+def model_info(model: str | os.PathLike) -> str:
+    """One line about a model file: width, steps, style and its sha256, impasto version, losses."""
+    return describe(load_model(model))

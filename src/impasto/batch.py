@@ -5,6 +5,8 @@ content image is stylized with every style: one output per content x style, name
 ``{content}-{style}.{format}`` in the output folder (with ``--style-blend``, one output per content named
 ``{content}-{style1}+{style2}.{format}``). Options, styles and output names are checked before any work;
 a content file that cannot be read is skipped with a one-line warning and the run goes on.
+With a trained network (``options.model``) there is no style image: one output per content image, named
+``{content}-{model}.{format}``.
 Exit codes: 0 all written, 1 some run failed, 2 some content files were skipped, 130 interrupted.
 """
 
@@ -117,8 +119,9 @@ def run_batch(
     write that fails raises :class:`~impasto.errors.OutputError` and ends the batch; the images written
     before stay."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
-    jobs = plan(contents, styles, outdir, fmt, options.style_blend is not None)
-    style_ts = [load_image(s, options.style_size(), "style image") for s in styles]
+    trained = options.method == "model"  # a trained network: no style image, outputs named after the model
+    jobs = plan(contents, [Path(options.model)] if trained else styles, outdir, fmt, options.style_blend is not None)
+    style_ts = [] if trained else [load_image(s, options.style_size(), "style image") for s in styles]
     runner = Runner(options)
     result = BatchResult()
     done = 0
@@ -147,14 +150,14 @@ def run_batch(
                 advance(len(todo))
                 continue
             for job in todo:
-                chosen = [style_ts[i] for i in job.styles]
+                chosen = [] if trained else [style_ts[i] for i in job.styles]
                 try:
                     image = api.run(api.prepare(content_t, chosen, options), runner=runner)
                 except NonFiniteLossError as err:
                     warn(f"impasto: warning: {job.output.name} not written: {err}")
                     result.failed.append((content, str(err)))
                 else:
-                    meta = api.metadata(options, content, [styles[i] for i in job.styles])
+                    meta = api.metadata(options, content, [] if trained else [styles[i] for i in job.styles])
                     save_image(tensor_to_pil(image), job.output, meta)
                     result.written.append(job.output)
                 advance(1)

@@ -20,6 +20,11 @@ Memory model (bytes; ``A`` = pixels processed at once: the image, or one tile; `
   style images.
 
 The fast method keeps no activations for a backward pass: ``A`` x :data:`FAST_BYTES_PER_PIXEL`.
+The photo method is the optimization method with the photorealism regularizer, whose matting Laplacian (25
+non-zeros per pixel, one per scale) is its term's ``bytes_per_pixel``; building it costs
+:data:`PHOTO_BUILD_SECONDS_PER_PIXEL` once per scale, applying it :data:`PHOTO_STEP_SECONDS_PER_PIXEL` per
+step. The fast photorealistic method is the fast method plus the smoothing's
+:data:`SMOOTH_BYTES_PER_PIXEL` and :data:`SMOOTH_SECONDS_PER_PIXEL`.
 Time: loss evaluations x pixels x FLOPs per pixel (from the conv layers to the deepest in use) /
 throughput measured on this project's reference machine (:data:`THROUGHPUT`), per device and precision.
 The constants were calibrated against peak RSS at 512, 1024 and 2048 px (``benchmarks/bench_estimate.py``).
@@ -28,6 +33,7 @@ The constants were calibrated against peak RSS at 512, 1024 and 2048 px (``bench
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,8 +45,11 @@ from .core.schedule import split_steps
 from .core.sizes import fit_size
 from .core.tiles import default_overlap, shifts, tile_grid
 from .core.vgg import LAYER_NAMES, channels_of, deepest, resolve_layers
-from .methods import handwritten
+from .io.models import load_model
+from .methods import METHODS, handwritten
 from .methods.terms import term_classes
+from .methods.transformer import DEFAULT_WIDTH
+from .methods.transformer import flops_per_pixel as transformer_flops_per_pixel
 from .options import Options
 from .plan import GB, MB, MEMORY_SAFETY, MIN_AUTO_TILE, Plan, ScalePlan, fmt_seconds
 
@@ -63,6 +72,10 @@ PICTURE_COPIES = 4
 FAST_BYTES_PER_PIXEL = 340
 #: Fixed memory of the fast method besides the runtime and the VGG file: encoder, decoder, bf16 copies.
 FAST_FIXED_BYTES = 130 * MB
+#: Peak bytes per pixel of a trained network's forward pass per unit of width (activations of the widest,
+#: full-resolution layers; calibrated with ``benchmarks/bench_model.py --memory``), and its fixed memory.
+MODEL_BYTES_PER_PIXEL_PER_WIDTH = 14
+MODEL_FIXED_BYTES = 60 * MB
 #: Sustained FLOP/s of VGG-19 forward + backward, by (device type, precision); the CPU figures were
 #: measured on the reference machine (2 cores, AVX-512 with bf16), the others are conservative guesses.
 THROUGHPUT = {
@@ -78,6 +91,15 @@ THROUGHPUT = {
     ("mps", "fp32"): 2.0e12,
     ("mps", "bf16"): 2.0e12,
 }
+#: The photo method: building the matting Laplacian once per scale, and its product at every step (seconds per
+#: pixel on the reference machine; measured with ``benchmarks/bench_photo.py``, rough).
+PHOTO_BUILD_SECONDS_PER_PIXEL = 2.5e-6
+PHOTO_STEP_SECONDS_PER_PIXEL = 1.0e-7
+#: Li et al.'s smoothing: peak bytes per pixel (exact: the float64 stencil while its float32 CSR matrix is
+#: built; guided: the filter's float32 window statistics) and seconds per pixel (exact: ~280 conjugate-gradient
+#: iterations at 803x538, more on larger pictures; rough).
+SMOOTH_BYTES_PER_PIXEL = {"exact": 650, "guided": 300, "none": 0}
+SMOOTH_SECONDS_PER_PIXEL = {"exact": 4e-5, "guided": 1.5e-6, "none": 0.0}
 #: Backward pass cost relative to the forward pass (input gradients only: the weights are fixed).
 BACKWARD_RATIO = 1.0
 #: Tile sides tried, largest first, when tiles are chosen automatically (larger tiles gain little speed).
@@ -214,6 +236,9 @@ def gatys_seconds(options: Options, pixels: float, steps: int, device: str, prec
     layers = [*options.content_layers, *options.style_layers]
     rate = THROUGHPUT.get((device.split(":")[0], precision), 1e11)
     per_step = pixels * flops_per_pixel(layers) * (1 + BACKWARD_RATIO) / rate
+    if options.photo_weight > 0:  # the matting Laplacian: built once, applied at every step
+        per_step += pixels * PHOTO_STEP_SECONDS_PER_PIXEL
+        return per_step * (steps + 1) + pixels * PHOTO_BUILD_SECONDS_PER_PIXEL
     return per_step * (steps + 1)
 
 
@@ -228,6 +253,35 @@ def fast_seconds(pixels: float, device: str, precision: str) -> float:
     rate = THROUGHPUT.get((device.split(":")[0], precision), 1e11)
     encoder = flops_per_pixel(["relu4_1"])
     return pixels * 2.2 * encoder / rate  # the decoder costs about 1.2 encoders
+
+
+def model_width(options: Options) -> int:
+    """The width of the network in ``options.model`` (read from the file; the default if it cannot be read,
+    which loading the model reports)."""
+    if not options.model:
+        return DEFAULT_WIDTH
+    try:
+        st = os.stat(options.model)
+    except OSError:
+        return DEFAULT_WIDTH
+    return _model_width(os.path.realpath(options.model), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _model_width(path: str, mtime_ns: int, size: int) -> int:
+    return load_model(path).width
+
+
+def model_peak_bytes(area: int, picture: int, width: int) -> int:
+    """Peak bytes of a trained network working on ``area`` pixels of a ``picture``-pixel image."""
+    return int(RUNTIME_BYTES + MODEL_FIXED_BYTES + area * MODEL_BYTES_PER_PIXEL_PER_WIDTH * width
+               + picture * 12 * PICTURE_COPIES)  # fmt: skip
+
+
+def model_seconds(pixels: float, width: int, device: str, precision: str) -> float:
+    """Seconds of one pass of a trained network of ``width`` over ``pixels`` pixels (fp32: it runs in fp32)."""
+    rate = THROUGHPUT.get((device.split(":")[0], "fp32"), 1e11)
+    return pixels * transformer_flops_per_pixel(width) / rate
 
 
 def _tile_area(hw: tuple[int, int], tile: int, overlap: int, passes: int) -> tuple[int, int]:
@@ -257,10 +311,20 @@ def _scale_plan(
         pass_pixels = _tile_pixels(hw, tile, overlap, passes)  # type: ignore[arg-type]
     else:
         area, count, passes, pass_pixels = picture, 1, 1, [picture]
+    if options.method == "model":
+        width = model_width(options)
+        peak = model_peak_bytes(area, picture, width)
+        seconds = model_seconds(sum(pass_pixels), width, device, precision)
+        return ScalePlan(size, hw, 0, tile if tiled else None, count, peak, seconds)
     if options.method == "fast":
         peak = fast_peak_bytes(area, picture, style_pixels)
         seconds = fast_seconds(sum(pass_pixels), device, precision)
         return ScalePlan(size, hw, 0, tile if tiled else None, count, peak, seconds)
+    if options.method == "photo-fast":  # whole image: the smoothing couples every pixel
+        smoothing = SMOOTH_BYTES_PER_PIXEL[options.smooth] * picture
+        peak = fast_peak_bytes(picture, picture, style_pixels) + smoothing
+        seconds = fast_seconds(picture, device, precision) + SMOOTH_SECONDS_PER_PIXEL[options.smooth] * picture
+        return ScalePlan(size, hw, 0, None, 1, int(peak), seconds)
     per_pass = split_steps(steps, passes) if tiled else [steps]
     steps_each = max(per_pass) if per_pass else 0
     style_area = min(style_pixels, tile * tile) if tiled else None  # type: ignore[operator]
@@ -286,7 +350,7 @@ def plan(
     precision = precision_name(options.precision, dev)
     available = available_memory(dev) if available is None else available
     budget = int(available * MEMORY_SAFETY)
-    if options.method == "fast":
+    if not METHODS[options.method].iterative:
         sizes = [(options.size, 0)]
     else:
         sizes = options.scales()
@@ -300,7 +364,9 @@ def plan(
         style_px = max(sw * sh for sw, sh in styles)
         style_px = style_px if last else int(style_px * (size / options.size) ** 2)
         hw = (h, w)
-        if options.tile is None:
+        if options.tile is None and options.method in ("photo", "photo-fast"):  # never tiled (refused)
+            sp = _scale_plan(options, size, hw, steps, None, style_px, dev, precision)
+        elif options.tile is None:
             sp = _scale_plan(options, size, hw, steps, None, style_px, dev, precision)
             for tile in TILE_LADDER:
                 if sp.peak_bytes <= budget or tile >= max(hw):
@@ -309,7 +375,9 @@ def plan(
         else:
             sp = _scale_plan(options, size, hw, steps, options.tile or None, style_px, dev, precision)
         scales.append(sp)
-    return Plan(options.method, dev, precision, scales, available, iterative=options.method != "fast")
+    if options.method == "model":
+        precision = "fp32"  # trained networks run in fp32
+    return Plan(options.method, dev, precision, scales, available, iterative=METHODS[options.method].iterative)
 
 
 #: The coarsest scale :func:`coarse_to_fine_hint` suggests.
@@ -325,7 +393,7 @@ def coarse_to_fine_hint(options: Options, p: Plan, content_size: tuple[int, int]
     single-scale run given the same time (README: "Benchmarks"). Above that, single-scale runs take hours and
     their strokes shrink with the picture, as the network sees a fixed number of pixels.
     """
-    if options.method != "gatys" or options.start_size is not None or options.size < 2 * HINT_START_SIZE:
+    if options.method not in ("gatys", "photo") or options.start_size is not None or options.size < 2 * HINT_START_SIZE:
         return None
     alt = plan(dataclasses.replace(options, start_size=HINT_START_SIZE, scale_steps=None), content_size,
                style_sizes, device=p.device, available=p.available_bytes)  # fmt: skip

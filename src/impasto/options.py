@@ -1,7 +1,7 @@
 """All options of a run in one dataclass, the named presets, and their validation.
 
-A preset is a set of option values; anything given explicitly overrides it. ``Options.to_dict()`` is
-what outputs record so that a result can be reproduced.
+A preset (:mod:`impasto.presets`) is a set of option values; anything given explicitly overrides it.
+``Options.to_dict()`` is what outputs record so that a result can be reproduced.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from .core.vgg import resolve_layers
 from .errors import InputError
 from .io.images import MAX_SIZE
 from .io.masks import parse_color
-
-PAPER_STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+from .presets import PRESETS, preset_values
 
 
 @dataclass
@@ -27,7 +26,8 @@ class Options:
     """Every setting of a style transfer run. See :data:`PRESETS` for named starting points."""
 
     preset: str = "default"
-    method: str = "gatys"  # gatys (optimization) or fast (AdaIN)
+    method: str = "gatys"  # gatys, fast (AdaIN), model (a trained network), photo (Luan), photo-fast (Li)
+    model: str | None = None  # model file of a trained network (method "model"; see impasto train)
     size: int = 512  # longest side of the result, pixels
     style_scale: float = 1.0  # style image size relative to the result's size
     style_blend: tuple[float, ...] | None = None  # weights of several style images
@@ -42,6 +42,11 @@ class Options:
     content_weight: float = 1.0  # alpha
     style_weight: float = 5.0  # beta (losses normalized by their targets: see README, "How the default was chosen")
     tv_weight: float = 0.0
+    photo_weight: float = 0.0  # photorealism regularizer (matting Laplacian, Luan et al. 2017); photo method
+    content_seg: str | None = None  # label map of the content image (photo methods: regions matched by label)
+    style_seg: str | None = None  # label map of the style image
+    smooth: str = "guided"  # photo-fast: Li et al.'s smoothing: guided-filter approximation, exact solve, or none
+    transform: str = "adain"  # photo-fast feature transform at relu4_1: adain or wct (whitening and colouring)
     temporal_weight: float = 0.0  # video, optimization methods: Ruder et al.'s temporal loss (see impasto.video)
     gram_norm: str = "positions"  # positions | elements | none
     normalize_losses: bool = True  # divide each loss by its target's mean square
@@ -88,52 +93,10 @@ class Options:
         return schedule(self.size, self.start_size, self.scale_factor, self.steps, self.scale_steps)
 
 
-#: Named presets. ``tutorial`` and ``article`` reproduce the two seed documents.
-PRESETS: dict[str, dict[str, Any]] = {
-    # Tuned on the normalized VGG for the best look per second (README: "How the default was chosen").
-    "default": {},
-    # PyTorch tutorial (Jacq): conv_4 content, conv_1..conv_5 style, Gram / (a*b*c*d), weights 1 / 1e6,
-    # L-BFGS for 300 evaluations, start from the content image, pixels clamped to [0, 1].
-    "tutorial": {
-        "content_layers": ("conv_4",),
-        "style_layers": ("conv_1", "conv_2", "conv_3", "conv_4", "conv_5"),
-        "style_layer_weights": None,
-        "content_weight": 1.0,
-        "style_weight": 1e6,
-        "tv_weight": 0.0,
-        "gram_norm": "elements",
-        "normalize_losses": False,
-        "style_layer_norm": "none",
-        "optimizer": "lbfgs",
-        "lbfgs_history": 100,  # torch.optim.LBFGS's default, which the tutorial uses
-        "steps": 300,
-        "init": "content",
-        # The loss in fp32, as the tutorial; only the gradients' convolutions in bf16. A bf16 forward pass ends
-        # ~3% higher in the tutorial's loss; bf16 gradients end where fp32 does (README: "Precision and speed").
-        "precision": "mixed",
-    },
-    # Medium article: conv4_2 content, conv1_1..conv5_1 style weighted 1, .75, .2, .2, .2, raw Gram matrices
-    # with each layer's loss divided by C*H*W, Adam (lr 0.003), alpha 1 and beta chosen by the user
-    # (the article shows 1e3, 1e6 and 1e10).
-    "article": {
-        "content_layers": ("conv4_2",),
-        "style_layers": PAPER_STYLE_LAYERS,
-        "style_layer_weights": (1.0, 0.75, 0.2, 0.2, 0.2),
-        "content_weight": 1.0,
-        "style_weight": 1e6,
-        "tv_weight": 0.0,
-        "gram_norm": "none",
-        "normalize_losses": False,
-        "style_layer_norm": "elements",
-        "optimizer": "adam",
-        "lr": 0.003,
-        "steps": 1000,
-        "init": "content",
-    },
-}
-
 _CHOICES = {
-    "method": ("gatys", "fast"),
+    "method": ("gatys", "fast", "model", "photo", "photo-fast"),
+    "smooth": ("exact", "guided", "none"),
+    "transform": ("wct", "adain"),
     "gram_norm": GRAM_NORMS,
     "style_layer_norm": ("none", "elements"),
     "optimizer": ("lbfgs", "adam"),
@@ -173,11 +136,42 @@ def _validate_controls(opts: Options) -> None:
         raise InputError("--mask-colors needs --mask-map (the colour-coded mask image)")
     if (opts.masks or opts.mask_map is not None) and opts.style_blend is not None:
         raise InputError("--style-blend does not apply with masks: each region takes its own style")
-    if opts.method == "fast":
+    if opts.method == "model" and not opts.model:
+        raise InputError("--method model needs a model file: --model FILE (made by impasto train)")
+    if opts.model is not None and opts.method != "model":
+        raise InputError(f"--model cannot be combined with --method {opts.method} (the model is the method)")
+    if opts.method == "model" and opts.preserve_color == "histogram":
+        raise InputError("--preserve-color histogram recolours style images; a trained model has none: use luminance")
+    if opts.method == "model" and opts.style_blend is not None:
+        raise InputError("--style-blend does not apply to --model: a trained network has one style")
+    if opts.method in ("fast", "photo-fast"):
         if opts.weights is not None:
-            raise InputError("--weights cannot be used with --method fast (its decoder was trained on the bundled VGG)")
+            raise InputError(f"--weights cannot be used with --method {opts.method} (its decoder was trained on the "
+                             "bundled VGG)")  # fmt: skip
         if opts.pooling != "max":
-            raise InputError("--pooling avg cannot be used with --method fast: its encoder uses max pooling")
+            raise InputError(f"--pooling avg cannot be used with --method {opts.method}: its encoder uses max pooling")
+    _validate_photo(opts)
+
+
+def _validate_photo(opts: Options) -> None:
+    """Label maps and the photorealism regularizer: photo methods only, both maps or none, no other masks."""
+    photo = opts.method in ("photo", "photo-fast")
+    if (opts.content_seg is None) != (opts.style_seg is None):
+        raise InputError("give both --content-seg and --style-seg (label maps of the content and the style image)")
+    if opts.content_seg is not None:
+        if not photo:
+            raise InputError("--content-seg/--style-seg need --method photo or photo-fast (use --mask for gatys/fast)")
+        if opts.masks or opts.mask_map is not None:
+            raise InputError("label maps (--content-seg/--style-seg) and --mask/--mask-map cannot be combined")
+    if photo and (opts.masks or opts.mask_map is not None):
+        raise InputError(f"--method {opts.method} takes label maps (--content-seg/--style-seg), not --mask/--mask-map")
+    if photo and opts.tile:
+        raise InputError(f"--method {opts.method} does not run in tiles (the matting Laplacian couples the whole "
+                         "picture); use --tile 0, --start-size or a smaller --size")  # fmt: skip
+    if photo and opts.style_blend is not None:
+        raise InputError(f"--method {opts.method} takes one style image (no --style-blend)")
+    if opts.photo_weight > 0 and opts.method != "photo":
+        raise InputError("--photo-weight needs --method photo (the optimization with the photorealism regularizer)")
 
 
 def _whole(name: str, value: Any, lo: int, hi: int) -> None:
@@ -211,9 +205,9 @@ def _validate_scales(opts: Options) -> None:
             raise InputError(f"--tile must be 0 (never tile) or at least 64 pixels, got {opts.tile}")
     if opts.tile_overlap is not None:
         _whole("tile_overlap", opts.tile_overlap, 0, MAX_SIZE)
-        if opts.tile and opts.tile_overlap > opts.tile // 2:
-            half = opts.tile // 2
-            raise InputError(f"--tile-overlap must be at most half of --tile ({half}), got {opts.tile_overlap}")
+        if opts.tile and opts.tile_overlap > opts.tile // 3:
+            third = opts.tile // 3
+            raise InputError(f"--tile-overlap must be at most a third of --tile ({third}), got {opts.tile_overlap}")
     _whole("tile_passes", opts.tile_passes, 1, 8)
 
 
@@ -241,6 +235,7 @@ def validate(opts: Options) -> Options:
     _check_range("content_weight", opts.content_weight, 0.0)
     _check_range("style_weight", opts.style_weight, 0.0)
     _check_range("tv_weight", opts.tv_weight, 0.0)
+    _check_range("photo_weight", opts.photo_weight, 0.0)
     _check_range("temporal", opts.temporal_weight, 0.0)
     _check_range("lr", opts.lr, 0.0, 10.0, lo_open=True)
     opts.content_layers = tuple(opts.content_layers)
@@ -270,11 +265,11 @@ def validate(opts: Options) -> Options:
 
 def make_options(preset: str = "default", **overrides: Any) -> Options:
     """Options of a preset with explicit ``overrides`` (None values are ignored), validated."""
-    if preset not in PRESETS:
-        raise InputError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
     fields = {f.name for f in dataclasses.fields(Options)}
     unknown = set(overrides) - fields
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}, "preset": preset}
+    values = {**preset_values(preset), **{k: v for k, v in overrides.items() if v is not None}, "preset": preset}
+    if values.get("model") is not None and overrides.get("method") is None:
+        values["method"] = "model"  # a model file names the method
     return validate(Options(**values))

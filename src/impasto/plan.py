@@ -96,7 +96,7 @@ def check(p: Plan) -> Plan:
     smaller = max(64, int(worst.size * math.sqrt(p.budget_bytes / max(p.peak_bytes, 1)) * 0.9) // 64 * 64)
     if worst.tile and worst.tile > MIN_AUTO_TILE:
         hint = f"use a smaller --tile (below {worst.tile}) or a smaller --size"
-    elif worst.tile:
+    elif worst.tile or p.method in ("photo", "photo-fast"):  # the photo methods do not run in tiles
         hint = f"use a smaller --size (about {smaller})"
     else:
         hint = f"use --tile 1024 or a smaller --size (about {smaller})"

@@ -85,6 +85,7 @@ class Runner:
         plan: Plan | None = None,
         start: torch.Tensor | None = None,
         start_step: int = 0,
+        regions: tuple[torch.Tensor, torch.Tensor] | None = None,
         temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Stylize ``content`` (1, 3, H, W) with ``styles``; ``masks`` (K, 1, H, W), one per style, assign
@@ -92,12 +93,27 @@ class Runner:
         ``start`` (an image of the run, e.g. an intermediate one) and ``start_step`` (the steps it had done)
         resume a run: only the remaining steps run. ``temporal`` (video, optimization methods): the previous
         frame's result warped to this one (1, 3, H, W) and the flow's per-pixel weights (1, 1, H, W), the
-        target of the temporal loss (:class:`~impasto.methods.terms.TemporalTerm`)."""
+        target of the temporal loss (:class:`~impasto.methods.terms.TemporalTerm`).
+
+        ``regions``: label-matched (content (K, 1, H, W), style (K, 1, h, w)) regions of the photo methods
+        (:func:`impasto.core.regions.match_regions`), region k of the content styled by region k of the one
+        style image."""
         o = self.options
-        if not styles:
+        if not styles and o.method != "model":
             raise InputError("at least one style image is needed")
+        if styles and o.method == "model":
+            raise InputError("a trained model (--model) takes no style image: its style is in its weights")
+        if methods.METHODS[o.method].styles == "one" and len(styles) != 1:
+            raise InputError(f"--method {o.method} takes one style image, got {len(styles)}")
+        if regions is not None:
+            if regions[0].shape[0] != regions[1].shape[0]:
+                raise InputError(f"{regions[0].shape[0]} content region(s) for {regions[1].shape[0]} style regions")
+            if tuple(regions[0].shape[-2:]) != tuple(content.shape[-2:]):
+                raise InputError(f"regions are {tuple(regions[0].shape[-2:])}, the content {tuple(content.shape[-2:])}")
         if masks is not None:
-            if masks.shape[0] != len(styles):
+            if o.method == "model" and masks.shape[0] != 1:
+                raise InputError(f"{masks.shape[0]} masks for one trained model: give one mask (white: stylized)")
+            if o.method != "model" and masks.shape[0] != len(styles):
                 raise InputError(f"{masks.shape[0]} mask(s) for {len(styles)} style image(s): give one per style")
             if o.style_blend is not None:
                 raise InputError("--style-blend does not apply with masks: each region takes its own style")
@@ -112,7 +128,9 @@ class Runner:
         if temporal is not None and o.preserve_color == "luminance":
             temporal = (color.gray(temporal[0]), temporal[1])
         try:
-            inputs = Inputs(net_content, net_styles, masks, start, start_step, temporal)
+            inputs = Inputs(net_content, net_styles, masks, start, start_step, temporal=temporal)
+            if regions is not None:
+                inputs.regions, inputs.style_regions = regions
             out = self.method.run(inputs, plan, callback)
         except (StylizeInterrupted, NonFiniteLossError) as stop:
             raise stop.with_image(finish(stop.image, content, o.preserve_color, masks)) from None

@@ -55,11 +55,15 @@ def _ints(text: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="impasto", description="Repaint a photo in the style of an artwork (neural style transfer).")
     p.add_argument("content", help="content image (photo); a folder or a quoted glob ('photos/*.jpg') runs a batch")
-    p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended")
+    p.add_argument("styles", nargs="*", metavar="style", help="style image(s); several are blended (none with --model)")
     p.add_argument("-o", "--output", help="result image; .png .jpg .webp .tif (default: CONTENT-STYLE.png); "
                    "in batch mode the output folder")  # fmt: skip
     p.add_argument("--preset", default="default", choices=list(PRESETS), help="starting set of options")
-    p.add_argument("--method", choices=["gatys", "fast"], help="gatys: optimization (default); fast: AdaIN, ~1 s")
+    p.add_argument("--method", choices=["gatys", "fast", "model", "photo", "photo-fast"],
+                   help="gatys: optimization (default); fast: AdaIN, ~1 s; model: a trained network (--model); "
+                   "photo: photorealistic optimization (Luan et al.; --preset photo); photo-fast: photorealistic "
+                   "in seconds (Li et al.)")  # fmt: skip
+    p.add_argument("--model", metavar="FILE", help="stylize with a network trained by 'impasto train' (no style image)")
     g = p.add_argument_group("size")
     g.add_argument("-s", "--size", type=int, help="longest side of the result in pixels (default 512)")
     g.add_argument("--style-scale", type=float, help="style image size relative to the result (default 1)")
@@ -87,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mask-map", metavar="FILE", help="one colour-coded mask image instead of --mask files")
     g.add_argument("--mask-colors", type=_layers, metavar="C1,C2", help="colour of each style's region in "
                    "--mask-map, in style order (names or #rrggbb); other colours stay unstyled")  # fmt: skip
+    g = p.add_argument_group("photorealistic transfer (--method photo, photo-fast)")
+    g.add_argument("--content-seg", metavar="FILE", help="label map of the content image (colour-coded PNG in the "
+                   "paper's palette, or an integer label PNG); regions are matched by label")  # fmt: skip
+    g.add_argument("--style-seg", metavar="FILE", help="label map of the style image (same kind as --content-seg)")
+    g.add_argument("--photo-weight", type=float, metavar="W", help="photorealism regularizer weight (matting "
+                   "Laplacian; --preset photo sets it)")  # fmt: skip
+    g.add_argument("--smooth", choices=["exact", "guided", "none"], help="photo-fast: Li et al.'s smoothing: its "
+                   "guided-filter approximation (default, fast), solved exactly (slower), or none")  # fmt: skip
+    g.add_argument("--transform", choices=["wct", "adain"], help="photo-fast feature transform (default adain)")
     g = p.add_argument_group("losses")
     g.add_argument("--content-layers", type=_layers, help="e.g. relu4_2 (tutorial aliases conv_N accepted)")
     g.add_argument("--style-layers", type=_layers, help="e.g. relu1_1,relu2_1,relu3_1,relu4_1,relu5_1")
@@ -132,13 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _OPTION_ARGS = [
-    "method", "size", "style_scale", "style_blend", "content_layers", "style_layers", "style_layer_weights",
+    "method", "model", "size", "style_scale", "style_blend", "content_layers", "style_layers", "style_layer_weights",
     "content_weight", "style_weight", "tv_weight", "gram_norm", "init", "optimizer", "lr", "steps", "seed",
     "lbfgs_history",
     "weights", "pooling", "padding", "device", "precision",
     "strength", "preserve_color", "masks", "mask_map", "mask_colors",
 ]  # fmt: skip
 _OPTION_ARGS += ["start_size", "scale_factor", "scale_steps", "tile", "tile_overlap", "tile_passes"]
+_OPTION_ARGS += ["photo_weight", "content_seg", "style_seg", "smooth", "transform"]
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
@@ -161,14 +175,17 @@ def sibling(output: Path, tag: str) -> Path:
 def check_paths(args: argparse.Namespace, opts: Options) -> Path:
     """Validate output paths against inputs, and that their folders can be written; returns the output path."""
     inputs = [Path(args.content), *map(Path, args.styles), *map(Path, opts.masks or ())]
+    if opts.model:
+        inputs.append(Path(opts.model))
     if args.resume:
         inputs.append(Path(args.resume))
     if opts.mask_map:
         inputs.append(Path(opts.mask_map))
+    inputs += [Path(p) for p in (opts.content_seg, opts.style_seg) if p]
     if opts.init not in ("content", "noise", "style"):
         inputs.append(Path(opts.init))
     if args.output is None:
-        args.output = f"{Path(args.content).stem}-{Path(args.styles[0]).stem}.png"
+        args.output = f"{Path(args.content).stem}-{Path(args.styles[0] if args.styles else opts.model).stem}.png"
     output = Path(args.output)
     output_format(output)
     if output.is_dir():
@@ -209,16 +226,20 @@ def _save_result(image, output: Path, meta: dict) -> Path:  # noqa: ANN001 - a P
 def run(args: argparse.Namespace) -> int:
     """The command; returns the exit code (errors before the run raise :class:`ImpastoError`)."""
     opts = options_from_args(args)
+    api.as_list(args.styles, opts)  # as many style images as the method takes (none for a trained model)
     if batch.is_batch(args.content):
         return run_batch(args, opts)
-    if opts.method == "fast" and (args.history or args.save_every):
-        raise InputError("--history and --save-every need the optimization method; --method fast has no steps")
+    if not api.METHODS[opts.method].iterative and (args.history or args.save_every):
+        raise InputError(f"--history and --save-every need an optimization method; --method {opts.method} has no "
+                         "steps")  # fmt: skip
     output = check_paths(args, opts)
     # Decode every input before any heavy work, so a bad file fails fast.
     content_im = open_image(args.content)
     style_ims = [open_image(s) for s in args.styles]
     if opts.style_blend is not None and len(opts.style_blend) != len(style_ims):
         raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(style_ims)} style images")
+    if opts.model:
+        api.model_info(opts.model)  # a bad model file fails here, in one line, before any heavy work
     # Memory and time before any heavy work: refuse what cannot fit, print the plan on --dry-run.
     plan = api.plan(content_im, style_ims, opts)
     long_run = plan.seconds > LONG_RUN_SECONDS
@@ -279,8 +300,8 @@ def _refuse(plan) -> int:  # noqa: ANN001 - a Plan that does not fit
 # -- batch mode ------------------------------------------------------------------------------------------
 def check_batch_args(args: argparse.Namespace, opts: Options) -> tuple[list[Path], list[Path], Path, str]:
     """Everything a batch command line needs, checked before any work; returns contents, styles, folder, format."""
-    for flag, value in (("--mask", opts.masks), ("--mask-map", opts.mask_map), ("--history", args.history),
-                        ("--plot", args.plot), ("--save-every", args.save_every),
+    for flag, value in (("--mask", opts.masks), ("--mask-map", opts.mask_map), ("--content-seg", opts.content_seg),
+                        ("--history", args.history), ("--plot", args.plot), ("--save-every", args.save_every),
                         ("--resume", args.resume)):  # fmt: skip
         if value:
             raise InputError(f"{flag} is not available in batch mode (content is a folder or a glob)")
@@ -302,10 +323,12 @@ def check_batch_args(args: argparse.Namespace, opts: Options) -> tuple[list[Path
     styles = [Path(s) for s in args.styles]
     for s in styles:
         open_image(s)
+    if opts.model:
+        api.model_info(opts.model)  # a bad model file fails here, in one line
     if opts.style_blend is not None and len(opts.style_blend) != len(styles):
         raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(styles)} style images")
     contents = batch.find_contents(args.content)
-    batch.plan(contents, styles, outdir, fmt, opts.style_blend is not None)
+    batch.plan(contents, [Path(opts.model)] if opts.model else styles, outdir, fmt, opts.style_blend is not None)
     return contents, styles, outdir, fmt
 
 

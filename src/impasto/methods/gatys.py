@@ -77,16 +77,19 @@ class Gatys:
         content: torch.Tensor,
         styles: Sequence[torch.Tensor],
         masks: torch.Tensor | None = None,
+        regions: tuple[torch.Tensor, torch.Tensor] | None = None,
         *,
         temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> Targets:
         """What the terms are built from for a whole content image: its features, each style's features and
         Gram matrices (the style resized for this content's size), and the masks and the temporal loss's
-        (warped previous result, weights) at this size."""
+        (warped previous result, weights) at this size. ``regions``: label-matched (content (K, 1, H, W),
+        style (K, 1, h, w)) regions, resized with their images."""
         o = self.options
         content = content.to(self.device)
         content_features = self.features(content, self.content_layers + self.style_layers)
-        style_features = [self.features(self.style_image_for(s, content.shape[-2:]), self.style_layers) for s in styles]
+        sized = [self.style_image_for(s, content.shape[-2:]) for s in styles]
+        style_features = [self.features(s, self.style_layers) for s in sized]
         grams: dict[str, list[torch.Tensor]] = {n: [] for n in self.style_layers}
         positions: dict[str, list[int]] = {n: [] for n in self.style_layers}
         for feats in style_features:
@@ -96,6 +99,9 @@ class Gatys:
         if masks is not None:
             masks = resize_tensor(masks.float(), tuple(content.shape[-2:])).to(self.device)
         targets = Targets(content, content_features, StyleGrams(grams, positions), style_features, masks)
+        if regions is not None:
+            targets.regions = resize_tensor(regions[0].float(), tuple(content.shape[-2:])).to(self.device)
+            targets.style_regions = resize_tensor(regions[1].float(), tuple(sized[0].shape[-2:])).to(self.device)
         if temporal is not None:
             hw = tuple(content.shape[-2:])
             targets.temporal = (resize_tensor(temporal[0].float(), hw).to(self.device),
@@ -107,11 +113,12 @@ class Gatys:
         content: torch.Tensor,
         styles: Sequence[torch.Tensor],
         masks: torch.Tensor | None = None,
+        regions: tuple[torch.Tensor, torch.Tensor] | None = None,
         *,
         temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> list[Term]:
         """The loss terms for a whole content image, their targets computed once."""
-        return build_terms(self.options, self.targets(content, styles, masks, temporal=temporal))
+        return build_terms(self.options, self.targets(content, styles, masks, regions, temporal=temporal))
 
     # -- loss and optimization ------------------------------------------------------------------------------
     def evaluate(self, image: torch.Tensor, terms: Sequence[Term]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -162,7 +169,13 @@ class Gatys:
         """
         o = self.options
         steps = o.steps if steps is None else steps
-        x = image.detach().to(self.device).clone().clamp_(0, 1).requires_grad_(True)
+        x = (
+            image.detach()
+            .to(self.device)
+            .clone(memory_format=torch.contiguous_format)
+            .clamp_(0, 1)
+            .requires_grad_(True)
+        )
         if steps == 0:
             return x.detach()
         best, best_value = x.detach().clone(), math.inf
@@ -222,15 +235,17 @@ class Gatys:
         steps: int | None = None,
         start: torch.Tensor | None = None,
         start_step: int = 0,
+        regions: tuple[torch.Tensor, torch.Tensor] | None = None,
         temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Stylize a content tensor (1, 3, H, W) with style tensors, whole, at its size; returns the result on
-        the CPU. ``masks`` (K, 1, H, W) give region k style k. ``start`` (resized to the content) and
-        ``start_step`` resume a run: the ``steps - start_step`` remaining steps, numbered on from ``start_step``.
-        ``temporal``: the temporal loss's target (video; see :class:`~impasto.methods.terms.TemporalTerm`)."""
+        the CPU. ``masks`` (K, 1, H, W) give region k style k; ``regions`` are label-matched regions.
+        ``start`` (resized to the content) and ``start_step`` resume a run: the ``steps - start_step``
+        remaining steps, numbered on from ``start_step``. ``temporal``: the temporal loss's target (video; see
+        :class:`~impasto.methods.terms.TemporalTerm`)."""
         torch.manual_seed(self.options.seed)
         self.history = []
-        terms = self.build_terms(content, styles, masks, temporal=temporal)
+        terms = self.build_terms(content, styles, masks, regions, temporal=temporal)
         init = self.initial_image(content, styles) if start is None else resize_tensor(start, tuple(content.shape[-2:]))
         steps = self.options.steps if steps is None else steps
         if not start_step:
@@ -251,4 +266,9 @@ class Gatys:
         if len(plan.scales) != 1 or plan.scales[0].tile:
             raise ValueError("Gatys.run takes a single untiled scale; CoarseToFine runs the others")
         return self.stylize(inputs.content, inputs.styles, callback, inputs.masks, plan.scales[0].steps, inputs.start,
-                            inputs.start_step, inputs.temporal)  # fmt: skip
+                            inputs.start_step, regions_of(inputs), inputs.temporal)  # fmt: skip
+
+
+def regions_of(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The label-matched (content, style) regions of ``inputs``, or None."""
+    return None if inputs.regions is None else (inputs.regions, inputs.style_regions)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..core.losses import ContentLoss, StyleLoss, TVLoss
+from ..core.matting import laplacian_csr_bytes_per_pixel, laplacian_tensor, photorealism_loss
 from ..core.regions import region_style_losses
 from ..errors import ImpastoError
 from ..options import Options
@@ -47,6 +48,10 @@ class Targets:
     style_features: list[dict[str, torch.Tensor]] | None = None  # per style image (whole images only)
     masks: torch.Tensor | None = None  # (K, 1, H, W) regions at the content's size
     content_scale: float | None = None  # tiles: the whole picture's content normalization
+    # Label-matched regions (photorealistic transfer): content region k at the content's size takes the Gram
+    # matrix of the (one) style image over style region k, at that style image's size.
+    regions: torch.Tensor | None = None  # (K, 1, H, W)
+    style_regions: torch.Tensor | None = None  # (K, 1, h, w)
     # Video: the previous frame's result warped to this frame (1, 3, H, W) and its per-pixel weights (1, 1, H, W)
     # from the flow's consistency check, at this working size.
     temporal: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -149,7 +154,7 @@ class StyleTerm(Term):
 
     @classmethod
     def handwritten(cls, options: Options) -> bool:
-        return not options.masks and not options.mask_map
+        return not options.masks and not options.mask_map and not options.content_seg
 
     @classmethod
     def build(cls, options: Options, targets: Targets) -> StyleTerm:
@@ -160,10 +165,27 @@ class StyleTerm(Term):
         blend = o.style_blend if o.style_blend is not None else [1.0] * n_styles
         if len(blend) != n_styles:
             raise ImpastoError(f"--style-blend has {len(blend)} weights for {n_styles} style images")
-        if targets.masks is not None:  # spatial control: one guided Gram loss per region and layer
+        if targets.regions is not None:  # label-matched regions: each takes the style's own region k
+            if targets.style_features is None or len(targets.style_features) != 1:
+                raise ImpastoError("label maps need exactly one style image (and cannot be combined with tiles)")
+            k = targets.regions.shape[0]
+            losses: dict[str, nn.Module] = dict(
+                region_style_losses(
+                    targets.style_features * k,
+                    targets.content_features,
+                    targets.regions,
+                    layers,
+                    o.gram_norm,
+                    o.normalize_losses,
+                    o.style_layer_norm,
+                    style_masks=targets.style_regions,
+                    weighted=True,
+                )  # fmt: skip
+            )
+        elif targets.masks is not None:  # spatial control: one guided Gram loss per region and layer
             if targets.style_features is None:
                 raise ImpastoError("masks need the style images' features (masks cannot be combined with tiles)")
-            losses: dict[str, nn.Module] = dict(
+            losses = dict(
                 region_style_losses(
                     targets.style_features,
                     targets.content_features,
@@ -217,6 +239,45 @@ class TVTerm(Term):
         return self.tv(image)
 
 
+class PhotoTerm(Term):
+    """The photorealism regularizer of Luan et al. (2017): sum over colour channels c of V_c^T L V_c / N, with
+    L the matting Laplacian of the content image (:mod:`impasto.core.matting`), V_c the image's channel c as a
+    vector and N its pixel count. It is 0 for an output that is locally an affine function of the content's
+    colours, whatever the colours: it penalizes painterly texture and bent edges, not recolouring.
+
+    Divided by N (the paper sums) so that one weight means the same at every size and scale of a coarse-to-fine
+    run; README "Photorealistic style transfer" derives the paper's lambda = 1e4 in these units. L is built
+    once per working size (``build``), in float64, and held in float32 as a sparse CSR tensor; its value and
+    gradient 2 L V / N come from one sparse product (:func:`impasto.core.matting.photorealism_loss`, a custom
+    autograd function), so the hand-written pass adds it as a term on the image.
+    """
+
+    name = "photo"
+
+    def __init__(self, weight: float, laplacian: torch.Tensor) -> None:
+        super().__init__(weight)
+        self.laplacian = laplacian
+
+    @classmethod
+    def wanted(cls, options: Options) -> bool:
+        return options.photo_weight > 0
+
+    @classmethod
+    def handwritten(cls, options: Options) -> bool:
+        return True  # a term on the image
+
+    @classmethod
+    def bytes_per_pixel(cls, options: Options) -> float:
+        return laplacian_csr_bytes_per_pixel()
+
+    @classmethod
+    def build(cls, options: Options, targets: Targets) -> PhotoTerm:
+        return cls(options.photo_weight, laplacian_tensor(targets.content))
+
+    def forward(self, image, features, tapped):  # noqa: ANN001, ANN201 - see Term.forward
+        return photorealism_loss(image, self.laplacian)
+
+
 class TemporalTerm(Term):
     """Ruder, Dosovitskiy and Brox's short-term temporal loss (*Artistic style transfer for videos*, 2016):
     mean over pixels and channels of c * (x - w)^2, with w the previous frame's result warped to this frame by
@@ -256,7 +317,7 @@ class TemporalTerm(Term):
 
 
 #: The terms of the optimization methods, in the order they are built and reported.
-TERMS: list[type[Term]] = [ContentTerm, StyleTerm, TVTerm, TemporalTerm]
+TERMS: list[type[Term]] = [ContentTerm, StyleTerm, TVTerm, PhotoTerm, TemporalTerm]
 
 
 def build_terms(options: Options, targets: Targets) -> list[Term]:
