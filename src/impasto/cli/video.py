@@ -24,8 +24,9 @@ from ..version import __version__
 from . import stylize
 from .progress import stop_code, stop_word
 
-#: Groups of the still-image command whose options apply to every frame (output and batch options do not).
-_SHARED_GROUPS = ("size", "artistic controls (both methods)", "losses", "optimization", "network")
+#: Groups of the still-image command whose options do not apply to a video (every other group's do, so a group
+#: added there is offered here too).
+_STILL_ONLY_GROUPS = ("output", "batch mode")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +82,7 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
             continue
         copy(action, p)
     for group in source._action_groups[2:]:
-        if group.title not in _SHARED_GROUPS:
+        if group.title in _STILL_ONLY_GROUPS:
             continue
         target = p.add_argument_group(group.title)
         for action in group._group_actions:
