@@ -31,6 +31,7 @@ LAYERS = {
     "impasto.training": 4,
     "impasto.api": 5,
     "impasto.batch": 5,
+    "impasto.video": 5,
     "impasto.cli": 6,
     "impasto.web": 6,
     "impasto.__main__": 7,

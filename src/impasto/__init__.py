@@ -3,5 +3,6 @@
 from .api import stylize
 from .options import PRESETS, Options, make_options
 from .version import __version__
+from .video import stylize_video
 
-__all__ = ["PRESETS", "Options", "__version__", "make_options", "stylize"]
+__all__ = ["PRESETS", "Options", "__version__", "make_options", "stylize", "stylize_video"]

@@ -47,6 +47,7 @@ class Options:
     style_seg: str | None = None  # label map of the style image
     smooth: str = "guided"  # photo-fast: Li et al.'s smoothing: guided-filter approximation, exact solve, or none
     transform: str = "adain"  # photo-fast feature transform at relu4_1: adain or wct (whitening and colouring)
+    temporal_weight: float = 0.0  # video, optimization methods: Ruder et al.'s temporal loss (see impasto.video)
     gram_norm: str = "positions"  # positions | elements | none
     normalize_losses: bool = True  # divide each loss by its target's mean square
     style_layer_norm: str = "none"  # none | elements (the article divides by C*H*W per layer)
@@ -235,6 +236,7 @@ def validate(opts: Options) -> Options:
     _check_range("style_weight", opts.style_weight, 0.0)
     _check_range("tv_weight", opts.tv_weight, 0.0)
     _check_range("photo_weight", opts.photo_weight, 0.0)
+    _check_range("temporal", opts.temporal_weight, 0.0)
     _check_range("lr", opts.lr, 0.0, 10.0, lo_open=True)
     opts.content_layers = tuple(opts.content_layers)
     opts.style_layers = tuple(opts.style_layers)

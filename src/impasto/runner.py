@@ -86,11 +86,14 @@ class Runner:
         start: torch.Tensor | None = None,
         start_step: int = 0,
         regions: tuple[torch.Tensor, torch.Tensor] | None = None,
+        temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Stylize ``content`` (1, 3, H, W) with ``styles``; ``masks`` (K, 1, H, W), one per style, assign
         regions. Returns (1, 3, H, W) on the CPU in [0, 1]. Without ``plan``, one is made for these tensors.
         ``start`` (an image of the run, e.g. an intermediate one) and ``start_step`` (the steps it had done)
-        resume a run: only the remaining steps run.
+        resume a run: only the remaining steps run. ``temporal`` (video, optimization methods): the previous
+        frame's result warped to this one (1, 3, H, W) and the flow's per-pixel weights (1, 1, H, W), the
+        target of the temporal loss (:class:`~impasto.methods.terms.TemporalTerm`).
 
         ``regions``: label-matched (content (K, 1, H, W), style (K, 1, h, w)) regions of the photo methods
         (:func:`impasto.core.regions.match_regions`), region k of the content styled by region k of the one
@@ -122,8 +125,10 @@ class Runner:
         net_content, net_styles = prepare(content, styles, o.preserve_color)
         if start is not None and o.preserve_color == "luminance":  # the network sees luminance only
             start = color.gray(start)
+        if temporal is not None and o.preserve_color == "luminance":
+            temporal = (color.gray(temporal[0]), temporal[1])
         try:
-            inputs = Inputs(net_content, net_styles, masks, start, start_step)
+            inputs = Inputs(net_content, net_styles, masks, start, start_step, temporal=temporal)
             if regions is not None:
                 inputs.regions, inputs.style_regions = regions
             out = self.method.run(inputs, plan, callback)

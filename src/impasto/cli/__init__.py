@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import ImpastoError, OutputError
-from . import export, serve, stylize, train
+from . import export, serve, stylize, train, video
 from .progress import handle_sigterm, stop_code, stop_word
 
 #: Subcommands: name -> module with ``build_parser()`` and ``run(args) -> int``.
-COMMANDS: dict[str, ModuleType] = {"train": train, "export": export, "serve": serve}
+COMMANDS: dict[str, ModuleType] = {"train": train, "export": export, "serve": serve, "video": video}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

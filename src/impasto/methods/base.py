@@ -32,6 +32,9 @@ class Inputs:
     # Label-matched regions (photo methods, one style image): content region k takes style region k.
     regions: torch.Tensor | None = None  # (K, 1, H, W) in [0, 1] at the content's size
     style_regions: torch.Tensor | None = None  # (K, 1, h, w) in [0, 1] at the style image's size
+    #: Video (optimization methods): the previous frame's result warped to this frame (1, 3, H, W) and the
+    #: per-pixel weights of the flow's consistency check (1, 1, H, W), for the temporal loss term.
+    temporal: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class Method(Protocol):

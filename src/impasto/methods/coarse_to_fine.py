@@ -51,11 +51,13 @@ class CoarseToFine:
         regions = regions_of(inputs)
         if len(scales) == 1 and not tiled:
             return engine.stylize(inputs.content, inputs.styles, callback, inputs.masks, scales[0].steps, inputs.start,
-                                  inputs.start_step, regions)  # fmt: skip
+                                  inputs.start_step, regions, inputs.temporal)  # fmt: skip
         if tiled and inputs.masks is not None:
             raise InputError("masks cannot be combined with tiles; use --tile 0 or a smaller --size")
         if tiled and (regions is not None or engine.options.photo_weight > 0):
             raise InputError("--method photo does not run in tiles; use --tile 0, --start-size or a smaller --size")
+        if tiled and inputs.temporal is not None:
+            raise InputError("the temporal loss (video) cannot be used with tiles; use --tile 0 or a smaller --size")
         o = engine.options
         torch.manual_seed(o.seed)
         engine.history = []
@@ -91,7 +93,7 @@ class CoarseToFine:
                         o.tile_passes, wrapped,
                     )  # fmt: skip
                 else:
-                    terms = engine.build_terms(content, inputs.styles, inputs.masks, regions)
+                    terms = engine.build_terms(content, inputs.styles, inputs.masks, regions, temporal=inputs.temporal)
                     image = engine.optimize(image, terms, scale.steps - done, wrapped)
                     del terms
             except (StylizeInterrupted, NonFiniteLossError) as stop:

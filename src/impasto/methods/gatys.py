@@ -78,10 +78,13 @@ class Gatys:
         styles: Sequence[torch.Tensor],
         masks: torch.Tensor | None = None,
         regions: tuple[torch.Tensor, torch.Tensor] | None = None,
+        *,
+        temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> Targets:
         """What the terms are built from for a whole content image: its features, each style's features and
-        Gram matrices (the style resized for this content's size), and the masks at this size. ``regions``:
-        label-matched (content (K, 1, H, W), style (K, 1, h, w)) regions, resized with their images."""
+        Gram matrices (the style resized for this content's size), and the masks and the temporal loss's
+        (warped previous result, weights) at this size. ``regions``: label-matched (content (K, 1, H, W),
+        style (K, 1, h, w)) regions, resized with their images."""
         o = self.options
         content = content.to(self.device)
         content_features = self.features(content, self.content_layers + self.style_layers)
@@ -99,6 +102,10 @@ class Gatys:
         if regions is not None:
             targets.regions = resize_tensor(regions[0].float(), tuple(content.shape[-2:])).to(self.device)
             targets.style_regions = resize_tensor(regions[1].float(), tuple(sized[0].shape[-2:])).to(self.device)
+        if temporal is not None:
+            hw = tuple(content.shape[-2:])
+            targets.temporal = (resize_tensor(temporal[0].float(), hw).to(self.device),
+                                resize_tensor(temporal[1].float(), hw).to(self.device))  # fmt: skip
         return targets
 
     def build_terms(
@@ -107,9 +114,11 @@ class Gatys:
         styles: Sequence[torch.Tensor],
         masks: torch.Tensor | None = None,
         regions: tuple[torch.Tensor, torch.Tensor] | None = None,
+        *,
+        temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> list[Term]:
         """The loss terms for a whole content image, their targets computed once."""
-        return build_terms(self.options, self.targets(content, styles, masks, regions))
+        return build_terms(self.options, self.targets(content, styles, masks, regions, temporal=temporal))
 
     # -- loss and optimization ------------------------------------------------------------------------------
     def evaluate(self, image: torch.Tensor, terms: Sequence[Term]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -227,14 +236,16 @@ class Gatys:
         start: torch.Tensor | None = None,
         start_step: int = 0,
         regions: tuple[torch.Tensor, torch.Tensor] | None = None,
+        temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Stylize a content tensor (1, 3, H, W) with style tensors, whole, at its size; returns the result on
         the CPU. ``masks`` (K, 1, H, W) give region k style k; ``regions`` are label-matched regions.
         ``start`` (resized to the content) and ``start_step`` resume a run: the ``steps - start_step``
-        remaining steps, numbered on from ``start_step``."""
+        remaining steps, numbered on from ``start_step``. ``temporal``: the temporal loss's target (video; see
+        :class:`~impasto.methods.terms.TemporalTerm`)."""
         torch.manual_seed(self.options.seed)
         self.history = []
-        terms = self.build_terms(content, styles, masks, regions)
+        terms = self.build_terms(content, styles, masks, regions, temporal=temporal)
         init = self.initial_image(content, styles) if start is None else resize_tensor(start, tuple(content.shape[-2:]))
         steps = self.options.steps if steps is None else steps
         if not start_step:
@@ -255,7 +266,7 @@ class Gatys:
         if len(plan.scales) != 1 or plan.scales[0].tile:
             raise ValueError("Gatys.run takes a single untiled scale; CoarseToFine runs the others")
         return self.stylize(inputs.content, inputs.styles, callback, inputs.masks, plan.scales[0].steps, inputs.start,
-                            inputs.start_step, regions_of(inputs))  # fmt: skip
+                            inputs.start_step, regions_of(inputs), inputs.temporal)  # fmt: skip
 
 
 def regions_of(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor] | None:

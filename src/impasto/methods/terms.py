@@ -52,6 +52,9 @@ class Targets:
     # matrix of the (one) style image over style region k, at that style image's size.
     regions: torch.Tensor | None = None  # (K, 1, H, W)
     style_regions: torch.Tensor | None = None  # (K, 1, h, w)
+    # Video: the previous frame's result warped to this frame (1, 3, H, W) and its per-pixel weights (1, 1, H, W)
+    # from the flow's consistency check, at this working size.
+    temporal: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def strength_factor(strength: float) -> float:
@@ -275,8 +278,46 @@ class PhotoTerm(Term):
         return photorealism_loss(image, self.laplacian)
 
 
+class TemporalTerm(Term):
+    """Ruder, Dosovitskiy and Brox's short-term temporal loss (*Artistic style transfer for videos*, 2016):
+    mean over pixels and channels of c * (x - w)^2, with w the previous frame's result warped to this frame by
+    the optical flow and c the weights of the forward-backward consistency check (0 at disocclusions and motion
+    boundaries, :mod:`impasto.core.flow`). A term on the image, so the hand-written pass adds its gradient in
+    the same step. Without a previous frame (a video's first frame, a still image) its weight is 0."""
+
+    name = "temporal"
+
+    def __init__(self, weight: float, warped: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> None:
+        super().__init__(weight if warped is not None else 0.0)
+        self.warped, self.weights = warped, weights
+
+    @classmethod
+    def wanted(cls, options: Options) -> bool:
+        return options.temporal_weight > 0
+
+    @classmethod
+    def handwritten(cls, options: Options) -> bool:
+        return True  # a term on the image
+
+    @classmethod
+    def bytes_per_pixel(cls, options: Options) -> float:
+        return 64.0  # the target and weights (16 B) and autograd's image-sized temporaries
+
+    @classmethod
+    def build(cls, options: Options, targets: Targets) -> TemporalTerm:
+        if targets.temporal is None:
+            return cls(options.temporal_weight)
+        warped, weights = targets.temporal
+        return cls(options.temporal_weight, warped.float(), weights.float())
+
+    def forward(self, image, features, tapped):  # noqa: ANN001, ANN201 - see Term.forward
+        if self.warped is None:
+            return torch.zeros((), device=image.device)
+        return ((image - self.warped).pow(2) * self.weights).mean()
+
+
 #: The terms of the optimization methods, in the order they are built and reported.
-TERMS: list[type[Term]] = [ContentTerm, StyleTerm, TVTerm, PhotoTerm]
+TERMS: list[type[Term]] = [ContentTerm, StyleTerm, TVTerm, PhotoTerm, TemporalTerm]
 
 
 def build_terms(options: Options, targets: Targets) -> list[Term]:

@@ -1,0 +1,184 @@
+"""``impasto video INPUT STYLE... -o OUTPUT [options]``: stylize a video (or a folder of frames), temporally
+consistent. A thin layer over :mod:`impasto.video`: everything is checked before any heavy work, a progress bar
+counts frames (frames/s, ETA), Ctrl-C and SIGTERM leave a playable ``OUTPUT.partial.EXT`` and ``--resume``
+continues.
+
+The method's options are those of the still-image command (every flag of :mod:`impasto.cli.stylize` that maps
+to an option), so a method or option added there is offered here too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .. import video
+from ..core.progress import StepInfo
+from ..errors import InputError, NonFiniteLossError
+from ..options import Options
+from ..plan import fmt_seconds
+from ..version import __version__
+from . import stylize
+from .progress import stop_code, stop_word
+
+#: Groups of the still-image command whose options do not apply to a video (every other group's do, so a group
+#: added there is offered here too).
+_STILL_ONLY_GROUPS = ("output", "batch mode")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = stylize.Parser(
+        prog="impasto video",
+        description="Stylize a video, temporally consistent: optical flow (OpenCV DIS) between frames, the "
+        "previous result warped and blended in (feed-forward methods) or held by a temporal loss (optimization).",
+    )
+    p.add_argument("input", help="video file (anything FFmpeg reads) or a folder of frames")
+    p.add_argument("styles", nargs="*", metavar="style", help="style image(s); several are blended")
+    p.add_argument("-o", "--output", help="output video (.mp4 H.264 by default; .mkv .webm .mov .avi .gif ...) or a "
+                   "folder for PNG frames (default: INPUT-STYLE.mp4)")  # fmt: skip
+    g = p.add_argument_group("video")
+    g.add_argument(
+        "--temporal",
+        type=float,
+        metavar="WEIGHT",
+        help=f"temporal consistency: feed-forward methods blend in this share of the previous result "
+        f"where the flow is reliable (0..1, default {video.DEFAULT_BLEND}); the optimization method's "
+        f"temporal loss weight (default {video.DEFAULT_TEMPORAL_LOSS:g}); 0: each frame on its own",
+    )
+    g.add_argument("--crf", type=int, help="quality of x264/x265/VP9/AV1: lower is better and larger (default 18)")
+    g.add_argument("--codec", help="video encoder (default by extension: libx264 for .mp4 .mkv .mov, libvpx-vp9 for "
+                   ".webm), e.g. libx265, ffv1, prores_ks")  # fmt: skip
+    g.add_argument("--start", type=float, default=0.0, metavar="S", help="start S seconds into the input")
+    g.add_argument("--duration", type=float, metavar="S", help="take S seconds (default: to the end)")
+    g.add_argument("--fps", type=float, help="frame rate of a folder of frames (default 25)")
+    g.add_argument("--no-audio", action="store_true", help="leave the audio out (by default it is copied unchanged)")
+    g.add_argument(
+        "--flow", choices=list(video.FLOW_PRESETS), default="medium", help="DIS optical flow preset (default medium)"
+    )
+    g.add_argument("--resume", action="store_true", help="continue an interrupted run from its frames (OUTPUT.frames/)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_method_options(p)
+    p.add_argument("--version", action="version", version=f"impasto {__version__}")
+    return p
+
+
+def _add_method_options(p: argparse.ArgumentParser) -> None:
+    """The still-image command's method options: ``--preset``, ``--method`` (and whatever else it has at top
+    level that maps to an option, e.g. ``--model``) and its groups of per-image options."""
+    source = stylize.build_parser()
+    taken = {s for a in p._actions for s in a.option_strings}
+    wanted = set(stylize._OPTION_ARGS) | {"preset", "dry_run"}
+
+    def copy(action: argparse.Action, group: argparse._ActionsContainer) -> None:
+        if action.dest in wanted and action.option_strings and not taken & set(action.option_strings):
+            group._add_action(action)
+            taken.update(action.option_strings)
+
+    for action in source._actions:  # top level (the positional and optional arguments)
+        if any(action in g._group_actions for g in source._action_groups[2:]):
+            continue
+        copy(action, p)
+    for group in source._action_groups[2:]:
+        if group.title in _STILL_ONLY_GROUPS:
+            continue
+        target = p.add_argument_group(group.title)
+        for action in group._group_actions:
+            copy(action, target)
+    for action in p._actions:
+        if action.dest == "size":
+            action.help = "longest side of the frames in pixels (default: the video's)"
+        if action.dest == "method":
+            action.help = "fast (default here: AdaIN, one pass per frame), gatys (optimization, minutes per frame)"
+            if action.choices:
+                action.help += "; any of " + ", ".join(action.choices)
+
+
+def options_from_args(args: argparse.Namespace) -> Options:
+    """The method's options from the arguments (``--size`` belongs to the video settings)."""
+    values = dict(vars(args))
+    values["size"] = None
+    if values.get("method") is None and values.get("model") is None and values.get("preset", "default") == "default":
+        values["method"] = "fast"  # minutes per frame would surprise: optimization is asked for by name
+    for dest in stylize._OPTION_ARGS:
+        values.setdefault(dest, None)
+    return stylize.options_from_args(argparse.Namespace(**values))
+
+
+def settings_from_args(args: argparse.Namespace) -> video.VideoSettings:
+    return video.VideoSettings(
+        size=args.size, temporal=args.temporal, crf=args.crf if args.crf is not None else 18, codec=args.codec,
+        start=args.start, duration=args.duration, fps=args.fps, audio=not args.no_audio, resume=args.resume,
+        flow=args.flow,
+    )  # fmt: skip
+
+
+class Bar:
+    """Frames done, frames/s and ETA; with an optimizing method, the step within the frame."""
+
+    def __init__(self, total: int | None, initial: int, quiet: bool) -> None:
+        self.bar = None
+        if not quiet:
+            self.bar = tqdm(total=total, initial=initial, unit="frame", dynamic_ncols=True, file=sys.stderr)
+
+    def frame(self, info: video.FrameInfo) -> None:
+        if self.bar is None or info.cached:
+            return
+        if self.bar.total is not None and info.done > self.bar.total:
+            self.bar.total = info.done
+        self.bar.update(info.done - self.bar.n)
+
+    def step(self, info: StepInfo) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"step {info.step}/{info.total} loss {info.loss:.3g}", refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    """The command; returns the exit code (bad input raises :class:`~impasto.errors.ImpastoError`)."""
+    opts = options_from_args(args)
+    if not args.styles and getattr(opts, "model", None) is None:
+        raise InputError("give a style image after the input video (see impasto video --help)")
+    if args.output is None:
+        tag = Path(args.styles[0]).stem if args.styles else Path(str(getattr(opts, "model", "model"))).stem
+        args.output = f"{Path(args.input).stem}-{tag}.mp4"
+    for style in args.styles:
+        if Path(style).resolve() == Path(args.output).resolve():
+            raise InputError(f"output {args.output} is the same file as input {style}; refusing to overwrite an input")
+    settings = settings_from_args(args)
+    styles = list(args.styles)
+    with video.VideoJob(args.input, styles, args.output, opts, settings) as job:
+        if args.dry_run:
+            print(job.describe())
+            return 0
+        seconds = job.plan.seconds * (job.total or 0)
+        if not args.quiet and seconds > stylize.LONG_RUN_SECONDS:
+            print(f"impasto: estimated {fmt_seconds(seconds)} for {job.total} frames (--dry-run shows the plan); "
+                  "Ctrl-C keeps a playable partial video and --resume continues", file=sys.stderr)  # fmt: skip
+        if job.resume_from and not args.quiet:
+            print(f"impasto: resuming after frame {job.resume_from}", file=sys.stderr)
+        bar = Bar(job.total, job.resume_from, args.quiet)
+        try:
+            result = job.run(bar.frame, bar.step if job.iterative else None)
+        except video.VideoStopped as stop:
+            bar.close()
+            kept = f"playable partial video {stop.partial}" if stop.partial else "no frame finished"
+            if stop.frames:
+                kept += f"; the same command with --resume continues from frame {stop.frames + 1} ({stop.cache}/)"
+            print(f"impasto: {stop_word()} after {stop.frames} frame(s); {kept}", file=sys.stderr)
+            return stop_code()
+        except NonFiniteLossError as err:
+            bar.close()
+            print(f"impasto: error: {err}", file=sys.stderr)
+            return 1
+        bar.close()
+    if not args.quiet:
+        extra = f", {result.skipped} undecodable frame(s) skipped" if result.skipped else ""
+        print(f"impasto: wrote {result.output} ({result.frames} frames; {result.stylized} stylized in "
+              f"{result.seconds:.1f} s, {result.frames_per_second:.2f} frames/s{extra})", file=sys.stderr)  # fmt: skip
+    return 0

@@ -1,0 +1,477 @@
+"""Video style transfer with temporal consistency: what ``impasto video`` runs, and :func:`stylize_video`.
+
+Frames are decoded, stylized and encoded one at a time (:mod:`impasto.io.video`), so memory does not grow
+with the video's length. Between consecutive frames, OpenCV's DIS optical flow is computed forward and
+backward on the input frames and checked for consistency (:mod:`impasto.core.flow`, after Ruder et al. 2016);
+the previous result is warped to the current frame along the backward flow, and trusted where the check
+passes:
+
+* feed-forward methods (``fast``, and any method that runs in one pass): the warped previous result is
+  blended into the new frame's stylization with weight ``temporal`` x the (feathered) reliability, so the
+  stylization's flicker is damped along the motion while new and occluded content comes from the frame
+  itself. Style statistics are computed once per video (the style images are the same tensors every frame).
+* optimizing methods (``gatys``): each frame starts from the warped previous result and minimizes, besides
+  the content and style losses, Ruder et al.'s temporal loss (:class:`impasto.methods.terms.TemporalTerm`)
+  with weight ``temporal``.
+
+Every finished frame is kept as a PNG in a cache folder beside the output (``OUT.frames/``) while the video is
+encoded into a temporary file; at the end the file is renamed to the output and the cache removed. After
+Ctrl-C or SIGTERM the frames done so far are finalized as a playable ``OUT.partial.EXT`` (the output path
+itself only ever holds a complete video), and ``resume=True`` (``--resume``) continues from the cache: the
+cached frames are re-encoded, the next frame's temporal target comes from the last cached one, so the
+result is the one an uninterrupted run gives, frame for frame.
+
+This module sits beside :mod:`impasto.api` (as :mod:`impasto.batch` does) and is the API for video:
+:func:`stylize_video`, re-exported as ``impasto.stylize_video``; :class:`VideoJob` for front ends that check
+everything first and then run with progress.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import api
+from .core import flow as flowlib
+from .core.color import match_color
+from .core.malloc import tune_allocator
+from .core.progress import Callback
+from .errors import InputError, NonFiniteLossError
+from .io.atomic import check_writable
+from .io.images import ImageLike
+from .io.video import FrameCache, VideoWriter, encoder_for, even_size, is_frame_folder, open_source
+from .options import Options, make_options, validate
+from .plan import Plan, fmt_seconds
+from .runner import Runner
+from .version import __version__
+
+#: ``temporal`` of feed-forward methods when not given: the share of the warped previous result blended in
+#: where the flow is reliable (README "Video": chosen on the benchmark clip).
+DEFAULT_BLEND = 0.7
+#: ``temporal`` of optimizing methods when not given: the temporal loss's weight (same scale as the content
+#: weight with normalized losses; README "Video").
+DEFAULT_TEMPORAL_LOSS = 1000.0
+#: Radius (pixels) over which the reliability weights are feathered for blending.
+FEATHER = 2.0
+#: Radius (pixels) of the window in which the blend restores the stylization's local contrast
+#: (:func:`impasto.core.flow.blend`; 0 turns it off).
+CONTRAST_RADIUS = 2.0
+#: The optical flow's presets (``--flow``).
+FLOW_PRESETS = flowlib.PRESETS
+
+
+@dataclass
+class VideoSettings:
+    """How a video is read, made consistent and written (the method's options are an :class:`Options`)."""
+
+    size: int | None = None  # longest side of the frames (None: the video's own)
+    temporal: float | None = None  # blend weight 0..1 (feed-forward) or temporal loss weight (optimizing)
+    crf: int | None = 18  # constant rate factor of x264/x265/VP9/AV1 (lower: better and larger)
+    codec: str | None = None  # video encoder (None: by the output's extension)
+    start: float = 0.0  # seconds into the input
+    duration: float | None = None  # seconds to take (None: to the end)
+    fps: float | None = None  # frame rate of a folder of frames (default 25)
+    audio: bool = True  # copy the audio stream
+    resume: bool = False  # continue an interrupted run from its frame cache
+    flow: str = "medium"  # DIS preset: ultrafast, fast, medium
+
+
+@dataclass
+class FrameInfo:
+    """Progress after each frame."""
+
+    index: int  # the frame just finished (0-based)
+    done: int  # frames finished, cached ones of a resumed run included
+    total: int | None  # frames expected (an estimate; None when unknown)
+    cached: bool  # taken from the cache of an interrupted run (not stylized again)
+    stylize_seconds: float = 0.0
+    flow_seconds: float = 0.0
+    write_seconds: float = 0.0
+
+
+@dataclass
+class VideoResult:
+    """What a finished run did."""
+
+    output: Path
+    frames: int  # frames in the output
+    stylized: int  # frames stylized by this run (the others came from the cache)
+    resumed_from: int
+    skipped: int  # input frames that could not be decoded
+    seconds: float
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.stylized / self.seconds if self.seconds > 0 else 0.0
+
+
+class VideoStopped(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a video run: ``partial`` is the playable video of the ``frames`` done so far
+    (None when no frame was done), ``cache`` the folder a ``--resume`` continues from."""
+
+    def __init__(self, partial: Path | None, frames: int, cache: Path) -> None:
+        super().__init__("interrupted")
+        self.partial, self.frames, self.cache = partial, frames, cache
+
+
+def sibling(output: Path, tag: str) -> Path:
+    """``out.mp4`` -> ``out.TAG.mp4``."""
+    return output.with_name(f"{output.stem}.{tag}{output.suffix}")
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except (OSError, RuntimeError):
+        return False
+
+
+def _fingerprint(tensors: Sequence[torch.Tensor]) -> list[str]:
+    return [hashlib.blake2b(t.detach().float().cpu().contiguous().numpy().tobytes(), digest_size=12).hexdigest()
+            for t in tensors]  # fmt: skip
+
+
+def _tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 or float [0, 1] -> (1, 3, H, W) float32."""
+    t = torch.from_numpy(np.array(image, copy=True) if not image.flags.writeable else np.ascontiguousarray(image))
+    t = t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+    return t.permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def _array(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) float [0, 1] -> (H, W, 3) float32."""
+    return image.detach().float().cpu()[0].permute(1, 2, 0).contiguous().numpy()
+
+
+def quantize(image: np.ndarray) -> np.ndarray:
+    """A float [0, 1] frame as uint8, as it is encoded and cached (the next frame is made consistent with this)."""
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b)):
+            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+class VideoJob:
+    """A video run, checked and prepared: input opened (first frame decoded), output path, options, styles,
+    masks and the per-frame plan checked, the frame cache inspected. Nothing heavy has run yet;
+    :meth:`run` does the work. Use as a context manager (or call :meth:`close`)."""
+
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        style: ImageLike | Sequence[ImageLike] | None,
+        output: str | os.PathLike,
+        options: Options,
+        settings: VideoSettings | None = None,
+        warn: Callable[[str], None] | None = None,
+        masks: torch.Tensor | None = None,
+    ) -> None:
+        self.settings = s = settings or VideoSettings()
+        self.warn = warn or (lambda message: print(f"impasto: warning: {message}", file=sys.stderr))
+        self.source, self.output = Path(source), Path(output)
+        self.folder_output = is_frame_folder(self.output)
+        self._check_output()
+        self.reader = open_source(self.source, s.start, s.duration, s.fps, self.warn)
+        try:
+            self._prepare(style, options, masks)
+        except BaseException:
+            self.reader.close()
+            raise
+
+    # -- checks ----------------------------------------------------------------------------------------------
+    def _check_output(self) -> None:
+        s, out = self.settings, self.output
+        if s.flow not in flowlib.PRESETS:
+            raise InputError(f"--flow must be one of {', '.join(flowlib.PRESETS)}, got {s.flow!r}")
+        if s.temporal is not None and (not isinstance(s.temporal, (int, float)) or not s.temporal >= 0):
+            raise InputError(f"--temporal must be a number >= 0, got {s.temporal!r}")
+        if s.size is not None and (not isinstance(s.size, int) or isinstance(s.size, bool) or not 16 <= s.size):
+            raise InputError(f"--size must be a whole number of pixels >= 16, got {s.size!r}")
+        if _same(out, self.source):
+            raise InputError(f"output {out} is the input; refusing to overwrite it")
+        parent = out.parent if str(out.parent) else Path(".")
+        if self.folder_output:
+            if out.exists() and any(out.iterdir()):
+                raise InputError(f"output folder {out} is not empty; give a new or empty folder for the frames")
+            if not parent.is_dir():
+                raise InputError(f"output folder does not exist: {parent}")
+        else:
+            if out.is_dir():
+                raise InputError(f"output is a folder: {out}")
+            if not parent.is_dir():
+                raise InputError(f"output folder does not exist: {parent}")
+            self.codec = encoder_for(out, s.codec)
+            lo, hi = {"libx264": (0, 51), "libx265": (0, 51)}.get(self.codec, (0, 63))
+            if s.crf is not None and (not isinstance(s.crf, int) or isinstance(s.crf, bool) or not lo <= s.crf <= hi):
+                raise InputError(f"--crf must be a whole number from {lo} to {hi} for {self.codec}, got {s.crf!r}")
+        check_writable(parent)
+        self.cache = FrameCache(out.with_name(out.name + ".frames"))
+        self.partial = sibling(out, "partial") if not self.folder_output else None
+
+    def _prepare(self, style: ImageLike | Sequence[ImageLike] | None, options: Options,
+                 masks: torch.Tensor | None) -> None:  # fmt: skip
+        s, r = self.settings, self.reader
+        w, h = even_size(*r.display, s.size)
+        r.size = (w, h)
+        self.size = (w, h)
+        first = r.first_image()
+        probe = torch.zeros(1, 3, h, w)
+        opts = validate(dataclasses.replace(options, size=max(w, h)))
+        styles = [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style]
+        plan = api.plan(probe, styles, opts)
+        self.iterative = plan.iterative
+        weight = s.temporal if s.temporal is not None else (DEFAULT_TEMPORAL_LOSS if plan.iterative else DEFAULT_BLEND)
+        if not plan.iterative and weight > 1:
+            raise InputError(f"--temporal for --method {opts.method} is a blend weight from 0 to 1, got {weight:g}")
+        self.temporal = float(weight)
+        self.options = validate(dataclasses.replace(opts, temporal_weight=self.temporal if plan.iterative else 0.0))
+        if plan.iterative and self.temporal > 0:
+            plan = api.plan(probe, styles, self.options)  # the temporal term's memory
+        prepared = api.prepare(probe, styles, self.options, masks, planned=plan)
+        self.plan: Plan = prepared.plan
+        self.styles, self.masks = prepared.styles, prepared.masks
+        self.run_options = self.options
+        if self.options.preserve_color == "histogram":
+            # Recolour the styles once, to the first frame: their statistics then stay fixed for the whole video.
+            self.styles = [match_color(st, _tensor(first)) for st in self.styles]
+            self.run_options = dataclasses.replace(self.options, preserve_color=None)
+        self.total = r.info.frames
+        self.metadata = api.metadata(self.options, self.source, styles)
+        self.metadata["video"] = {
+            "temporal": self.temporal, "consistency": "temporal loss" if self.iterative else "blend",
+            "flow": f"OpenCV DIS {s.flow}", "start": s.start, "duration": s.duration,
+            "size": [w, h],
+        }  # fmt: skip
+        self.manifest = {
+            "impasto": __version__,
+            "source": _source_identity(self.source),
+            "styles": _fingerprint(self.styles),
+            "masks": _fingerprint([self.masks]) if self.masks is not None else None,
+            "options": self.options.to_dict(),
+            "video": {
+                "start": s.start,
+                "duration": s.duration,
+                "fps": s.fps,
+                "size": [w, h],
+                "temporal": self.temporal,
+                "flow": s.flow,
+            },  # fmt: skip
+        }
+        self.resume_from = self._inspect_cache()
+        self.writer: VideoWriter | None = None
+        if not self.folder_output:  # the container's header is written now: what it cannot take fails here
+            audio = r.audio if (s.audio and getattr(r, "audio", None) is not None) else None
+            self.writer = VideoWriter(self.output, self.size, r.fps, r.time_base, rotation=r.info.rotation,
+                                      crf=s.crf, codec=self.codec, audio=audio, metadata=self.metadata)  # fmt: skip
+            if audio is not None:
+                r.on_audio = self.writer.copy_audio
+
+    def _inspect_cache(self) -> int:
+        cache, s = self.cache, self.settings
+        found = cache.manifest()
+        frames = cache.count() if cache.folder.is_dir() else 0
+        if not s.resume:
+            if found is not None and cache.any_frames():
+                raise InputError(f"{cache.folder} holds {frames} frame(s) of an interrupted run of this output: "
+                                 "--resume continues it (or delete that folder to start again)")  # fmt: skip
+            return 0
+        if found is None:
+            if cache.folder.exists() and cache.any_frames():
+                raise InputError(f"{cache.folder} has frames but no readable manifest; delete it to start again")
+            self.warn(f"nothing to resume at {cache.folder}; starting from the first frame")
+            return 0
+        diff = _differences(self.manifest, found)
+        if diff:
+            raise InputError(f"cannot resume: the frames in {cache.folder} were made with other settings "
+                             f"({', '.join(diff[:4])}); delete that folder to start again")  # fmt: skip
+        return frames
+
+    # -- running ---------------------------------------------------------------------------------------------
+    def describe(self) -> str:
+        """The per-frame plan and the whole video's estimate (``--dry-run``)."""
+        n = self.total
+        frames = f"{n} frames" if n else "frames: unknown count"
+        total = f", about {fmt_seconds(self.plan.seconds * n)} in all" if n else ""
+        return f"{self.plan.describe()}\nper frame; {frames}{total}"
+
+    def run(self, on_frame: Callable[[FrameInfo], None] | None = None, callback: Callback | None = None
+            ) -> VideoResult:  # fmt: skip
+        """Stylize every frame and write the output; see the module's text for interruptions."""
+        tune_allocator()
+        s, r, cache = self.settings, self.reader, self.cache
+        writer, self.writer = self.writer, None
+        if writer is None and not self.folder_output:
+            raise RuntimeError("a VideoJob runs once")
+        start_time = time.perf_counter()
+        done = stylized = 0
+        try:
+            cache.begin(self.manifest, self.resume_from)
+            runner = Runner(self.run_options)
+            estimator = flowlib.FlowEstimator(s.flow)
+            prev_in: np.ndarray | None = None
+            prev_out: np.ndarray | None = None
+            for frame in r:
+                i = frame.index
+                info = FrameInfo(i, 0, self.total, i < self.resume_from)
+                if info.cached:
+                    out = cache.get(i)
+                else:
+                    out = self._stylize(runner, estimator, frame.image, prev_in, prev_out, info, callback)
+                    t0 = time.perf_counter()
+                    cache.put(i, out, {"frame": i + 1})
+                    info.write_seconds += time.perf_counter() - t0
+                    stylized += 1
+                t0 = time.perf_counter()
+                if writer is not None:
+                    writer.write(out, frame.pts)
+                info.write_seconds += time.perf_counter() - t0
+                prev_in, prev_out = frame.image, out
+                done += 1
+                info.done = done
+                if on_frame is not None:
+                    on_frame(info)
+            if done == 0:
+                raise InputError(f"no frame of {self.source} could be decoded")
+            if done < self.resume_from:
+                raise InputError(f"the cache holds {self.resume_from} frames but the input has only {done}")
+            if writer is not None:
+                writer.finish()
+                writer = None
+                cache.remove()
+                if self.partial is not None:
+                    self.partial.unlink(missing_ok=True)
+            else:
+                cache.publish(self.output)
+        except KeyboardInterrupt:
+            partial = None
+            if writer is not None and writer.frames and self.partial is not None:
+                partial = writer.finish(self.partial)
+                writer = None
+            raise VideoStopped(partial, done, cache.folder) from None
+        except NonFiniteLossError as err:
+            kept = ""
+            if writer is not None and writer.frames and self.partial is not None:
+                kept = f"; the {done} frames before are in {writer.finish(self.partial)}"
+                writer = None
+            raise NonFiniteLossError(f"frame {done + 1}: {err}{kept}", err.image) from None
+        finally:
+            if writer is not None:
+                writer.abort()
+        return VideoResult(self.output, done, stylized, self.resume_from, getattr(r, "skipped", 0),
+                           time.perf_counter() - start_time)  # fmt: skip
+
+    def _stylize(
+        self,
+        runner: Runner,
+        estimator: flowlib.FlowEstimator,
+        image: np.ndarray,
+        prev_in: np.ndarray | None,
+        prev_out: np.ndarray | None,
+        info: FrameInfo,
+        callback: Callback | None,
+    ) -> np.ndarray:
+        """One frame, consistent with the previous result; returns it as uint8."""
+        content = _tensor(image)
+        consistent = prev_in is not None and prev_out is not None and self.temporal > 0
+        warped = weights = None
+        if consistent:
+            t0 = time.perf_counter()
+            pair = estimator.pair(prev_in, image)
+            weights = pair.reliability()
+            warped = flowlib.warp(prev_out.astype(np.float32) / 255.0, pair.backward, cubic=True)
+            info.flow_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if self.iterative:
+            temporal = start = None
+            if consistent:
+                start = _tensor(warped)
+                temporal = (start, torch.from_numpy(weights)[None, None])
+            result = _array(runner(content, self.styles, self.masks, callback, self.plan, start=start,
+                                   temporal=temporal))  # fmt: skip
+        else:
+            result = _array(runner(content, self.styles, self.masks, None, self.plan))
+            if consistent:
+                result = flowlib.blend(result, warped, weights, self.temporal, FEATHER, CONTRAST_RADIUS)
+        info.stylize_seconds = time.perf_counter() - t0
+        return quantize(result)
+
+    def close(self) -> None:
+        if self.writer is not None:  # never run: nothing is left behind
+            self.writer.abort()
+            self.writer = None
+        self.reader.close()
+
+    def __enter__(self) -> VideoJob:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _source_identity(path: Path) -> dict:
+    """What identifies an input for ``--resume``: its path, size and modification time (a folder: its files)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return {"path": str(path)}
+    if path.is_dir():
+        names = sorted(f.name for f in path.iterdir())
+        digest = hashlib.blake2b("\n".join(names).encode(), digest_size=12).hexdigest()
+        return {"path": str(path.resolve()), "files": len(names), "names": digest}
+    return {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def stylize_video(
+    source: str | os.PathLike,
+    style: ImageLike | Sequence[ImageLike] | None,
+    output: str | os.PathLike,
+    *,
+    preset: str = "default",
+    size: int | None = None,
+    temporal: float | None = None,
+    crf: int | None = 18,
+    codec: str | None = None,
+    start: float = 0.0,
+    duration: float | None = None,
+    fps: float | None = None,
+    audio: bool = True,
+    resume: bool = False,
+    flow: str = "medium",
+    on_frame: Callable[[FrameInfo], None] | None = None,
+    callback: Callback | None = None,
+    warn: Callable[[str], None] | None = None,
+    **options: Any,
+) -> VideoResult:
+    """Stylize a video file (or a folder of frames) into ``output`` (a video file, container and encoder by its
+    extension, or a folder for PNG frames), temporally consistent.
+
+    ``size``: longest side of the frames (default: the video's). ``temporal``: for feed-forward methods the
+    share of the warped previous result blended in where the flow is reliable (0..1, default
+    :data:`DEFAULT_BLEND`); for optimizing methods the temporal loss's weight (default
+    :data:`DEFAULT_TEMPORAL_LOSS`); 0 stylizes each frame on its own. ``crf``, ``codec``: the encoding.
+    ``start`` / ``duration``: seconds of the input to take; ``fps``: a folder's frame rate; ``audio``: copy
+    the audio stream; ``resume``: continue an interrupted run. ``options`` are fields of
+    :class:`impasto.options.Options` (``method``, ``style_weight``, ...) over the ``preset``. ``on_frame``
+    gets a :class:`FrameInfo` after each frame, ``callback`` each optimization step. Ctrl-C raises
+    :class:`VideoStopped` after writing the partial video.
+    """
+    opts = make_options(preset, **options)
+    settings = VideoSettings(size, temporal, crf, codec, start, duration, fps, audio, resume, flow)
+    with VideoJob(source, style, output, opts, settings, warn) as job:
+        return job.run(on_frame, callback)
