@@ -25,7 +25,14 @@ from . import stylize
 from .progress import stop_code, stop_word
 
 #: Groups of the still-image command whose options apply to every frame (output and batch options do not).
-_SHARED_GROUPS = ("size", "artistic controls (both methods)", "losses", "optimization", "network")
+_SHARED_GROUPS = (
+    "size",
+    "artistic controls (both methods)",
+    "photorealistic transfer (--method photo, photo-fast)",
+    "losses",
+    "optimization",
+    "network",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
