@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -253,3 +254,43 @@ def test_video_chunks_are_stitched_without_duplicate_or_missing_frames(ray_local
     assert max(borders) < 1.5 * float(np.median(inside)), (borders, inside)
     assert max(borders) < min(indep), (borders, indep)  # and clearly better than no consistency at all
     assert _leftovers(tmp_path / "ray") == []
+
+
+# -- impasto serve's workers -----------------------------------------------------------------------------------
+@pytest.mark.cluster
+def test_serve_workers_on_the_cluster(ray_local, tmp_path: Path) -> None:
+    """The web app's workers as Ray actors: a job queued over HTTP is run by an actor (another process) into the
+    pixels of a local run; a killed actor is replaced and its job re-queued and finished."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    import io
+
+    from fastapi.testclient import TestClient  # noqa: I001 - after the skip
+
+    from impasto import api
+    from impasto.web.app import ServerConfig, create_app
+
+    from .test_web import BASE, _wait, submit
+
+    content = tmp_path / "cat.png"
+    Image.open(CHELSEA).convert("RGB").resize((48, 36)).save(content)
+    config = ServerConfig(data=tmp_path / "data", warm_up=False, cluster="ray", cluster_actors=1)
+    with TestClient(create_app(config, start_workers=True), base_url=BASE) as c:
+        pool = c.app.state.runtime["pool"]
+        assert len(pool.pids()) == 1 and pool.pids()[0] != os.getpid()
+        job = submit(c, content, [STARRY], method="fast", size=32).json()
+        _wait(c, job["id"], lambda j: j["state"] == "done")
+        assert pool.ready() == 1  # the actor said it was ready (this process runs no worker)
+        got = np.asarray(Image.open(io.BytesIO(c.get(f"/api/jobs/{job['id']}/result").content)).convert("RGB"))
+        want = api.stylize(content, STARRY, method="fast", size=32)
+        assert np.array_equal(got, np.asarray(want.convert("RGB")))
+        # The actor dies: the pool starts another, which runs the next job.
+        first = list(pool.processes)[0]
+        pool.processes[first].kill()
+        deadline = time.time() + 60
+        while first in pool.processes and time.time() < deadline:
+            time.sleep(0.1)
+        assert first not in pool.processes and pool.restarts == 1
+        job2 = submit(c, content, [STARRY], method="fast", size=24).json()
+        _wait(c, job2["id"], lambda j: j["state"] == "done")
+        assert len(pool.processes) == 1 and pool.ready() == 1

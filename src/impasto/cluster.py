@@ -333,6 +333,58 @@ def run_batch(
     return result
 
 
+# -- long-running services (impasto serve's workers) -------------------------------------------------------
+class ServiceActor:
+    """Holds one CPU and runs one long call, ``target(*args)`` (e.g. a web worker's loop), until it returns or
+    the actor is killed."""
+
+    def __init__(self) -> None:
+        torch.set_num_threads(1)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self, target: Callable[..., Any], args: tuple) -> Any:
+        return target(*args)
+
+
+class ActorProcess:
+    """A :class:`ServiceActor` running ``target(*args)`` on ``cluster``, with the parts of
+    :class:`multiprocessing.Process` a process pool uses (``start``, ``is_alive``, ``join``, ``terminate``,
+    ``kill``, ``pid``): a pool written for processes runs its workers on the cluster. Not restarted by Ray: the
+    pool sees it die and starts another."""
+
+    def __init__(self, cluster: Cluster, target: Callable[..., Any], args: tuple = (), name: str | None = None,
+                 daemon: bool | None = None) -> None:  # fmt: skip
+        self.cluster, self.target, self.args, self.name = cluster, target, args, name
+        self.actor: Any = None
+        self.ref: Any = None
+        self.pid: int | None = None
+
+    def start(self) -> None:
+        ray = self.cluster.ray
+        self.actor = ray.remote(num_cpus=1, max_restarts=0)(ServiceActor).remote()
+        self.pid = ray.get(self.actor.pid.remote())
+        self.ref = self.actor.run.remote(self.target, self.args)
+
+    def is_alive(self) -> bool:
+        if self.ref is None:
+            return False
+        done, _ = self.cluster.ray.wait([self.ref], timeout=0)
+        return not done
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.ref is not None:
+            self.cluster.ray.wait([self.ref], timeout=timeout)
+
+    def terminate(self) -> None:
+        self.kill()
+
+    def kill(self) -> None:
+        if self.actor is not None:
+            self.cluster.ray.kill(self.actor, no_restart=True)
+
+
 # -- video ------------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Chunk:

@@ -145,14 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_cluster_args(p: argparse.ArgumentParser, what: str = "batch mode") -> argparse._ArgumentGroup:
-    """``--cluster``, ``--cluster-actors`` and ``--cluster-io`` (README "Scale-out on Ray")."""
+def add_cluster_args(p: argparse.ArgumentParser, what: str = "batch mode", io: bool = True
+                     ) -> argparse._ArgumentGroup:  # fmt: skip
+    """``--cluster``, ``--cluster-actors`` and (``io``) ``--cluster-io`` (README "Scale-out on Ray")."""
     g = p.add_argument_group("cluster", f"{what} on a Ray cluster (needs pip install 'impasto[cluster]')")
     g.add_argument("--cluster", metavar="RAY", help="ray: a local Ray instance on this machine's cores; "
                    "ray:auto: the cluster this machine is a node of (ray start); ray://HOST:10001: a remote one "
                    "(Ray Client)")  # fmt: skip
     g.add_argument("--cluster-actors", type=int, metavar="N", help="workers (one CPU and one torch thread each; "
                    "default: one per CPU of the cluster)")  # fmt: skip
+    if not io:
+        return g
     g.add_argument("--cluster-io", choices=list(cluster.IO_MODES), default="store", help="store (default): the "
                    "driver reads inputs and writes outputs, sent through Ray's object store; shared: the workers "
                    "read and write the paths themselves (a folder every node sees at the same path)")  # fmt: skip
