@@ -222,6 +222,7 @@ def _video(src: Path, out: Path, temporal: float, on_cluster: dict | None = None
 
 @pytest.mark.cluster
 def test_video_chunks_are_stitched_without_duplicate_or_missing_frames(ray_local, frames_in, tmp_path: Path) -> None:
+    pytest.importorskip("cv2")  # the optical flow
     src, clip = frames_in
     # Each frame on its own (no temporal state): the chunks must give exactly the local frames, in order.
     _video(src, tmp_path / "local0", 0.0)
@@ -231,7 +232,9 @@ def test_video_chunks_are_stitched_without_duplicate_or_missing_frames(ray_local
     assert all(np.array_equal(a, b) for a, b in zip(local0, ray0))
     # With the temporal blend: chunks of 5 after 2 warm-up frames (borders before frames 5 and 10).
     _video(src, tmp_path / "local", 0.7)
-    _video(src, tmp_path / "ray", 0.7, {"actors": 2, "chunk": 5, "overlap": 2})
+    marker = tmp_path / "crashed"  # the actor running the second chunk dies in it: the chunk is retried
+    _video(src, tmp_path / "ray", 0.7, {"actors": 2, "chunk": 5, "overlap": 2, "fault": ("chunk5", str(marker))})
+    assert marker.is_file()
     loc, ray = _frames(tmp_path / "local"), _frames(tmp_path / "ray")
     assert len(ray) == 12 and sorted(p.name for p in (tmp_path / "ray").iterdir()) == [
         f"frame_{i:06d}.png" for i in range(1, 13)
@@ -294,3 +297,37 @@ def test_serve_workers_on_the_cluster(ray_local, tmp_path: Path) -> None:
         job2 = submit(c, content, [STARRY], method="fast", size=24).json()
         _wait(c, job2["id"], lambda j: j["state"] == "done")
         assert len(pool.processes) == 1 and pool.ready() == 1
+
+
+@pytest.mark.cluster
+def test_video_on_cluster_resumes_after_the_driver_stopped(ray_local, frames_in, tmp_path: Path) -> None:
+    """The driver stops after 6 frames (Ctrl-C): the frames cached so far are kept, and --resume on the cluster
+    does the rest, every frame once and in order."""
+    pytest.importorskip("cv2")
+    src, _ = frames_in
+    out = tmp_path / "ray"
+    engine = {"actors": 2, "chunk": 4, "overlap": 2}
+
+    def stop_at_6(info: video.FrameInfo) -> None:
+        if info.done == 6:
+            raise KeyboardInterrupt
+
+    opts = make_options(method="fast")
+    with video.VideoJob(src, [STARRY], out, opts, video.VideoSettings(temporal=0.7)) as job:
+        with pytest.raises(video.VideoStopped) as stopped:
+            cluster.run_video(job, stop_at_6, **engine)
+    assert stopped.value.frames == 6
+    cache = out.with_name(out.name + ".frames")
+    first = _frames(cache)
+    assert len(first) == 6
+    with video.VideoJob(src, [STARRY], out, opts, video.VideoSettings(temporal=0.7, resume=True)) as job:
+        assert job.resume_from == 6
+        result = cluster.run_video(job, None, **engine)
+    assert result.frames == 12 and result.stylized == 6 and not cache.exists()
+    done = _frames(out)
+    assert len(done) == 12 and all(np.array_equal(a, b) for a, b in zip(first, done[:6]))
+    _video(src, tmp_path / "local", 0.7)
+    loc = _frames(tmp_path / "local")
+    for i, f in enumerate(done):
+        d = [np.abs(f.astype(float) - g).mean() for g in loc]
+        assert int(np.argmin(d)) == i, (i, d)

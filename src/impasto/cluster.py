@@ -108,10 +108,20 @@ class Cluster:
                 ray.init(address=address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as err:
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise InputError(f"cannot connect to the Ray cluster {spec}: {first}") from None
+                hint = "" if address is None else (" (is it running, and does this machine have its token: "
+                                                   "RAY_AUTH_MODE=token and ~/.ray/auth_token?)")  # fmt: skip
+                raise InputError(f"cannot connect to the Ray cluster {spec}: {first}{hint}") from None
             self.started = True
+        self._kept: list[Any] = []
         self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.actors = actors or self.cpus
+
+    @classmethod
+    def of(cls, spec: str | Cluster, actors: int | None = None) -> tuple[Cluster, bool]:
+        """``spec`` connected (and True: the caller closes it), or a :class:`Cluster` given as it is (False)."""
+        if isinstance(spec, Cluster):
+            return spec, False
+        return cls(spec, actors), True
 
     def close(self) -> None:
         if self.started:
@@ -125,9 +135,12 @@ class Cluster:
         self.close()
 
     def spawn(self, cls: type, count: int, *args: Any) -> list[Any]:
-        """``count`` actors of ``cls`` (one CPU each, restarted when their process dies, tasks retried)."""
-        remote = self.ray.remote(num_cpus=1, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)(cls)
-        return [remote.remote(*args) for _ in range(count)]
+        """``count`` actors, each holding ``cls(*args)`` (one CPU each, restarted when their process dies, tasks
+        retried). The arguments are put in the object store once, for all actors and their restarts."""
+        remote = self.ray.remote(num_cpus=1, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)(Host)
+        boxed = [self.ray.put(args)]  # in a list: Ray hands the reference itself to the actor, which gets it
+        self._kept.append(boxed)  # ... and the driver keeps it alive for a restart
+        return [remote.remote(cls, boxed) for _ in range(count)]
 
     def kill(self, actors: Sequence[Any]) -> None:
         for a in actors:
@@ -135,9 +148,9 @@ class Cluster:
 
     def map_ordered(self, actors: Sequence[Any], method: str, tasks: Iterator[Any],
                     on_result: Callable[[Any, Any], None] | None = None) -> Iterator[tuple[Any, Any]]:  # fmt: skip
-        """Run ``actor.method(task)`` for every task, at most :data:`PER_ACTOR` queued per actor (a free actor
-        gets the next task: the load balances itself); yields (task, result) in the order of ``tasks``
-        (results that come early wait for the ones before). ``tasks`` is consumed lazily."""
+        """Run ``method(task)`` on the actors' objects (:meth:`spawn`) for every task, at most :data:`PER_ACTOR`
+        queued per actor (a free actor gets the next task: the load balances itself); yields (task, result) in the
+        order of ``tasks`` (results that come early wait for the ones before). ``tasks`` is consumed lazily."""
         ray = self.ray
         free = collections.deque(a for a in actors for _ in range(PER_ACTOR))
         running: dict[Any, tuple[int, Any, Any]] = {}  # ref -> (index, task, actor)
@@ -155,7 +168,7 @@ class Cluster:
                     exhausted = True
                     break
                 actor = free.popleft()
-                ref = getattr(actor, method).remote(task)
+                ref = actor.call.remote(method, task)
                 running[ref] = (submitted, task, actor)
                 submitted += 1
             if not running:
@@ -171,6 +184,17 @@ class Cluster:
             while next_out in ready:
                 yield ready.pop(next_out)
                 next_out += 1
+
+
+class Host:
+    """The actor :meth:`Cluster.spawn` starts: it builds ``cls(*args)`` once (the arguments fetched from the object
+    store) and calls its methods."""
+
+    def __init__(self, cls: type, boxed: list) -> None:
+        self.target = cls(*ray_module().get(boxed[0]))
+
+    def call(self, method: str, *args: Any) -> Any:
+        return getattr(self.target, method)(*args)
 
 
 def _crash(fault: tuple[str, str] | None, name: str) -> None:
@@ -251,16 +275,16 @@ def run_batch(
     skip_existing: bool = False,
     on_image: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
-    cluster: str = "ray",
+    cluster: str | Cluster = "ray",
     actors: int | None = None,
     io: str = "store",
     fault: tuple[str, str] | None = None,
 ) -> batch.BatchResult:
     """:func:`impasto.batch.run_batch` on a Ray cluster: the same jobs, output names, metadata, pixels and
     ``skip_existing``; ``on_image(done, total)`` counts images finished anywhere on the cluster. ``cluster``:
-    see :func:`parse_address`; ``actors``: how many (default one per CPU of the cluster); ``io``: ``store``
-    (inputs and outputs through the object store, the driver writes) or ``shared`` (paths all nodes see).
-    ``fault`` is for tests (see :func:`_crash`)."""
+    see :func:`parse_address`, or a :class:`Cluster` already connected; ``actors``: how many (default one per
+    CPU of the cluster); ``io``: ``store`` (inputs and outputs through the object store, the driver writes) or
+    ``shared`` (paths all nodes see). ``fault`` is for tests (see :func:`_crash`)."""
     if io not in IO_MODES:
         raise InputError(f"--cluster-io must be one of {', '.join(IO_MODES)}, got {io!r}")
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
@@ -308,8 +332,9 @@ def run_batch(
             yield BatchTask(str(job.content), current[1], job.styles, str(job.output))
 
     skipped_contents: set[str] = set()
-    with Cluster(cluster, actors) as c:
-        pool = c.spawn(BatchActor, min(c.actors, len(todo)), options, style_blobs, io, fault)
+    c, owned = Cluster.of(cluster, actors)
+    try:
+        pool = c.spawn(BatchActor, min(actors or c.actors, len(todo)), options, style_blobs, io, fault)
         try:
             for task, out in c.map_ordered(pool, "run", tasks()):
                 output = Path(task.output)
@@ -330,6 +355,9 @@ def run_batch(
         finally:
             c.kill(pool)
             result.seconds = time.perf_counter() - start
+    finally:
+        if owned:
+            c.close()
     return result
 
 
@@ -487,7 +515,7 @@ def video_frames(
 def run_video(
     job: videolib.VideoJob,
     on_frame: Callable[[videolib.FrameInfo], None] | None = None,
-    cluster: str = "ray",
+    cluster: str | Cluster = "ray",
     actors: int | None = None,
     chunk: int = DEFAULT_CHUNK,
     overlap: int = DEFAULT_OVERLAP,
@@ -495,5 +523,11 @@ def run_video(
 ) -> videolib.VideoResult:
     """Run a checked :class:`impasto.video.VideoJob` on a Ray cluster (chunks of ``chunk`` frames, each after
     ``overlap`` warm-up frames); the frame cache, ``--resume`` and the encoding are the local run's."""
-    with Cluster(cluster, actors) as c:
+    c, owned = Cluster.of(cluster, actors)
+    if actors is not None:
+        c.actors = actors
+    try:
         return job.run(on_frame, None, video_frames(c, chunk, overlap, fault))
+    finally:
+        if owned:
+            c.close()

@@ -355,15 +355,24 @@ def check_batch_args(args: argparse.Namespace, opts: Options) -> tuple[list[Path
 def run_batch(args: argparse.Namespace, opts: Options) -> int:
     """The ``impasto FOLDER_OR_GLOB STYLE... -o OUTDIR`` command; returns the exit code."""
     contents, styles, outdir, fmt = check_batch_args(args, opts)
-    if args.cluster:
-        cluster.parse_address(args.cluster)
-        cluster.ray_module()  # not installed: one line saying how, before any work
+    connection = None
+    if args.cluster:  # Ray missing or the cluster unreachable: one line, before the progress bar
+        connection = cluster.Cluster(args.cluster, args.cluster_actors)
+    try:
+        return _run_batch(args, opts, contents, styles, outdir, fmt, connection)
+    finally:
+        if connection is not None:
+            connection.close()
+
+
+def _run_batch(args: argparse.Namespace, opts: Options, contents: list[Path], styles: list[Path], outdir: Path,
+               fmt: str, connection: cluster.Cluster | None) -> int:  # fmt: skip
     outdir.mkdir(exist_ok=True)
     bar = None if args.quiet else ScalarBar("image")
     try:
-        if args.cluster:
+        if connection is not None:
             result = cluster.run_batch(
-                contents, styles, outdir, opts, fmt, args.skip_existing, on_image=bar, cluster=args.cluster,
+                contents, styles, outdir, opts, fmt, args.skip_existing, on_image=bar, cluster=connection,
                 actors=args.cluster_actors, io=args.cluster_io,
             )  # fmt: skip
         else:

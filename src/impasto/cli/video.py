@@ -169,6 +169,16 @@ def run(args: argparse.Namespace) -> int:
         cluster.ray_module()  # not installed: one line saying how, before any work
         if args.chunk_frames < 1 or args.chunk_overlap < 0:
             raise InputError("--chunk-frames must be at least 1 and --chunk-overlap at least 0")
+        connection = cluster.Cluster(args.cluster, args.cluster_actors)  # unreachable: one line, before the bar
+        try:
+            return _run(args, opts, settings, styles, connection)
+        finally:
+            connection.close()
+    return _run(args, opts, settings, styles, None)
+
+
+def _run(args: argparse.Namespace, opts: Options, settings: video.VideoSettings, styles: list[str],
+         connection: cluster.Cluster | None) -> int:  # fmt: skip
     with video.VideoJob(args.input, styles, args.output, opts, settings) as job:
         if args.dry_run:
             print(job.describe())
@@ -181,8 +191,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"impasto: resuming after frame {job.resume_from}", file=sys.stderr)
         bar = Bar(job.total, job.resume_from, args.quiet)
         try:
-            if args.cluster:
-                result = cluster.run_video(job, bar.frame, args.cluster, args.cluster_actors, args.chunk_frames,
+            if connection is not None:
+                result = cluster.run_video(job, bar.frame, connection, args.cluster_actors, args.chunk_frames,
                                            args.chunk_overlap)  # fmt: skip
             else:
                 result = job.run(bar.frame, bar.step if job.iterative else None)
