@@ -32,6 +32,7 @@ LAYERS = {
     "impasto.api": 5,
     "impasto.batch": 5,
     "impasto.video": 5,
+    "impasto.cluster": 5,
     "impasto.cli": 6,
     "impasto.web": 6,
     "impasto.__main__": 7,

@@ -33,7 +33,7 @@ import hashlib
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ from .core.progress import Callback
 from .errors import InputError, NonFiniteLossError
 from .io.atomic import check_writable
 from .io.images import ImageLike
-from .io.video import FrameCache, VideoWriter, encoder_for, even_size, is_frame_folder, open_source
+from .io.video import Frame, FrameCache, VideoWriter, encoder_for, even_size, is_frame_folder, open_source
 from .options import Options, make_options, validate
 from .plan import Plan, fmt_seconds
 from .runner import Runner
@@ -165,6 +165,85 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
             out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
         return out
     return [] if a == b else [prefix.rstrip(".")]
+
+
+@dataclass
+class FrameStylizer:
+    """Everything that stylizes a video's frames, consistent with the previous result, and nothing that holds
+    files open: it can be pickled and sent to other processes (a cluster's actors), which build their own
+    :class:`~impasto.runner.Runner` and flow estimator once (:meth:`runner`) and stylize chunks of frames."""
+
+    styles: list[torch.Tensor]
+    masks: torch.Tensor | None
+    plan: Plan
+    options: Options  # the options the frames run with (histogram colour preservation already applied)
+    temporal: float
+    iterative: bool
+    flow: str
+
+    def runner(self) -> Runner:
+        return Runner(self.options)
+
+    def estimator(self) -> flowlib.FlowEstimator:
+        return flowlib.FlowEstimator(self.flow)
+
+    def frame(
+        self,
+        runner: Runner,
+        estimator: flowlib.FlowEstimator,
+        image: np.ndarray,
+        prev_in: np.ndarray | None,
+        prev_out: np.ndarray | None,
+        info: FrameInfo | None = None,
+        callback: Callback | None = None,
+    ) -> np.ndarray:
+        """One frame, consistent with the previous result (``prev_in`` / ``prev_out``: the previous input frame
+        and its result, uint8; None for the first); returns it as uint8."""
+        info = info if info is not None else FrameInfo(0, 0, None, False)
+        content = _tensor(image)
+        consistent = prev_in is not None and prev_out is not None and self.temporal > 0
+        warped = weights = None
+        if consistent:
+            t0 = time.perf_counter()
+            pair = estimator.pair(prev_in, image)
+            weights = pair.reliability()
+            warped = flowlib.warp(prev_out.astype(np.float32) / 255.0, pair.backward, cubic=True)
+            info.flow_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if self.iterative:
+            temporal = start = None
+            if consistent:
+                start = _tensor(warped)
+                temporal = (start, torch.from_numpy(weights)[None, None])
+            result = _array(runner(content, self.styles, self.masks, callback, self.plan, start=start,
+                                   temporal=temporal))  # fmt: skip
+        else:
+            result = _array(runner(content, self.styles, self.masks, None, self.plan))
+            if consistent:
+                result = flowlib.blend(result, warped, weights, self.temporal, FEATHER, CONTRAST_RADIUS)
+        info.stylize_seconds = time.perf_counter() - t0
+        return quantize(result)
+
+    def chunk(
+        self,
+        runner: Runner,
+        estimator: flowlib.FlowEstimator,
+        frames: np.ndarray,
+        warm_up: int = 0,
+        previous: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Frames (N, H, W, 3) uint8 stylized one after another; the first ``warm_up`` of them only build the
+        temporal state (the frames before a chunk, stylized again so that its first frame has a previous
+        result to be consistent with) and are left out of the result, (N - warm_up, H, W, 3) uint8.
+        ``previous``: the input and result of the frame before, when known exactly (a resumed run's cache)."""
+        prev_in, prev_out = previous if previous is not None else (None, None)
+        out = []
+        for k, image in enumerate(frames):
+            result = self.frame(runner, estimator, image, prev_in, prev_out)
+            if k >= warm_up:
+                out.append(result)
+            prev_in, prev_out = image, result
+        return np.stack(out) if out else np.zeros((0, *frames.shape[1:]), np.uint8)
 
 
 class VideoJob:
@@ -310,11 +389,41 @@ class VideoJob:
         total = f", about {fmt_seconds(self.plan.seconds * n)} in all" if n else ""
         return f"{self.plan.describe()}\nper frame; {frames}{total}"
 
-    def run(self, on_frame: Callable[[FrameInfo], None] | None = None, callback: Callback | None = None
-            ) -> VideoResult:  # fmt: skip
-        """Stylize every frame and write the output; see the module's text for interruptions."""
+    def stylizer(self) -> FrameStylizer:
+        """What stylizes this video's frames, to be sent elsewhere (e.g. to the actors of a cluster)."""
+        return FrameStylizer(self.styles, self.masks, self.plan, self.run_options, self.temporal, self.iterative,
+                             self.settings.flow)  # fmt: skip
+
+    def frames(self, callback: Callback | None = None) -> Iterator[tuple[Frame, np.ndarray, FrameInfo]]:
+        """Every input frame with its result, in order, stylized here one after another (the cached frames of a
+        resumed run read back from the cache)."""
+        stylizer = self.stylizer()
+        runner = stylizer.runner()
+        estimator = stylizer.estimator()
+        prev_in: np.ndarray | None = None
+        prev_out: np.ndarray | None = None
+        for frame in self.reader:
+            i = frame.index
+            info = FrameInfo(i, 0, self.total, i < self.resume_from)
+            if info.cached:
+                out = self.cache.get(i)
+            else:
+                out = stylizer.frame(runner, estimator, frame.image, prev_in, prev_out, info, callback)
+            yield frame, out, info
+            prev_in, prev_out = frame.image, out
+
+    def run(
+        self,
+        on_frame: Callable[[FrameInfo], None] | None = None,
+        callback: Callback | None = None,
+        frames: Callable[[VideoJob, Callback | None], Iterator[tuple[Frame, np.ndarray, FrameInfo]]] | None = None,
+    ) -> VideoResult:
+        """Stylize every frame and write the output; see the module's text for interruptions. ``frames``
+        replaces :meth:`frames`, the engine that yields each input frame with its result in order (e.g.
+        :func:`impasto.cluster.video_frames`, chunks stylized on a Ray cluster); frames are cached and encoded
+        here, in order, whatever made them."""
         tune_allocator()
-        s, r, cache = self.settings, self.reader, self.cache
+        r, cache = self.reader, self.cache
         writer, self.writer = self.writer, None
         if writer is None and not self.folder_output:
             raise RuntimeError("a VideoJob runs once")
@@ -322,17 +431,10 @@ class VideoJob:
         done = stylized = 0
         try:
             cache.begin(self.manifest, self.resume_from)
-            runner = Runner(self.run_options)
-            estimator = flowlib.FlowEstimator(s.flow)
-            prev_in: np.ndarray | None = None
-            prev_out: np.ndarray | None = None
-            for frame in r:
+            engine = frames or VideoJob.frames
+            for frame, out, info in engine(self, callback):
                 i = frame.index
-                info = FrameInfo(i, 0, self.total, i < self.resume_from)
-                if info.cached:
-                    out = cache.get(i)
-                else:
-                    out = self._stylize(runner, estimator, frame.image, prev_in, prev_out, info, callback)
+                if not info.cached:
                     t0 = time.perf_counter()
                     cache.put(i, out, {"frame": i + 1})
                     info.write_seconds += time.perf_counter() - t0
@@ -341,7 +443,6 @@ class VideoJob:
                 if writer is not None:
                     writer.write(out, frame.pts)
                 info.write_seconds += time.perf_counter() - t0
-                prev_in, prev_out = frame.image, out
                 done += 1
                 info.done = done
                 if on_frame is not None:
@@ -375,41 +476,6 @@ class VideoJob:
                 writer.abort()
         return VideoResult(self.output, done, stylized, self.resume_from, getattr(r, "skipped", 0),
                            time.perf_counter() - start_time)  # fmt: skip
-
-    def _stylize(
-        self,
-        runner: Runner,
-        estimator: flowlib.FlowEstimator,
-        image: np.ndarray,
-        prev_in: np.ndarray | None,
-        prev_out: np.ndarray | None,
-        info: FrameInfo,
-        callback: Callback | None,
-    ) -> np.ndarray:
-        """One frame, consistent with the previous result; returns it as uint8."""
-        content = _tensor(image)
-        consistent = prev_in is not None and prev_out is not None and self.temporal > 0
-        warped = weights = None
-        if consistent:
-            t0 = time.perf_counter()
-            pair = estimator.pair(prev_in, image)
-            weights = pair.reliability()
-            warped = flowlib.warp(prev_out.astype(np.float32) / 255.0, pair.backward, cubic=True)
-            info.flow_seconds = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        if self.iterative:
-            temporal = start = None
-            if consistent:
-                start = _tensor(warped)
-                temporal = (start, torch.from_numpy(weights)[None, None])
-            result = _array(runner(content, self.styles, self.masks, callback, self.plan, start=start,
-                                   temporal=temporal))  # fmt: skip
-        else:
-            result = _array(runner(content, self.styles, self.masks, None, self.plan))
-            if consistent:
-                result = flowlib.blend(result, warped, weights, self.temporal, FEATHER, CONTRAST_RADIUS)
-        info.stylize_seconds = time.perf_counter() - t0
-        return quantize(result)
 
     def close(self) -> None:
         if self.writer is not None:  # never run: nothing is left behind

@@ -12,8 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from .. import cluster
 from ..errors import InputError
 from ..web.config import ENV_VAR, ServerConfig, is_loopback
+from . import stylize as stylize_cli
 from .stylize import Parser
 
 DEFAULT_DATA = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "impasto" / "serve"
@@ -34,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-jobs-per-client", type=int, default=10, help="queued or running jobs per client address")
     p.add_argument("--keep-hours", type=float, default=168, help="finished jobs are deleted after this (1 week)")
     p.add_argument("--max-disk-mb", type=float, default=2048, help="the oldest finished jobs are deleted beyond this")
+    g = stylize_cli.add_cluster_args(p, "the workers (actors pulling jobs from the same queue; --data at the same "
+                                     "path on every node)", io=False)  # fmt: skip
+    g.description += "; --workers and --threads do not apply"
     return p
 
 
@@ -50,13 +55,18 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     for name in ("max_upload_mb", "max_megapixels", "keep_hours", "max_disk_mb"):
         if not getattr(args, name) > 0:
             raise InputError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    if args.cluster:
+        cluster.parse_address(args.cluster)
+        cluster.ray_module()  # not installed: one line saying how
+        if args.cluster_actors is not None and args.cluster_actors < 1:
+            raise InputError(f"--cluster-actors must be at least 1, got {args.cluster_actors}")
     if args.max_jobs_per_client < 1:
         raise InputError(f"--max-jobs-per-client must be at least 1, got {args.max_jobs_per_client}")
     return ServerConfig(
         data=args.data.expanduser(), host=args.host, port=args.port, workers=args.workers, token=args.token,
         max_upload_bytes=int(args.max_upload_mb * (1 << 20)), max_pixels=int(args.max_megapixels * 1_000_000),
         max_active_per_client=args.max_jobs_per_client, keep_hours=args.keep_hours, max_disk_mb=args.max_disk_mb,
-        threads=args.threads,
+        threads=args.threads, cluster=args.cluster, cluster_actors=args.cluster_actors,
     )  # fmt: skip
 
 

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .. import api, batch
+from .. import api, batch, cluster
 from ..errors import InputError, NonFiniteLossError, OutputError, StylizeInterrupted
 from ..io.atomic import check_writable
 from ..io.history import write_history
@@ -140,8 +140,26 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     g.add_argument("--format", choices=["png", "jpg", "webp", "tif"], help="output format in batch mode (default png)")
     g.add_argument("--skip-existing", action="store_true", help="in batch mode, leave outputs that already exist")
+    add_cluster_args(p)
     p.add_argument("--version", action="version", version=f"impasto {__version__}")
     return p
+
+
+def add_cluster_args(p: argparse.ArgumentParser, what: str = "batch mode", io: bool = True
+                     ) -> argparse._ArgumentGroup:  # fmt: skip
+    """``--cluster``, ``--cluster-actors`` and (``io``) ``--cluster-io`` (README "Scale-out on Ray")."""
+    g = p.add_argument_group("cluster", f"{what} on a Ray cluster (needs pip install 'impasto[cluster]')")
+    g.add_argument("--cluster", metavar="RAY", help="ray: a local Ray instance on this machine's cores; "
+                   "ray:auto: the cluster this machine is a node of (ray start); ray://HOST:10001: a remote one "
+                   "(Ray Client)")  # fmt: skip
+    g.add_argument("--cluster-actors", type=int, metavar="N", help="workers (one CPU and one torch thread each; "
+                   "default: one per CPU of the cluster)")  # fmt: skip
+    if not io:
+        return g
+    g.add_argument("--cluster-io", choices=list(cluster.IO_MODES), default="store", help="store (default): the "
+                   "driver reads inputs and writes outputs, sent through Ray's object store; shared: the workers "
+                   "read and write the paths themselves (a folder every node sees at the same path)")  # fmt: skip
+    return g
 
 
 _OPTION_ARGS = [
@@ -229,6 +247,8 @@ def run(args: argparse.Namespace) -> int:
     api.as_list(args.styles, opts)  # as many style images as the method takes (none for a trained model)
     if batch.is_batch(args.content):
         return run_batch(args, opts)
+    if args.cluster:
+        raise InputError("--cluster runs batch mode (CONTENT a folder or a glob); one image runs here")
     if not api.METHODS[opts.method].iterative and (args.history or args.save_every):
         raise InputError(f"--history and --save-every need an optimization method; --method {opts.method} has no "
                          "steps")  # fmt: skip
@@ -335,10 +355,28 @@ def check_batch_args(args: argparse.Namespace, opts: Options) -> tuple[list[Path
 def run_batch(args: argparse.Namespace, opts: Options) -> int:
     """The ``impasto FOLDER_OR_GLOB STYLE... -o OUTDIR`` command; returns the exit code."""
     contents, styles, outdir, fmt = check_batch_args(args, opts)
+    connection = None
+    if args.cluster:  # Ray missing or the cluster unreachable: one line, before the progress bar
+        connection = cluster.Cluster(args.cluster, args.cluster_actors)
+    try:
+        return _run_batch(args, opts, contents, styles, outdir, fmt, connection)
+    finally:
+        if connection is not None:
+            connection.close()
+
+
+def _run_batch(args: argparse.Namespace, opts: Options, contents: list[Path], styles: list[Path], outdir: Path,
+               fmt: str, connection: cluster.Cluster | None) -> int:  # fmt: skip
     outdir.mkdir(exist_ok=True)
     bar = None if args.quiet else ScalarBar("image")
     try:
-        result = batch.run_batch(contents, styles, outdir, opts, fmt, args.skip_existing, on_image=bar)
+        if connection is not None:
+            result = cluster.run_batch(
+                contents, styles, outdir, opts, fmt, args.skip_existing, on_image=bar, cluster=connection,
+                actors=args.cluster_actors, io=args.cluster_io,
+            )  # fmt: skip
+        else:
+            result = batch.run_batch(contents, styles, outdir, opts, fmt, args.skip_existing, on_image=bar)
     except KeyboardInterrupt:
         print(f"impasto: {stop_word()}; the images written so far are complete", file=sys.stderr)
         return stop_code()

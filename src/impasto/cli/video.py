@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .. import video
+from .. import cluster, video
 from ..core.progress import StepInfo
 from ..errors import InputError, NonFiniteLossError
 from ..options import Options
@@ -25,8 +25,8 @@ from . import stylize
 from .progress import stop_code, stop_word
 
 #: Groups of the still-image command whose options do not apply to a video (every other group's do, so a group
-#: added there is offered here too).
-_STILL_ONLY_GROUPS = ("output", "batch mode")
+#: added there is offered here too); the video command has its own cluster group.
+_STILL_ONLY_GROUPS = ("output", "batch mode", "cluster")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its frames (OUTPUT.frames/)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g = stylize.add_cluster_args(p, "the frames, in chunks,", io=False)
+    g.add_argument("--chunk-frames", type=int, default=cluster.DEFAULT_CHUNK, metavar="N",
+                   help=f"with --cluster: frames per task (default {cluster.DEFAULT_CHUNK})")  # fmt: skip
+    g.add_argument("--chunk-overlap", type=int, default=cluster.DEFAULT_OVERLAP, metavar="K",
+                   help="with --cluster: frames before each chunk stylized again, only to carry the temporal state "
+                   f"across its border (default {cluster.DEFAULT_OVERLAP})")  # fmt: skip
     _add_method_options(p)
     p.add_argument("--version", action="version", version=f"impasto {__version__}")
     return p
@@ -152,6 +158,21 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"output {args.output} is the same file as input {style}; refusing to overwrite an input")
     settings = settings_from_args(args)
     styles = list(args.styles)
+    if args.cluster:
+        cluster.parse_address(args.cluster)
+        cluster.ray_module()  # not installed: one line saying how, before any work
+        if args.chunk_frames < 1 or args.chunk_overlap < 0:
+            raise InputError("--chunk-frames must be at least 1 and --chunk-overlap at least 0")
+        connection = cluster.Cluster(args.cluster, args.cluster_actors)  # unreachable: one line, before the bar
+        try:
+            return _run(args, opts, settings, styles, connection)
+        finally:
+            connection.close()
+    return _run(args, opts, settings, styles, None)
+
+
+def _run(args: argparse.Namespace, opts: Options, settings: video.VideoSettings, styles: list[str],
+         connection: cluster.Cluster | None) -> int:  # fmt: skip
     with video.VideoJob(args.input, styles, args.output, opts, settings) as job:
         if args.dry_run:
             print(job.describe())
@@ -164,7 +185,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"impasto: resuming after frame {job.resume_from}", file=sys.stderr)
         bar = Bar(job.total, job.resume_from, args.quiet)
         try:
-            result = job.run(bar.frame, bar.step if job.iterative else None)
+            if connection is not None:
+                result = cluster.run_video(job, bar.frame, connection, args.cluster_actors, args.chunk_frames,
+                                           args.chunk_overlap)  # fmt: skip
+            else:
+                result = job.run(bar.frame, bar.step if job.iterative else None)
         except video.VideoStopped as stop:
             bar.close()
             kept = f"playable partial video {stop.partial}" if stop.partial else "no frame finished"

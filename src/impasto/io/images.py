@@ -53,10 +53,23 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise InputError(f"expected an image file, got a folder: {p}")
     if p.stat().st_size == 0:
         raise InputError(f"image file is empty: {p}")
+    return _decode(p, p)
+
+
+def image_from_bytes(data: bytes, name: str | os.PathLike) -> Image.Image:
+    """An image file's bytes (read elsewhere, e.g. by a cluster's driver) decoded exactly as :func:`open_image`
+    decodes the file ``name``; errors name ``name``."""
+    p = Path(name)
+    if not data:
+        raise InputError(f"image file is empty: {p}")
+    return _decode(io.BytesIO(data), p)
+
+
+def _decode(source: Path | io.BytesIO, p: Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
+            with Image.open(source) as im:
                 if im.width * im.height > MAX_INPUT_PIXELS:
                     raise InputError(
                         f"image too large: {p} is {im.width}x{im.height} "
@@ -253,7 +266,12 @@ def save_image(im: Image.Image, path: str | os.PathLike, metadata: Mapping | Non
 
     PNG gets an ``impasto`` text chunk, JPEG a comment, TIFF and WebP an EXIF ImageDescription.
     """
-    path = Path(path)
+    return write_bytes(path, encode_image(im, path, metadata, quality))
+
+
+def encode_image(im: Image.Image, path: str | os.PathLike, metadata: Mapping | None = None, quality: int = 95
+                 ) -> bytes:  # fmt: skip
+    """The bytes :func:`save_image` writes to ``path`` (format by its extension, ``metadata`` embedded)."""
     fmt = output_format(path)
     kwargs: dict = {}
     text = _metadata_text(metadata) if metadata else None
@@ -276,4 +294,4 @@ def save_image(im: Image.Image, path: str | os.PathLike, metadata: Mapping | Non
             kwargs["quality"] = quality
     buffer = io.BytesIO()
     im.save(buffer, format=fmt, **kwargs)
-    return write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()

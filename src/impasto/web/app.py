@@ -44,7 +44,7 @@ from ..plan import check, fmt_bytes, fmt_seconds
 from ..version import __version__
 from .config import LOOPBACK_NAMES, ServerConfig, is_loopback
 from .jobs import FINISHED, Job, JobNotFound, JobStore, folder_bytes, new_id
-from .worker import WorkerPool
+from .worker import ClusterWorkerPool, WorkerPool
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -413,7 +413,10 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> Any:
         store.expire(config.keep_hours * 3600, int(config.max_disk_mb * (1 << 20)))
         thread = threading.Thread(target=janitor, name="impasto-janitor", daemon=True)
         thread.start()
-        if start_workers and config.workers > 0:
+        if start_workers and config.cluster:
+            state["pool"] = ClusterWorkerPool(store, config.cluster, config.cluster_actors, config.warm_up)
+            state["pool"].start()
+        elif start_workers and config.workers > 0:
             state["pool"] = WorkerPool(store, config.workers, config.threads, config.warm_up)
             state["pool"].start()
         try:

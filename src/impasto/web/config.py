@@ -42,6 +42,8 @@ class ServerConfig:
     max_disk_mb: float = 2048.0  # ... and the oldest finished ones beyond this much disk
     threads: int | None = None  # torch threads per worker (default: cores / workers)
     warm_up: bool = True  # workers load the fast method's networks before their first job
+    cluster: str | None = None  # workers as Ray actors on this cluster (impasto.cluster.parse_address)
+    cluster_actors: int | None = None  # how many (default: one per CPU of the cluster)
 
     @property
     def loopback(self) -> bool:

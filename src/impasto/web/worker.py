@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from .. import api
+from .. import api, cluster
 from ..core.progress import StepInfo
 from ..errors import ImpastoError, NonFiniteLossError, StylizeInterrupted
 from ..io.images import save_image, tensor_to_pil
@@ -252,6 +252,21 @@ def main(data: str, name: str, threads: int, parent: int, warm_up: bool = True) 
     sys.exit(0)
 
 
+def actor_main(data: str, name: str, threads: int, parent: int, warm_up: bool = True) -> None:
+    """Entry point of a worker running in a Ray actor (``impasto serve --cluster``): as :func:`main`, without the
+    parent-process checks and signal handlers (Ray stops the actor; its job goes back to the queue)."""
+    torch.set_num_threads(max(1, threads))
+    store = JobStore(data)
+    worker = Worker(store, name)
+    if warm_up:
+        try:
+            worker.warm_up()
+        except Exception:  # noqa: BLE001 - a job will report the real problem
+            traceback.print_exc()
+    store.worker_ready(name, os.getpid())
+    worker.loop()
+
+
 class WorkerPool:
     """``count`` worker processes for a data folder, restarted when one dies (its job goes back to the queue)."""
 
@@ -262,7 +277,8 @@ class WorkerPool:
         self.warm_up = warm_up
         self.processes: dict[str, Any] = {}
         self.restarts = 0
-        self._ctx = multiprocessing.get_context("spawn")
+        self._ctx: Any = multiprocessing.get_context("spawn")
+        self._target: Any = main
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -270,7 +286,7 @@ class WorkerPool:
     def _spawn(self) -> None:
         name = f"w{len(self.processes) + self.restarts}-{secrets.token_hex(4)}"
         args = (str(self.store.root), name, self.threads, os.getpid(), self.warm_up)
-        proc = self._ctx.Process(target=main, args=args, name=f"impasto-worker-{name}", daemon=True)
+        proc = self._ctx.Process(target=self._target, args=args, name=f"impasto-worker-{name}", daemon=True)
         proc.start()
         self.processes[name] = proc
 
@@ -335,3 +351,30 @@ class WorkerPool:
             self.processes.clear()
         if self._thread is not None:
             self._thread.join(2)
+
+
+class ClusterWorkerPool(WorkerPool):
+    """The workers as Ray actors (``impasto serve --cluster``), one CPU and one torch thread each (``count``, or
+    one per CPU of the cluster), pulling jobs from the same SQLite queue: the data folder must be at the same
+    path on every node (this machine's with ``--cluster ray``; a shared filesystem with working locks
+    otherwise). Dead actors are replaced and their jobs re-queued, as worker processes are."""
+
+    def __init__(self, store: JobStore, spec: str, count: int | None = None, warm_up: bool = True) -> None:
+        self.cluster = cluster.Cluster(spec, count)
+        super().__init__(store, self.cluster.actors, 1, warm_up)
+        self._ctx = _ClusterContext(self.cluster)
+        self._target = actor_main
+
+    def stop(self, timeout: float = 10.0) -> None:
+        try:
+            super().stop(timeout)
+        finally:
+            self.cluster.close()
+
+
+class _ClusterContext:
+    def __init__(self, c: cluster.Cluster) -> None:
+        self.cluster = c
+
+    def Process(self, **kwargs: Any) -> cluster.ActorProcess:  # noqa: N802 - multiprocessing's name
+        return cluster.ActorProcess(self.cluster, **kwargs)
