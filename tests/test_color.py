@@ -1,5 +1,6 @@
 """Colour preservation: YIQ, luminance-only transfer, and colour matching of the style to the content."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -91,3 +92,50 @@ def test_preserve_color_option_is_checked():
     with pytest.raises(InputError, match="--preserve-color"):
         make_options(preserve_color="hue")
     assert make_options(preserve_color="none").preserve_color is None
+
+
+def _np_stats(image: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and population covariance (divided by N) of an image's RGB pixels, with NumPy."""
+    x = image.double().numpy().reshape(3, -1)
+    return x.mean(1), np.cov(x, bias=True)
+
+
+def test_colour_statistics_are_population_statistics_even_for_tiny_images():
+    """With 6 and 10 pixels, dividing by N or by N - 1 differs by 20% and 11%: the statistics are those of the
+    pixels (N), and matching gives the source exactly the target's (unclamped)."""
+    g = torch.Generator().manual_seed(0)
+    source, target = torch.rand(1, 3, 2, 3, generator=g), torch.rand(1, 3, 5, 2, generator=g)
+    mean, cov = color.color_stats(source)
+    np_mean, np_cov = _np_stats(source)
+    np.testing.assert_allclose(mean.numpy(), np_mean, atol=1e-12)
+    np.testing.assert_allclose(cov.numpy(), np_cov, atol=1e-12)
+    for mode in ("pca", "cholesky"):
+        out = color.match_color(source, target, mode=mode, clamp=False)
+        got_mean, got_cov = _np_stats(out)
+        want_mean, want_cov = _np_stats(target)
+        np.testing.assert_allclose(got_mean, want_mean, atol=1e-5)
+        np.testing.assert_allclose(got_cov, want_cov, atol=1e-5)
+
+
+def test_matching_clamps_to_the_rgb_cube_by_default():
+    g = torch.Generator().manual_seed(1)
+    source = torch.rand(1, 3, 8, 8, generator=g)
+    target = torch.rand(1, 3, 8, 8, generator=g) * 0.1 + torch.tensor([0.0, 0.5, 0.95]).view(1, 3, 1, 1)
+    target[..., 0, 0] = torch.tensor([1.0, 0.0, 0.0])  # a wide spread: the match leaves the cube
+    free = color.match_color(source, target, clamp=False)
+    assert free.min() < 0 or free.max() > 1
+    assert torch.equal(color.match_color(source, target), free.clamp(0, 1))
+
+
+@pytest.mark.parametrize("mode", ["pca", "cholesky"])
+def test_flat_images_match_without_failing(mode):
+    """A single-colour image has a zero (singular) covariance: eps keeps both decompositions defined. A flat
+    source becomes the target's mean colour; anything matched to a flat target becomes its colour."""
+    g = torch.Generator().manual_seed(2)
+    flat = torch.tensor([0.2, 0.5, 0.7]).view(1, 3, 1, 1).expand(1, 3, 6, 6).clone()
+    busy = torch.rand(1, 3, 6, 6, generator=g)
+    out = color.match_color(flat, busy, mode=mode)
+    expected = busy.double().mean((0, 2, 3)).view(1, 3, 1, 1).float().expand_as(out)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    out = color.match_color(busy, flat, mode=mode)
+    torch.testing.assert_close(out, flat, atol=1e-3, rtol=0)

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from impasto import make_options
+from impasto import api, make_options
 from impasto.errors import InputError, NonFiniteLossError, StylizeInterrupted
+from impasto.methods.base import Inputs
 from impasto.methods.gatys import Gatys
 from impasto.options import PRESETS
 
@@ -176,3 +177,16 @@ def test_mixed_precision_keeps_the_loss_fp32_and_rounds_only_gradients(content64
     assert not torch.equal(grads[0], grads[1])  # ... the backward pass is not
     rel = (grads[0] - grads[1]).norm() / grads[0].norm()
     assert rel < 0.02 and grads[1].dtype == torch.float32
+
+
+def test_gatys_runs_a_one_scale_plan_as_its_stylize_and_refuses_others(content64, style64):
+    """Gatys as a Method on its own (without the coarse-to-fine driver): a plan's one scale and its steps."""
+    opts = make_options(steps=3, init="noise", seed=2, precision="fp32", size=64)
+    plan = api.plan(content64, style64, opts)
+    st = Gatys(opts)
+    out = st.run(Inputs(content64, [style64]), plan)
+    assert len(st.history) == 3
+    assert torch.equal(out, Gatys(opts).stylize(content64, [style64], steps=3))
+    two = api.plan(content64, style64, make_options(size=64, start_size=32, steps=4))
+    with pytest.raises(ValueError, match="single untiled scale"):
+        st.run(Inputs(content64, [style64]), two)

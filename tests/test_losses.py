@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -115,3 +116,20 @@ def test_gram_tap_gradient_matches_autograd(channels_last, downstream):
     ref = torch.nn.functional.mse_loss(gram_matrix(b, "elements"), target.expand(2, 5, 5))
     total(b, ref).backward()
     assert torch.allclose(loss, ref, rtol=1e-5) and torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_tv_loss_is_the_mean_squared_difference_of_neighbours_written_out():
+    image = torch.rand(1, 3, 5, 7, generator=torch.Generator().manual_seed(4))
+    x = image.double().numpy()
+    expected = (np.diff(x, axis=2) ** 2).mean() + (np.diff(x, axis=3) ** 2).mean()
+    assert float(TVLoss()(image)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_raw_gram_target_is_rescaled_by_positions_of_a_non_square_style():
+    """With raw Gram matrices (the article) a style of h x w positions is rescaled to the result's positions:
+    G * out / (h * w), written out for a 2 x 5 feature map."""
+    f = torch.rand(1, 4, 2, 5, generator=torch.Generator().manual_seed(5))
+    flat = f.reshape(4, 10).double()
+    expected = (flat @ flat.T) * (30 / 10)
+    got = StyleLoss.target_of(f, "none", out_positions=30)
+    torch.testing.assert_close(got.double().reshape(4, 4), expected, rtol=1e-5, atol=1e-6)
