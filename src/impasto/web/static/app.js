@@ -5,7 +5,7 @@
 const $ = (id) => document.getElementById(id);
 const MAIN = ["method", "preset", "size", "steps", "strength", "preserve_color"];
 const state = {
-  catalog: null, content: null, styles: [], files: {}, job: null, source: null, timer: null, planTimer: null,
+  catalog: null, content: null, styles: [], files: {}, job: null, source: null, timer: null, planTimer: null, planSeq: 0,
   shownPreview: -1, t0: 0,
 };
 // Files some methods need besides the pictures (a trained model), by option name: what the picker accepts.
@@ -270,17 +270,22 @@ function schedulePlan() {
 }
 
 async function plan() {
-  if (!ready() || !state.content.size) { $("estimate").textContent = ""; return; }
+  const seq = ++state.planSeq; // a newer estimate or a Start makes this one stale
+  const takesStyles = methodInfo() && methodInfo().styles !== "none";
+  // A picture this browser cannot read has no size: no estimate; the server checks the file on Start.
+  const unsized = !state.content || !state.content.size || (takesStyles && state.styles.some((s) => !s.size));
+  if (!ready() || unsized) { $("estimate").textContent = ""; return; }
   const form = new FormData();
   form.append("content_size", state.content.size.join("x"));
-  const takesStyles = methodInfo().styles !== "none";
-  if (takesStyles) for (const s of state.styles) if (s.size) form.append("style_size", s.size.join("x"));
+  if (takesStyles) for (const s of state.styles) form.append("style_size", s.size.join("x"));
   for (const [k, v] of optionFields()) form.append(k, v);
   try {
     const est = await api("/api/plan", { method: "POST", body: form });
+    if (seq !== state.planSeq) return;
     $("estimate").textContent = `Estimate: ${est.text}${est.fits ? "" : " — does not fit in memory"}.`;
     if (!isRunning()) showError(est.fits ? "" : "This run does not fit in memory: choose a smaller size.");
   } catch (err) {
+    if (seq !== state.planSeq) return;
     $("estimate").textContent = "";
     if (!isRunning()) showError(err.message);
   }
@@ -291,6 +296,7 @@ const isRunning = () => state.job && ["queued", "running"].includes(state.job.st
 
 async function start() {
   if (!ready()) return;
+  state.planSeq++; // an estimate still on its way must not overwrite what this job reports
   showError("");
   const info = methodInfo();
   const form = new FormData();
