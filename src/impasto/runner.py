@@ -99,11 +99,12 @@ class Runner:
         (:func:`impasto.core.regions.match_regions`), region k of the content styled by region k of the one
         style image."""
         o = self.options
-        if not styles and o.method != "model":
+        takes = methods.METHODS[o.method].styles  # the style images the method takes: many, one or none
+        if not styles and takes != "none":
             raise InputError("at least one style image is needed")
-        if styles and o.method == "model":
+        if styles and takes == "none":
             raise InputError("a trained model (--model) takes no style image: its style is in its weights")
-        if methods.METHODS[o.method].styles == "one" and len(styles) != 1:
+        if takes == "one" and len(styles) != 1:
             raise InputError(f"--method {o.method} takes one style image, got {len(styles)}")
         if regions is not None:
             if regions[0].shape[0] != regions[1].shape[0]:

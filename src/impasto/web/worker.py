@@ -242,14 +242,19 @@ def main(data: str, name: str, threads: int, parent: int, warm_up: bool = True) 
     store = JobStore(data)
     worker = Worker(store, name)
     signal.signal(signal.SIGTERM, lambda signum, frame: worker.stop.set())
+    _ready(store, worker, name, warm_up)
+    worker.loop(parent)
+    sys.exit(0)
+
+
+def _ready(store: JobStore, worker: Worker, name: str, warm_up: bool) -> None:
+    """Build the networks ahead of the first job (when asked), then tell the store this worker is ready."""
     if warm_up:
         try:
             worker.warm_up()
         except Exception:  # noqa: BLE001 - a job will report the real problem
             traceback.print_exc()
     store.worker_ready(name, os.getpid())
-    worker.loop(parent)
-    sys.exit(0)
 
 
 def actor_main(data: str, name: str, threads: int, parent: int, warm_up: bool = True) -> None:
@@ -258,12 +263,7 @@ def actor_main(data: str, name: str, threads: int, parent: int, warm_up: bool = 
     torch.set_num_threads(max(1, threads))
     store = JobStore(data)
     worker = Worker(store, name)
-    if warm_up:
-        try:
-            worker.warm_up()
-        except Exception:  # noqa: BLE001 - a job will report the real problem
-            traceback.print_exc()
-    store.worker_ready(name, os.getpid())
+    _ready(store, worker, name, warm_up)
     worker.loop()
 
 
