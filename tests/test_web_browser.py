@@ -91,11 +91,13 @@ def test_upload_start_preview_result_download(server, browser, tmp_path, content
     assert page.locator("#opt-method option").all_inner_texts() == offered and {"gatys", "fast"} <= set(offered)
     page.set_input_files("#content-file", str(content_path))
     page.set_input_files("#style-file", str(style_path))
-    assert page.locator("#content-thumbs img").count() == 1 and page.locator("#style-thumbs img").count() == 1
+    # Thumbnails appear once the browser has decoded each picture (asynchronous): wait for them, then count.
+    sync_api.expect(page.locator("#content-thumbs img")).to_have_count(1, timeout=10_000)
+    sync_api.expect(page.locator("#style-thumbs img")).to_have_count(1, timeout=10_000)
     page.select_option("#opt-method", "fast")
     page.fill("#opt-size", "256")
     page.wait_for_function("document.getElementById('estimate').textContent.includes('peak memory')")
-    assert page.locator("#field-steps").is_hidden()  # a one-pass method has no steps
+    sync_api.expect(page.locator("#field-steps")).to_be_hidden()  # a one-pass method has no steps
     # Start from the keyboard: Tab reaches the button, Enter presses it.
     page.locator("body").focus()
     for _ in range(80):
