@@ -50,6 +50,7 @@ $(DEV_STAMP): $(STAMP) requirements-dev.lock
 
 # Line and branch coverage of the package (terminal report; HTML in htmlcov/).
 coverage: $(DEV_STAMP)
+	$(BIN)/coverage erase
 	$(BIN)/python -m pytest -q --cov=impasto --cov-branch --cov-report=term-missing:skip-covered --cov-report=html
 
 # Mutation testing of the modules listed in pyproject.toml [tool.mutmut] (slow: not in CI), then the summary.

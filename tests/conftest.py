@@ -18,17 +18,22 @@ from impasto.io.images import load_image
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under a mutant (``make mutation``): the tests that cover it, fastest first (by mutmut's recorded
     durations), so that a killed mutant dies in its quickest test; with ``IMPASTO_MUTATION_MAX_TEST_SECONDS``,
-    tests recorded as slower are left out (README "Tests": the score is then a lower bound)."""
+    tests recorded as slower are left out (README "Tests": the score is then a lower bound). Ray and browser tests
+    are left out too: their work runs in other processes, which import the installed package, not the mutant."""
     if "__mutmut_" not in os.environ.get("MUTANT_UNDER_TEST", ""):
         return
     stats = Path("mutmut-stats.json")
     durations = json.loads(stats.read_text())["duration_by_test"] if stats.exists() else {}
     items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
     cap = float(os.environ.get("IMPASTO_MUTATION_MAX_TEST_SECONDS", math.inf))
-    slow = [item for item in items if durations.get(item.nodeid, 0.0) > cap]
+
+    def elsewhere(item: pytest.Item) -> bool:
+        return item.get_closest_marker("cluster") is not None or item.path.name == "test_web_browser.py"
+
+    slow = [item for item in items if durations.get(item.nodeid, 0.0) > cap or elsewhere(item)]
     if slow:
         config.hook.pytest_deselected(items=slow)
-        items[:] = [item for item in items if durations.get(item.nodeid, 0.0) <= cap]
+        items[:] = [item for item in items if item not in slow]
 
 
 ROOT = Path(__file__).resolve().parents[1]

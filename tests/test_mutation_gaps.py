@@ -92,3 +92,188 @@ def test_an_empty_region_adds_nothing_and_keeps_the_loss_finite():
 
 def test_default_tile_overlap_is_an_eighth_of_the_tile_and_at_least_16_pixels():
     assert [default_overlap(t) for t in (64, 128, 144, 512, 2048)] == [16, 16, 18, 64, 256]
+
+
+# --- tile geometry ---------------------------------------------------------------------------------------------
+
+
+def test_a_grid_shift_is_taken_modulo_one_tile_step():
+    from impasto.core.tiles import axis_spans
+
+    assert axis_spans(1000, 256, 32, 1.5) == axis_spans(1000, 256, 32, 0.5) != axis_spans(1000, 256, 32)
+    assert axis_spans(1000, 256, 32, 1.0) == axis_spans(1000, 256, 32, 2.0) == axis_spans(1000, 256, 32)
+
+
+def test_each_tiled_pass_uses_its_own_shifted_grid():
+    """Two passes: the plain grid and the half-shifted one (which has one more tile per axis), each tile once."""
+    from impasto.core.tiles import tile_grid, tiled_apply
+
+    seen: list[tuple[int, int]] = []
+
+    def fn(crop: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(crop.shape[-2:]))
+        return crop
+
+    image = torch.rand(1, 3, 200, 300, generator=torch.Generator().manual_seed(0))
+    out = tiled_apply(image, fn, tile=128, overlap=16, passes=2)
+    expected = [(t.height, t.width) for s in (0.0, 0.5) for t in tile_grid(200, 300, 128, 16, s)]
+    assert seen == expected and len(tile_grid(200, 300, 128, 16, 0.5)) > len(tile_grid(200, 300, 128, 16))
+    assert torch.allclose(out, image, atol=1e-6)  # an identity stylization blends back to the image
+
+
+def test_core_positions_take_feature_centres_inside_the_core_counting_padding():
+    """Worked by hand: an 8-pixel stride puts feature j's centre at top + 8j + 4 - pad. A tile at the top-left
+    with neighbours below and right (overlap 16) has its core in rows [0, 56) and columns [0, 56); with 3 pixels
+    of padding the centres are 8j + 1, so rows 0..6 (8*7 + 1 = 57 is out); an edge tile keeps all rows."""
+    from impasto.core.tiles import Tile, core_positions
+
+    inner = Tile(0, 0, 64, 64, (False, True, False, True))
+    rows, cols = core_positions(inner, 16, 8, (9, 9), (3, 3))
+    assert rows == cols == list(range(7))
+    tall = Tile(0, 0, 96, 64, (False, False, False, False))  # alone: everything is core; 12 rows, 8 columns
+    rows, cols = core_positions(tall, 16, 8, (12, 8))
+    assert rows == list(range(12)) and cols == list(range(8))
+
+
+# --- losses ----------------------------------------------------------------------------------------------------
+
+
+def test_a_raw_gram_target_is_rescaled_by_the_ratio_of_positions_for_non_square_maps():
+    f = torch.randn(1, 4, 3, 5, generator=torch.Generator().manual_seed(1))
+    flat = f.flatten(2)[0]
+    raw = flat @ flat.T
+    assert torch.allclose(StyleLoss.target_of(f, "none", out_positions=30), raw * 2, rtol=1e-5)
+
+
+def test_total_variation_on_a_ramp_and_a_checkerboard_written_out():
+    from impasto.core.losses import TVLoss
+
+    ramp = torch.arange(4.0).view(1, 1, 4, 1).expand(1, 1, 4, 3)  # rows 0, 1, 2, 3: vertical steps of 1
+    assert float(TVLoss()(ramp)) == pytest.approx(1.0)  # mean dh^2 = 1, dw = 0
+    board = ((torch.arange(3).view(3, 1) + torch.arange(3).view(1, 3)) % 2).float().view(1, 1, 3, 3)
+    assert float(TVLoss()(board)) == pytest.approx(2.0)  # every neighbour differs by 1, both directions
+
+
+# --- regions ---------------------------------------------------------------------------------------------------
+
+
+def test_coverage_and_composite_keep_shapes_and_the_stylized_dtype():
+    from impasto.core.regions import composite, coverage
+
+    masks = torch.zeros(2, 1, 4, 4)
+    masks[0, :, :, :2] = 0.75
+    masks[1, :, :, :1] = 0.5  # overlaps: coverage capped at 1
+    cover = coverage(masks)
+    assert cover.shape == (1, 1, 4, 4)
+    assert torch.equal(cover[0, 0, 0], torch.tensor([1.0, 0.75, 0.0, 0.0]))
+    stylized, content = torch.ones(1, 3, 4, 4), torch.zeros(1, 3, 4, 4, dtype=torch.float64)
+    out = composite(stylized, content, masks)
+    assert out.dtype == torch.float32 and torch.equal(out[0, :, 0], cover[0, 0, 0].expand(3, 4))
+
+
+# --- AdaIN -----------------------------------------------------------------------------------------------------
+
+
+def test_the_style_statistics_cache_drops_the_least_recently_used_image():
+    engine = AdaIN(cache_size=2)
+    g = torch.Generator().manual_seed(2)
+    a, b, c = (torch.rand(1, 3, 16, 16, generator=g) for _ in range(3))
+    calls = []
+    encode = engine.encode
+    engine.encode = lambda x: calls.append(1) or encode(x)  # count the encoder passes
+    engine.style_stats(a)
+    engine.style_stats(b)
+    engine.style_stats(a)  # a is now the most recent
+    engine.style_stats(c)  # evicts b
+    assert len(calls) == 3
+    engine.style_stats(a)
+    assert len(calls) == 3  # still cached
+    engine.style_stats(b)
+    assert len(calls) == 4  # was evicted
+
+
+def test_padding_to_the_stride_falls_back_to_replicate_when_reflect_cannot_reach():
+    """An 8-pixel-high picture is padded to the 16-pixel minimum: 8 rows below it, which a mirror of 8 rows
+    cannot give (reflect needs more rows than it pads), so its last row is repeated."""
+    from impasto.methods.adain import pad_to_stride
+
+    x = torch.rand(1, 3, 8, 16, generator=torch.Generator().manual_seed(3))
+    padded, pads = pad_to_stride(x)
+    assert pads == (0, 0, 0, 8) and padded.shape[-2:] == (16, 16)
+    assert torch.equal(padded[..., :8, :], x)
+    assert torch.equal(padded[..., 8:, :], x[..., -1:, :].expand(1, 3, 8, 16))  # replicated edge row
+
+
+# --- colour ----------------------------------------------------------------------------------------------------
+
+
+def test_an_unknown_colour_matching_mode_is_named_in_one_line():
+    from impasto.core import color
+
+    x = torch.rand(1, 3, 4, 4)
+    with pytest.raises(ValueError) as err:
+        color.match_color(x, x, mode="lab")
+    assert str(err.value) == "colour matching mode must be 'pca' or 'cholesky', not 'lab'"
+
+
+def test_matched_luminance_is_clipped_at_black_and_works_on_a_batch():
+    """A dark, high-contrast content asks the style's darkest pixels to go below 0: they stop at 0 (the gray
+    image stays a picture). Two images at once give each the same gray in all three channels."""
+    from impasto.core import color
+
+    style = torch.linspace(0, 1, 16).view(1, 1, 4, 4).expand(2, 3, 4, 4)  # luminance ramp 0..1 (gray)
+    content = torch.zeros(2, 3, 4, 4)
+    content[..., 0, 0] = 1.0  # mean 1/16, one bright pixel: std ~0.25, far more than the mean
+    out = color.match_luminance(style, content)
+    assert out.shape == (2, 3, 4, 4) and float(out.min()) == 0.0
+    ys = color.luminance(style)
+    yc = color.luminance(content)
+    unclipped = (ys - ys.mean()) * (yc.std() / ys.std()) + yc.mean()
+    assert float(unclipped.min()) < -0.05  # the case is real
+    assert torch.allclose(out[:, :1], unclipped.clamp(0, 1), atol=1e-6) and torch.equal(out[:, 0], out[:, 2])
+
+
+def test_a_mask_count_that_does_not_match_the_styles_is_named_in_one_line(content_path, two_styles):
+    engine = AdaIN()
+    feats = torch.rand(1, 512, 4, 4)
+    with pytest.raises(InputError) as err:
+        engine.target_features(feats, two_styles, masks=torch.ones(3, 1, 4, 4) / 3)
+    assert str(err.value) == "3 masks for 2 style images (one mask per style)"
+
+
+# --- the optimizer loop ----------------------------------------------------------------------------------------
+
+
+def _tiny_terms(engine, content, style):
+    return engine.build_terms(content, [style])
+
+
+def test_zero_steps_return_the_start_clamped_and_one_step_evaluates_once(content_path, style_path):
+    from impasto.methods.gatys import Gatys
+
+    content, style = load_image(content_path, 32), load_image(style_path, 32)
+    engine = Gatys(make_options(size=32, precision="fp32"))
+    terms = _tiny_terms(engine, content, style)
+    start = content * 3 - 1  # values from -1 to 2
+    calls = []
+    out = engine.optimize(start, terms, steps=0, callback=calls.append)
+    assert calls == [] and torch.equal(out, start.clamp(0, 1))
+    engine.optimize(start, terms, steps=1, callback=calls.append)
+    assert [c.step for c in calls] == [1]
+
+
+def test_the_start_image_comes_from_the_style_or_from_a_file(content_path, style_path, tmp_path):
+    from PIL import Image
+
+    from impasto.core.sizes import resize_tensor
+    from impasto.methods.gatys import Gatys
+
+    content, style = load_image(content_path, 32), load_image(style_path, 48)
+    hw = tuple(content.shape[-2:])
+    by_style = Gatys(make_options(init="style")).initial_image(content, [style, content])
+    assert torch.equal(by_style, resize_tensor(style, hw))
+    picture = tmp_path / "start.png"
+    rgb = (torch.rand(3, 20, 30, generator=torch.Generator().manual_seed(4)) * 255).round().byte()
+    Image.fromarray(rgb.permute(1, 2, 0).numpy()).save(picture)
+    by_file = Gatys(make_options(init=str(picture))).initial_image(content, [style])
+    assert torch.equal(by_file, resize_tensor(load_image(picture), hw))
