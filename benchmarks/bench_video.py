@@ -228,9 +228,44 @@ def figure(args: argparse.Namespace) -> None:
     print(f"wrote {out / 'frames.png'} and {out / 'sample.mp4'} (frames in {work})")
 
 
+def sweep(args: argparse.Namespace) -> None:
+    """The blend's settings against each other on one clip: per-frame stylization and flows computed once, then
+    the blend replayed for each ``--blends strength,contrast_radius,max_gain`` exactly as ``impasto video`` runs it
+    (warp of the previous uint8 result, bicubic; feathered reliability; quantized), scored like ``quality``."""
+    work = Path(tempfile.mkdtemp(prefix="bench-video-"))
+    clip = make_clip(work / "clip.mkv", Path(args.photo or default_photo()), args.frames, args.size)
+    video.stylize_video(clip.path, args.style, work / "perframe", method=args.method, size=args.size, temporal=0.0)
+    stylized = [f.astype(np.float32) / 255 for f in png_frames(work / "perframe")]
+    with vio.open_source(clip.path) as reader:
+        reader.size = stylized[0].shape[1::-1]
+        inputs = [f.image for f in reader]
+    run_flow, score_flow = flow.FlowEstimator(video.VideoSettings.flow), flow.FlowEstimator("medium")
+    pairs = [run_flow.pair(a, b) for a, b in zip(inputs, inputs[1:], strict=False)]
+    scored = [score_flow.pair(a, b) for a, b in zip(inputs, inputs[1:], strict=False)]
+    trusted = [p.reliability() for p in scored]
+
+    def measure(frames: list[np.ndarray]) -> tuple[float, float]:
+        errors = [flow.warping_error(frames[t + 1], frames[t], p.backward, c) for t, (p, c) in
+                  enumerate(zip(scored, trusted, strict=True))]  # fmt: skip
+        return float(np.mean(errors)), float(np.mean(style_losses(frames, args.style)))
+
+    base = measure([video.quantize(s) for s in stylized])
+    print(f"per-frame: warping error {base[0]:.2f}, style loss {base[1]:.3f}", flush=True)
+    for setting in args.blends:
+        strength, radius, gain = (float(v) for v in setting.split(","))
+        out = [video.quantize(stylized[0])]
+        for t, pair in enumerate(pairs, start=1):
+            warped = flow.warp(out[-1].astype(np.float32) / 255, pair.backward, cubic=True)
+            out.append(video.quantize(flow.blend(stylized[t], warped, pair.reliability(), strength, video.FEATHER,
+                                                 radius, gain)))  # fmt: skip
+        err, style = measure(out)
+        print(f"blend {strength}, contrast radius {radius} px, max gain {gain}x: warping error "
+              f"{err / base[0] - 1:+.1%}, style loss {style / base[1] - 1:+.1%}", flush=True)  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["quality", "throughput", "memory", "figure", "_child"])
+    p.add_argument("what", choices=["quality", "throughput", "memory", "figure", "sweep", "_child"])
     p.add_argument("--size", type=int, default=512, help="frame width (clip) / longest side (--video)")
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--method", default="fast")
@@ -242,12 +277,18 @@ def main() -> None:
     p.add_argument("--duration", type=float, help="seconds of --video to take")
     p.add_argument("--lengths", type=int, nargs="+", default=[100, 400])
     p.add_argument("--out", default="docs/video")
+    p.add_argument("--blends", nargs="+", default=["0.7,2,2", "0.85,1,3"], help="sweep: strength,radius,gain ...")
     p.add_argument("--clip", help=argparse.SUPPRESS)
     p.add_argument("--output", help=argparse.SUPPRESS)
     args = p.parse_args()
-    {"quality": quality, "throughput": throughput, "memory": memory, "figure": figure, "_child": _child}[args.what](
-        args
-    )
+    {
+        "quality": quality,
+        "throughput": throughput,
+        "memory": memory,
+        "figure": figure,
+        "sweep": sweep,
+        "_child": _child,
+    }[args.what](args)
 
 
 if __name__ == "__main__":

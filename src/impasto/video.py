@@ -57,7 +57,7 @@ from .version import __version__
 
 #: ``temporal`` of feed-forward methods when not given: the share of the warped previous result blended in
 #: where the flow is reliable (README "Video": chosen on the benchmark clip).
-DEFAULT_BLEND = 0.7
+DEFAULT_BLEND = 0.85
 #: ``temporal`` of optimizing methods when not given: the temporal loss's weight (same scale as the content
 #: weight with normalized losses; README "Video").
 DEFAULT_TEMPORAL_LOSS = 1000.0
@@ -65,7 +65,9 @@ DEFAULT_TEMPORAL_LOSS = 1000.0
 FEATHER = 2.0
 #: Radius (pixels) of the window in which the blend restores the stylization's local contrast
 #: (:func:`impasto.core.flow.blend`; 0 turns it off).
-CONTRAST_RADIUS = 2.0
+CONTRAST_RADIUS = 1.0
+#: Largest factor by which the blend may raise the local contrast back (:func:`impasto.core.flow.blend`).
+MAX_GAIN = 3.0
 #: The optical flow's presets (``--flow``).
 FLOW_PRESETS = flowlib.PRESETS
 
@@ -220,7 +222,7 @@ class FrameStylizer:
         else:
             result = _array(runner(content, self.styles, self.masks, None, self.plan))
             if consistent:
-                result = flowlib.blend(result, warped, weights, self.temporal, FEATHER, CONTRAST_RADIUS)
+                result = flowlib.blend(result, warped, weights, self.temporal, FEATHER, CONTRAST_RADIUS, MAX_GAIN)
         info.stylize_seconds = time.perf_counter() - t0
         return quantize(result)
 
