@@ -277,3 +277,93 @@ def test_the_start_image_comes_from_the_style_or_from_a_file(content_path, style
     Image.fromarray(rgb.permute(1, 2, 0).numpy()).save(picture)
     by_file = Gatys(make_options(init=str(picture))).initial_image(content, [style])
     assert torch.equal(by_file, resize_tensor(load_image(picture), hw))
+
+
+def test_gatys_run_passes_every_input_of_its_one_scale_to_stylize(content_path, style_path):
+    """Masks, a start image with the steps already done, the temporal target, the plan's step count (not the
+    options') and the callback all reach the run: the same pixels and steps as the explicit call."""
+    from impasto.methods.gatys import Gatys
+
+    content, style = load_image(content_path, 32), load_image(style_path, 32)
+    styles = [style, style.flip(1)]
+    h, w = content.shape[-2:]
+    left = torch.zeros(1, 1, h, w)
+    left[..., : w // 2] = 1
+    masks = torch.cat([left, 1 - left])
+    g = torch.Generator().manual_seed(5)
+    start = torch.rand(1, 3, h, w, generator=g)
+    temporal = (torch.rand(1, 3, h, w, generator=g), torch.ones(1, 1, h, w))
+    opts = make_options(size=32, steps=4, precision="fp32", temporal_weight=50.0)
+    plan = api.plan(content, styles, opts)
+    assert plan.scales[0].steps == 4
+    seen, expected = [], []
+    out = Gatys(make_options(size=32, steps=9, precision="fp32", temporal_weight=50.0)).run(
+        Inputs(content, styles, masks, start=start, start_step=1, temporal=temporal), plan, seen.append
+    )
+    ref = Gatys(opts).stylize(content, styles, expected.append, masks, 4, start, 1, None, temporal)
+    assert torch.equal(out, ref) and [i.step for i in seen] == [i.step for i in expected] == [2, 3, 4]
+    unmasked = Gatys(opts).stylize(content, styles, None, None, 4, start, 1, None, temporal)
+    untemporal = Gatys(opts).stylize(content, styles, None, masks, 4, start, 1, None, None)
+    assert not torch.equal(out, unmasked) and not torch.equal(out, untemporal)  # each input changes the result
+
+
+def test_stylize_starts_from_the_style_image_when_asked(content_path, style_path):
+    from impasto.core.sizes import resize_tensor
+    from impasto.methods.gatys import Gatys
+
+    content, style = load_image(content_path, 32), load_image(style_path, 48)
+    out = Gatys(make_options(size=32, init="style")).stylize(content, [style], steps=0)
+    assert torch.equal(out, resize_tensor(style, tuple(content.shape[-2:])))
+
+
+def test_gatys_run_passes_label_regions(content_path, style_path):
+    from impasto.methods.gatys import Gatys
+
+    content, style = load_image(content_path, 32), load_image(style_path, 32)
+    top = torch.zeros(1, 1, *content.shape[-2:])
+    top[..., : content.shape[-2] // 2, :] = 1
+    stop = torch.zeros(1, 1, *style.shape[-2:])
+    stop[..., :, : style.shape[-1] // 2] = 1
+    regions, style_regions = torch.cat([top, 1 - top]), torch.cat([stop, 1 - stop])
+    opts = make_options(size=32, steps=2, precision="fp32")
+    plan = api.plan(content, [style], opts)
+    out = Gatys(opts).run(Inputs(content, [style], regions=regions, style_regions=style_regions), plan)
+    ref = Gatys(opts).stylize(content, [style], None, None, 2, None, 0, (regions, style_regions))
+    plain = Gatys(opts).stylize(content, [style], steps=2)
+    assert torch.equal(out, ref) and not torch.equal(out, plain)
+
+
+def test_gatys_run_refuses_a_plan_of_several_scales_in_one_exact_line(content_path, style_path):
+    from impasto.methods.gatys import Gatys
+
+    content, style = load_image(content_path, 64), load_image(style_path, 64)
+    two = api.plan(content, [style], make_options(size=64, start_size=32, steps=4))
+    assert len(two.scales) == 2 and not two.scales[0].tile
+    with pytest.raises(ValueError) as err:
+        Gatys(make_options(size=64)).run(Inputs(content, [style]), two)
+    assert str(err.value) == "Gatys.run takes a single untiled scale; CoarseToFine runs the others"
+
+
+def test_the_temporal_term_without_a_previous_frame_is_zero():
+    from impasto.methods.terms import TemporalTerm
+
+    term = TemporalTerm(5.0)
+    assert term.weight == 0 and float(term(torch.rand(1, 3, 4, 4), {}, {})) == 0.0
+
+
+def test_a_new_term_without_a_hand_written_gradient_is_planned_under_autograd(monkeypatch):
+    """The open list of terms: a term that says nothing about the hand-written pass is not assumed to be in it."""
+    from impasto import estimate
+    from impasto.methods import terms
+
+    class Brightness(terms.Term):
+        name = "brightness"
+
+        @classmethod
+        def wanted(cls, options):  # noqa: ANN001, ANN206
+            return True
+
+    opts = make_options(size=64)
+    assert estimate.uses_handwritten_pass(opts, "cpu")
+    monkeypatch.setattr(terms, "TERMS", [*terms.TERMS, Brightness])
+    assert not estimate.uses_handwritten_pass(opts, "cpu")
