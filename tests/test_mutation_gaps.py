@@ -367,3 +367,30 @@ def test_a_new_term_without_a_hand_written_gradient_is_planned_under_autograd(mo
     assert estimate.uses_handwritten_pass(opts, "cpu")
     monkeypatch.setattr(terms, "TERMS", [*terms.TERMS, Brightness])
     assert not estimate.uses_handwritten_pass(opts, "cpu")
+
+
+def test_the_tiled_fast_method_follows_its_options_and_normalizes_blend_weights(content_path, two_styles):
+    """Through FastMethod with --tile: the same pixels as stylize_tiled called with the options by hand, and blend
+    weights (1, 3) mean (0.25, 0.75)."""
+    from impasto.methods.adain import stylize_tiled
+
+    content = load_image(content_path, 112)
+    opts = make_options(method="fast", size=112, tile=64, tile_overlap=16, tile_passes=1, style_blend=(1, 3),
+                        strength=0.8)  # fmt: skip
+    plan = api.plan(content, two_styles, opts)
+    assert plan.scales[-1].tile == 64
+    out = FastMethod(opts).run(Inputs(content, two_styles), plan)
+    ref = stylize_tiled(AdaIN(), content, two_styles, 64, 16, 1, (0.25, 0.75), 0.8)
+    assert out.shape == content.shape and torch.allclose(out, ref, atol=1e-5)
+
+
+def test_one_tile_gathers_the_whole_pictures_statistics_and_matches_the_untiled_run(content_path, two_styles):
+    """A picture within one tile: its core is every feature position, so the tiled path's content statistics
+    are the whole picture's and its result the untiled AdaIN's (64 x 96: no padding, 8 x 12 features)."""
+    from impasto.methods.adain import stylize_tiled
+
+    content = torch.nn.functional.interpolate(load_image(content_path, 96), size=(64, 96), mode="area")
+    engine = AdaIN()
+    tiled = stylize_tiled(engine, content, two_styles, tile=128, overlap=16, passes=1, weights=(1, 3))
+    whole = engine.stylize(content, two_styles, (0.25, 0.75))
+    assert torch.allclose(tiled, whole, atol=2e-4), float((tiled - whole).abs().max())

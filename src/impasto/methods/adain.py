@@ -337,7 +337,7 @@ def stylize_tiled(
     mean = acc / max(count, 1)
     var = (acc2 / max(count, 1) - mean.pow(2)).clamp_min(0)
     content_mean = mean.float().view(1, -1, 1, 1)
-    content_std = (var + EPS).sqrt().float().view(1, -1, 1, 1)
+    content_std = var.sqrt().clamp_min(EPS).float().view(1, -1, 1, 1)  # as adain(): population std, floor EPS
 
     def one(crop: torch.Tensor) -> torch.Tensor:
         padded, pads = pad_to_stride(crop)
