@@ -58,7 +58,7 @@ coverage: $(DEV_STAMP)
 # seconds (traced); MUTATION_MAX_TEST_S=inf runs them all. Results accumulate in mutants/ (make clean resets them).
 # MUTATION_SAMPLE=0.15 checks a random 15% of each module's mutants not checked yet (needs mutants/ from an earlier
 # run, which may have been interrupted once it printed "Running mutation testing").
-MUTATION_MAX_TEST_S ?= 3
+MUTATION_MAX_TEST_S ?= 60
 MUTATION_SAMPLE ?=
 mutation: $(DEV_STAMP)
 ifdef MUTATION_SAMPLE

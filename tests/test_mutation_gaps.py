@@ -394,3 +394,28 @@ def test_one_tile_gathers_the_whole_pictures_statistics_and_matches_the_untiled_
     tiled = stylize_tiled(engine, content, two_styles, tile=128, overlap=16, passes=1, weights=(1, 3))
     whole = engine.stylize(content, two_styles, (0.25, 0.75))
     assert torch.allclose(tiled, whole, atol=2e-4), float((tiled - whole).abs().max())
+
+
+# --- atomic writes -------------------------------------------------------------------------------------------
+
+
+def test_a_write_killed_midway_leaves_a_hidden_tmp_file_that_a_resumed_video_clears(tmp_path, monkeypatch):
+    """The temporary file is ``.NAME.*.tmp`` beside its destination: the name the frame cache removes when a
+    run begins again after a hard kill (which gives the writer no chance to remove it)."""
+    import os
+
+    from impasto.io.atomic import write_bytes
+    from impasto.io.video import FrameCache
+
+    names = []
+    real = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (names.append(os.path.basename(a)), real(a, b))[1])
+    cache = FrameCache(tmp_path / "out.frames")
+    cache.begin({"run": 1}, keep=0)
+    write_bytes(cache.folder / "frame_000001.png", b"frame")
+    name = names[-1]
+    assert name.startswith(".frame_000001.png.") and name.endswith(".tmp")
+    (cache.folder / name).write_bytes(b"half a frame")  # what a SIGKILL between write and rename leaves
+    cache.begin({"run": 1}, keep=1)
+    assert sorted(p.name for p in cache.folder.iterdir() if p.name.startswith(".frame")) == []
+    assert (cache.folder / "frame_000001.png").read_bytes() == b"frame"
