@@ -241,6 +241,7 @@ def sweep(args: argparse.Namespace) -> None:
         inputs = [f.image for f in reader]
     run_flow, score_flow = flow.FlowEstimator(video.VideoSettings.flow), flow.FlowEstimator("medium")
     pairs = [run_flow.pair(a, b) for a, b in zip(inputs, inputs[1:], strict=False)]
+    reliable = [p.reliability() for p in pairs]  # the blend's weights: the same for every setting
     scored = [score_flow.pair(a, b) for a, b in zip(inputs, inputs[1:], strict=False)]
     trusted = [p.reliability() for p in scored]
 
@@ -254,10 +255,10 @@ def sweep(args: argparse.Namespace) -> None:
     for setting in args.blends:
         strength, radius, gain = (float(v) for v in setting.split(","))
         out = [video.quantize(stylized[0])]
-        for t, pair in enumerate(pairs, start=1):
+        for t, (pair, weights) in enumerate(zip(pairs, reliable, strict=True), start=1):
             warped = flow.warp(out[-1].astype(np.float32) / 255, pair.backward, cubic=True)
-            out.append(video.quantize(flow.blend(stylized[t], warped, pair.reliability(), strength, video.FEATHER,
-                                                 radius, gain)))  # fmt: skip
+            out.append(video.quantize(flow.blend(stylized[t], warped, weights, strength, video.FEATHER, radius,
+                                                 gain)))  # fmt: skip
         err, style = measure(out)
         print(f"blend {strength}, contrast radius {radius} px, max gain {gain}x: warping error "
               f"{err / base[0] - 1:+.1%}, style loss {style / base[1] - 1:+.1%}", flush=True)  # fmt: skip
