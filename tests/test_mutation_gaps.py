@@ -3,18 +3,28 @@ changed (a region's style, a mask's share, an exact message), derived independen
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+from PIL import Image
 
-from impasto import api, make_options
-from impasto.core.losses import StyleLoss, gram_matrix
-from impasto.core.regions import region_style_losses
-from impasto.core.tiles import default_overlap
+from impasto import api, estimate, make_options
+from impasto.core import color
+from impasto.core.losses import StyleLoss, TVLoss, gram_matrix
+from impasto.core.regions import composite, coverage, region_style_losses
+from impasto.core.sizes import resize_tensor
+from impasto.core.tiles import Tile, axis_spans, core_positions, default_overlap, tile_grid, tiled_apply
 from impasto.core.vgg import build_vgg
 from impasto.errors import InputError
+from impasto.io.atomic import write_bytes
 from impasto.io.images import load_image
-from impasto.methods.adain import AdaIN, FastMethod, downsample_masks, encoder_from_vgg
+from impasto.io.video import FrameCache
+from impasto.methods import terms
+from impasto.methods.adain import AdaIN, FastMethod, downsample_masks, encoder_from_vgg, pad_to_stride, stylize_tiled
 from impasto.methods.base import Inputs
+from impasto.methods.gatys import Gatys
+from impasto.methods.terms import TemporalTerm
 
 
 def test_the_adain_encoder_refuses_a_vgg_with_either_wrong_setting_in_one_exact_line():
@@ -98,7 +108,6 @@ def test_default_tile_overlap_is_an_eighth_of_the_tile_and_at_least_16_pixels():
 
 
 def test_a_grid_shift_is_taken_modulo_one_tile_step():
-    from impasto.core.tiles import axis_spans
 
     assert axis_spans(1000, 256, 32, 1.5) == axis_spans(1000, 256, 32, 0.5) != axis_spans(1000, 256, 32)
     assert axis_spans(1000, 256, 32, 1.0) == axis_spans(1000, 256, 32, 2.0) == axis_spans(1000, 256, 32)
@@ -106,7 +115,6 @@ def test_a_grid_shift_is_taken_modulo_one_tile_step():
 
 def test_each_tiled_pass_uses_its_own_shifted_grid():
     """Two passes: the plain grid and the half-shifted one (which has one more tile per axis), each tile once."""
-    from impasto.core.tiles import tile_grid, tiled_apply
 
     seen: list[tuple[int, int]] = []
 
@@ -125,7 +133,6 @@ def test_core_positions_take_feature_centres_inside_the_core_counting_padding():
     """Worked by hand: an 8-pixel stride puts feature j's centre at top + 8j + 4 - pad. A tile at the top-left
     with neighbours below and right (overlap 16) has its core in rows [0, 56) and columns [0, 56); with 3 pixels
     of padding the centres are 8j + 1, so rows 0..6 (8*7 + 1 = 57 is out); an edge tile keeps all rows."""
-    from impasto.core.tiles import Tile, core_positions
 
     inner = Tile(0, 0, 64, 64, (False, True, False, True))
     rows, cols = core_positions(inner, 16, 8, (9, 9), (3, 3))
@@ -146,7 +153,6 @@ def test_a_raw_gram_target_is_rescaled_by_the_ratio_of_positions_for_non_square_
 
 
 def test_total_variation_on_a_ramp_and_a_checkerboard_written_out():
-    from impasto.core.losses import TVLoss
 
     ramp = torch.arange(4.0).view(1, 1, 4, 1).expand(1, 1, 4, 3)  # rows 0, 1, 2, 3: vertical steps of 1
     assert float(TVLoss()(ramp)) == pytest.approx(1.0)  # mean dh^2 = 1, dw = 0
@@ -158,7 +164,6 @@ def test_total_variation_on_a_ramp_and_a_checkerboard_written_out():
 
 
 def test_coverage_and_composite_keep_shapes_and_the_stylized_dtype():
-    from impasto.core.regions import composite, coverage
 
     masks = torch.zeros(2, 1, 4, 4)
     masks[0, :, :, :2] = 0.75
@@ -195,7 +200,6 @@ def test_the_style_statistics_cache_drops_the_least_recently_used_image():
 def test_padding_to_the_stride_falls_back_to_replicate_when_reflect_cannot_reach():
     """An 8-pixel-high picture is padded to the 16-pixel minimum: 8 rows below it, which a mirror of 8 rows
     cannot give (reflect needs more rows than it pads), so its last row is repeated."""
-    from impasto.methods.adain import pad_to_stride
 
     x = torch.rand(1, 3, 8, 16, generator=torch.Generator().manual_seed(3))
     padded, pads = pad_to_stride(x)
@@ -208,7 +212,6 @@ def test_padding_to_the_stride_falls_back_to_replicate_when_reflect_cannot_reach
 
 
 def test_an_unknown_colour_matching_mode_is_named_in_one_line():
-    from impasto.core import color
 
     x = torch.rand(1, 3, 4, 4)
     with pytest.raises(ValueError) as err:
@@ -219,7 +222,6 @@ def test_an_unknown_colour_matching_mode_is_named_in_one_line():
 def test_matched_luminance_is_clipped_at_black_and_works_on_a_batch():
     """A dark, high-contrast content asks the style's darkest pixels to go below 0: they stop at 0 (the gray
     image stays a picture). Two images at once give each the same gray in all three channels."""
-    from impasto.core import color
 
     style = torch.linspace(0, 1, 16).view(1, 1, 4, 4).expand(2, 3, 4, 4)  # luminance ramp 0..1 (gray)
     content = torch.zeros(2, 3, 4, 4)
@@ -244,29 +246,20 @@ def test_a_mask_count_that_does_not_match_the_styles_is_named_in_one_line(conten
 # --- the optimizer loop ----------------------------------------------------------------------------------------
 
 
-def _tiny_terms(engine, content, style):
-    return engine.build_terms(content, [style])
-
-
 def test_zero_steps_return_the_start_clamped_and_one_step_evaluates_once(content_path, style_path):
-    from impasto.methods.gatys import Gatys
 
     content, style = load_image(content_path, 32), load_image(style_path, 32)
     engine = Gatys(make_options(size=32, precision="fp32"))
-    terms = _tiny_terms(engine, content, style)
+    loss_terms = engine.build_terms(content, [style])
     start = content * 3 - 1  # values from -1 to 2
     calls = []
-    out = engine.optimize(start, terms, steps=0, callback=calls.append)
+    out = engine.optimize(start, loss_terms, steps=0, callback=calls.append)
     assert calls == [] and torch.equal(out, start.clamp(0, 1))
-    engine.optimize(start, terms, steps=1, callback=calls.append)
+    engine.optimize(start, loss_terms, steps=1, callback=calls.append)
     assert [c.step for c in calls] == [1]
 
 
 def test_the_start_image_comes_from_the_style_or_from_a_file(content_path, style_path, tmp_path):
-    from PIL import Image
-
-    from impasto.core.sizes import resize_tensor
-    from impasto.methods.gatys import Gatys
 
     content, style = load_image(content_path, 32), load_image(style_path, 48)
     hw = tuple(content.shape[-2:])
@@ -282,7 +275,6 @@ def test_the_start_image_comes_from_the_style_or_from_a_file(content_path, style
 def test_gatys_run_passes_every_input_of_its_one_scale_to_stylize(content_path, style_path):
     """Masks, a start image with the steps already done, the temporal target, the plan's step count (not the
     options') and the callback all reach the run: the same pixels and steps as the explicit call."""
-    from impasto.methods.gatys import Gatys
 
     content, style = load_image(content_path, 32), load_image(style_path, 32)
     styles = [style, style.flip(1)]
@@ -308,8 +300,6 @@ def test_gatys_run_passes_every_input_of_its_one_scale_to_stylize(content_path, 
 
 
 def test_stylize_starts_from_the_style_image_when_asked(content_path, style_path):
-    from impasto.core.sizes import resize_tensor
-    from impasto.methods.gatys import Gatys
 
     content, style = load_image(content_path, 32), load_image(style_path, 48)
     out = Gatys(make_options(size=32, init="style")).stylize(content, [style], steps=0)
@@ -317,7 +307,6 @@ def test_stylize_starts_from_the_style_image_when_asked(content_path, style_path
 
 
 def test_gatys_run_passes_label_regions(content_path, style_path):
-    from impasto.methods.gatys import Gatys
 
     content, style = load_image(content_path, 32), load_image(style_path, 32)
     top = torch.zeros(1, 1, *content.shape[-2:])
@@ -334,7 +323,6 @@ def test_gatys_run_passes_label_regions(content_path, style_path):
 
 
 def test_gatys_run_refuses_a_plan_of_several_scales_in_one_exact_line(content_path, style_path):
-    from impasto.methods.gatys import Gatys
 
     content, style = load_image(content_path, 64), load_image(style_path, 64)
     two = api.plan(content, [style], make_options(size=64, start_size=32, steps=4))
@@ -345,7 +333,6 @@ def test_gatys_run_refuses_a_plan_of_several_scales_in_one_exact_line(content_pa
 
 
 def test_the_temporal_term_without_a_previous_frame_is_zero():
-    from impasto.methods.terms import TemporalTerm
 
     term = TemporalTerm(5.0)
     assert term.weight == 0 and float(term(torch.rand(1, 3, 4, 4), {}, {})) == 0.0
@@ -353,8 +340,6 @@ def test_the_temporal_term_without_a_previous_frame_is_zero():
 
 def test_a_new_term_without_a_hand_written_gradient_is_planned_under_autograd(monkeypatch):
     """The open list of terms: a term that says nothing about the hand-written pass is not assumed to be in it."""
-    from impasto import estimate
-    from impasto.methods import terms
 
     class Brightness(terms.Term):
         name = "brightness"
@@ -372,7 +357,6 @@ def test_a_new_term_without_a_hand_written_gradient_is_planned_under_autograd(mo
 def test_the_tiled_fast_method_follows_its_options_and_normalizes_blend_weights(content_path, two_styles):
     """Through FastMethod with --tile: the same pixels as stylize_tiled called with the options by hand, and blend
     weights (1, 3) mean (0.25, 0.75)."""
-    from impasto.methods.adain import stylize_tiled
 
     content = load_image(content_path, 112)
     opts = make_options(method="fast", size=112, tile=64, tile_overlap=16, tile_passes=1, style_blend=(1, 3),
@@ -387,7 +371,6 @@ def test_the_tiled_fast_method_follows_its_options_and_normalizes_blend_weights(
 def test_one_tile_gathers_the_whole_pictures_statistics_and_matches_the_untiled_run(content_path, two_styles):
     """A picture within one tile: its core is every feature position, so the tiled path's content statistics
     are the whole picture's and its result the untiled AdaIN's (64 x 96: no padding, 8 x 12 features)."""
-    from impasto.methods.adain import stylize_tiled
 
     content = torch.nn.functional.interpolate(load_image(content_path, 96), size=(64, 96), mode="area")
     engine = AdaIN()
@@ -402,10 +385,6 @@ def test_one_tile_gathers_the_whole_pictures_statistics_and_matches_the_untiled_
 def test_a_write_killed_midway_leaves_a_hidden_tmp_file_that_a_resumed_video_clears(tmp_path, monkeypatch):
     """The temporary file is ``.NAME.*.tmp`` beside its destination: the name the frame cache removes when a
     run begins again after a hard kill (which gives the writer no chance to remove it)."""
-    import os
-
-    from impasto.io.atomic import write_bytes
-    from impasto.io.video import FrameCache
 
     names = []
     real = os.replace
