@@ -398,3 +398,41 @@ def test_a_write_killed_midway_leaves_a_hidden_tmp_file_that_a_resumed_video_cle
     cache.begin({"run": 1}, keep=1)
     assert sorted(p.name for p in cache.folder.iterdir() if p.name.startswith(".frame")) == []
     assert (cache.folder / "frame_000001.png").read_bytes() == b"frame"
+
+
+def test_label_region_style_loss_weights_each_region_by_its_share_and_normalizes_it(content_path, style_path):
+    """The photo method's style term with label regions, written out: for each layer and region k, the Gram
+    matrix of the output's features under content region k against the style's under style region k (both
+    masks averaged down to the layer), divided by the target's mean square, weighted by region k's share of the
+    content; regions of unequal share so a dropped weight or normalization shows."""
+    content = resize_tensor(load_image(content_path, 64), (32, 32))
+    style = resize_tensor(load_image(style_path, 64), (32, 32))
+    top = torch.zeros(1, 1, 32, 32)
+    top[..., :24, :] = 1  # 3/4 of the content
+    left = torch.zeros(1, 1, 32, 32)
+    left[..., :, :8] = 1  # 1/4 of the style
+    regions, style_regions = torch.cat([top, 1 - top]), torch.cat([left, 1 - left])
+    opts = make_options(size=32, precision="fp32", normalize_losses=True, style_layer_norm="none",
+                        gram_norm="positions", style_weight=3.0)  # fmt: skip
+    engine = Gatys(opts)
+    (term,) = [t for t in engine.build_terms(content, [style], regions=(regions, style_regions))
+               if isinstance(t, terms.StyleTerm)]  # fmt: skip
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    layers = list(opts.style_layer_names)
+    with torch.no_grad():
+        got = float(term(image, engine.net(engine.net_input(image), layers), {}))
+        out_f = engine.net(engine.net_input(image), layers)
+        sty_f = engine.net(engine.net_input(style), layers)
+
+    def guided_gram(f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = torch.nn.functional.avg_pool2d(mask, 32 // f.shape[-1]).flatten()  # the mask's share of each position
+        x = f[0].flatten(1).double()
+        return (x * m.double()) @ x.T / m.double().sum()
+
+    expected = 0.0
+    for n in layers:
+        for k, share in enumerate((0.75, 0.25)):
+            target = guided_gram(sty_f[n], style_regions[k])
+            g = guided_gram(out_f[n], regions[k])
+            expected += share * float((g - target).pow(2).mean() / target.pow(2).mean())
+    assert term.weight == 3.0 and got == pytest.approx(expected, rel=1e-4)
