@@ -4,6 +4,7 @@ loss formulas written out here, independently of impasto's loss code."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -151,3 +152,20 @@ def test_the_article_runs_adam_at_its_learning_rate(content64, style64, monkeypa
     monkeypatch.setattr(torch.optim, "Adam", spy)
     Gatys(make_options("article", steps=2, precision="fp32")).stylize(content64, [style64])
     assert seen == {"lr": 0.003}
+
+
+def test_photo_preset_is_the_papers_recipe_with_the_weights_the_readme_derives():
+    """Luan et al.'s shape (content relu4_2 weight 1, style relu1_1..relu5_1, the regularizer, L-BFGS from the
+    content image, 300 steps) and the weights the README's sweep chose, read from the README's own sentence."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    chosen = re.search(r"\*\*(\S+) with (\S+)\*\* \(the preset\)", readme)
+    assert chosen, "the README's sentence on the photo preset's weights"
+    o = make_options("photo")
+    assert (o.method, o.content_layers, o.content_weight) == ("photo", ("relu4_2",), 1.0)
+    assert o.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    assert (o.photo_weight, o.style_weight) == (float(chosen.group(1)), float(chosen.group(2))) == (1e5, 20.0)
+    assert (o.init, o.optimizer, o.steps) == ("content", "lbfgs", 300)
+    assert set(preset_values("photo")) == {
+        "method", "content_layers", "style_layers", "content_weight", "style_weight", "photo_weight", "init",
+        "optimizer", "steps",
+    }  # fmt: skip
