@@ -16,16 +16,18 @@ from impasto.io.images import load_image
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under a mutant (``make mutation``): the tests that cover it, fastest first (by mutmut's recorded
+    """Under mutmut (``make mutation``): Ray and browser tests are left out, in the clean run and the stats run
+    too, since no mutant is ever tested with them (their work runs in other processes, which import the installed
+    package, not the mutant). Under a mutant: the tests that cover it, fastest first (by mutmut's recorded
     durations), so that a killed mutant dies in its quickest test; with ``IMPASTO_MUTATION_MAX_TEST_SECONDS``,
-    tests recorded as slower are left out (README "Tests": the score is then a lower bound). Ray and browser tests
-    are left out too: their work runs in other processes, which import the installed package, not the mutant."""
-    if "__mutmut_" not in os.environ.get("MUTANT_UNDER_TEST", ""):
+    tests recorded as slower are left out (README "Tests": the score is then a lower bound)."""
+    if "MUTANT_UNDER_TEST" not in os.environ:
         return
+    under_mutant = "__mutmut_" in os.environ["MUTANT_UNDER_TEST"]
     stats = Path("mutmut-stats.json")
-    durations = json.loads(stats.read_text())["duration_by_test"] if stats.exists() else {}
+    durations = json.loads(stats.read_text())["duration_by_test"] if under_mutant and stats.exists() else {}
     items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
-    cap = float(os.environ.get("IMPASTO_MUTATION_MAX_TEST_SECONDS", math.inf))
+    cap = float(os.environ.get("IMPASTO_MUTATION_MAX_TEST_SECONDS", math.inf)) if under_mutant else math.inf
 
     def elsewhere(item: pytest.Item) -> bool:
         return item.get_closest_marker("cluster") is not None or item.path.name == "test_web_browser.py"
