@@ -436,3 +436,36 @@ def test_label_region_style_loss_weights_each_region_by_its_share_and_normalizes
             g = guided_gram(out_f[n], regions[k])
             expected += share * float((g - target).pow(2).mean() / target.pow(2).mean())
     assert term.weight == 3.0 and got == pytest.approx(expected, rel=1e-4)
+
+
+def test_masked_style_loss_compares_each_region_with_its_whole_style_normalized(content_path, style_path):
+    """Spatial control's style term, written out: region k's guided Gram matrix of the output against the Gram
+    matrix of the whole style image k, divided by that target's mean square, regions weighted 1 each."""
+    content = resize_tensor(load_image(content_path, 64), (32, 32))
+    style = resize_tensor(load_image(style_path, 64), (32, 32))
+    styles = [style, style.flip(1)]
+    top = torch.zeros(1, 1, 32, 32)
+    top[..., :24, :] = 1
+    masks = torch.cat([top, 1 - top])
+    opts = make_options(size=32, precision="fp32", normalize_losses=True, style_layer_norm="none",
+                        gram_norm="positions")  # fmt: skip
+    engine = Gatys(opts)
+    (term,) = [t for t in engine.build_terms(content, styles, masks) if isinstance(t, terms.StyleTerm)]
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    layers = list(opts.style_layer_names)
+    with torch.no_grad():
+        got = float(term(image, engine.net(engine.net_input(image), layers), {}))
+        out_f = engine.net(engine.net_input(image), layers)
+        sty_f = [engine.net(engine.net_input(s), layers) for s in styles]
+
+    def gram(f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = torch.nn.functional.avg_pool2d(mask, 32 // f.shape[-1]).flatten().double()
+        x = f[0].flatten(1).double()
+        return (x * m) @ x.T / m.sum()
+
+    expected = 0.0
+    for n in layers:
+        for k in range(2):
+            target = gram(sty_f[k][n], torch.ones(1, 1, 32, 32))
+            expected += float((gram(out_f[n], masks[k : k + 1]) - target).pow(2).mean() / target.pow(2).mean())
+    assert got == pytest.approx(expected, rel=1e-4)
