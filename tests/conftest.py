@@ -20,7 +20,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     too, since no mutant is ever tested with them (their work runs in other processes, which import the installed
     package, not the mutant). Under a mutant: the tests that cover it, fastest first (by mutmut's recorded
     durations), so that a killed mutant dies in its quickest test; with ``IMPASTO_MUTATION_MAX_TEST_SECONDS``,
-    tests recorded as slower are left out (README "Tests": the score is then a lower bound)."""
+    tests recorded as slower are left out (README "Tests": the score is then a lower bound); a presets mutant runs
+    ``test_presets.py`` only."""
     if "MUTANT_UNDER_TEST" not in os.environ:
         return
     under_mutant = "__mutmut_" in os.environ["MUTANT_UNDER_TEST"]
@@ -32,7 +33,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     def elsewhere(item: pytest.Item) -> bool:
         return item.get_closest_marker("cluster") is not None or item.path.name == "test_web_browser.py"
 
-    slow = [item for item in items if durations.get(item.nodeid, 0.0) > cap or elsewhere(item)]
+    # The presets feed every test (make_options), so a surviving presets mutant would run the whole suite: its
+    # mutants are tested by the tests that pin the presets (a lower bound on what the suite kills).
+    only = "test_presets.py" if os.environ["MUTANT_UNDER_TEST"].startswith("impasto.presets.") else None
+    slow = [item for item in items if durations.get(item.nodeid, 0.0) > cap or elsewhere(item)
+            or (only is not None and item.path.name != only)]  # fmt: skip
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [item for item in items if item not in slow]
