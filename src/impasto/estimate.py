@@ -68,8 +68,10 @@ FUSED_FIXED_SAVING = 40 * MB
 IMAGE_COPIES = 10
 #: Picture-sized float32 buffers kept during a run (content, result, tile blending).
 PICTURE_COPIES = 4
-#: Peak bytes per pixel of the fast method (encoder and decoder, inference; calibrated at 1024-3072 px).
+#: Peak bytes per pixel of the fast method (encoder and decoder, inference) in bf16 / fp16 (calibrated at
+#: 1024-3072 px) and in fp32 (fitted on one fp32 run at 2048 px, 3968 MB: ``benchmarks/bench_estimate.py``).
 FAST_BYTES_PER_PIXEL = 340
+FAST_FP32_BYTES_PER_PIXEL = 1130
 #: Fixed memory of the fast method besides the runtime and the VGG file: encoder, decoder, bf16 copies.
 FAST_FIXED_BYTES = 130 * MB
 #: Peak bytes per pixel of a trained network's forward pass per unit of width (activations of the widest,
@@ -242,9 +244,11 @@ def gatys_seconds(options: Options, pixels: float, steps: int, device: str, prec
     return per_step * (steps + 1)
 
 
-def fast_peak_bytes(area: int, picture: int, style_pixels: int) -> int:
-    """Peak bytes of the fast method working on ``area`` pixels of a ``picture``-pixel image."""
-    return int(RUNTIME_BYTES + VGG_FILE_BYTES + FAST_FIXED_BYTES + max(area, style_pixels) * FAST_BYTES_PER_PIXEL
+def fast_peak_bytes(area: int, picture: int, style_pixels: int, precision: str = "bf16") -> int:
+    """Peak bytes of the fast method working on ``area`` pixels of a ``picture``-pixel image in ``precision``
+    (fp32 and mixed run the networks in fp32)."""
+    per_pixel = FAST_BYTES_PER_PIXEL if precision in ("bf16", "fp16") else FAST_FP32_BYTES_PER_PIXEL
+    return int(RUNTIME_BYTES + VGG_FILE_BYTES + FAST_FIXED_BYTES + max(area, style_pixels) * per_pixel
                + picture * 12 * PICTURE_COPIES)  # fmt: skip
 
 
@@ -317,12 +321,12 @@ def _scale_plan(
         seconds = model_seconds(sum(pass_pixels), width, device, precision)
         return ScalePlan(size, hw, 0, tile if tiled else None, count, peak, seconds)
     if options.method == "fast":
-        peak = fast_peak_bytes(area, picture, style_pixels)
+        peak = fast_peak_bytes(area, picture, style_pixels, precision)
         seconds = fast_seconds(sum(pass_pixels), device, precision)
         return ScalePlan(size, hw, 0, tile if tiled else None, count, peak, seconds)
     if options.method == "photo-fast":  # whole image: the smoothing couples every pixel
         smoothing = SMOOTH_BYTES_PER_PIXEL[options.smooth] * picture
-        peak = fast_peak_bytes(picture, picture, style_pixels) + smoothing
+        peak = fast_peak_bytes(picture, picture, style_pixels, precision) + smoothing
         seconds = fast_seconds(picture, device, precision) + SMOOTH_SECONDS_PER_PIXEL[options.smooth] * picture
         return ScalePlan(size, hw, 0, None, 1, int(peak), seconds)
     per_pass = split_steps(steps, passes) if tiled else [steps]
