@@ -151,7 +151,9 @@ def test_ctrl_c_keeps_latest_image_and_exits_130(tmp_path, content_path, style_p
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "impasto", str(content_path), str(style_path), "-o", str(out),
                              "--size", "48", "--steps", "100000", "--history", str(tmp_path / "h.json")],
-                            stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            # a shell's background job starts with SIGINT ignored, which the child would inherit
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     seen = ""
     deadline = time.time() + 120
     while time.time() < deadline:
