@@ -108,7 +108,6 @@ def test_default_tile_overlap_is_an_eighth_of_the_tile_and_at_least_16_pixels():
 
 
 def test_a_grid_shift_is_taken_modulo_one_tile_step():
-
     assert axis_spans(1000, 256, 32, 1.5) == axis_spans(1000, 256, 32, 0.5) != axis_spans(1000, 256, 32)
     assert axis_spans(1000, 256, 32, 1.0) == axis_spans(1000, 256, 32, 2.0) == axis_spans(1000, 256, 32)
 
@@ -153,7 +152,6 @@ def test_a_raw_gram_target_is_rescaled_by_the_ratio_of_positions_for_non_square_
 
 
 def test_total_variation_on_a_ramp_and_a_checkerboard_written_out():
-
     ramp = torch.arange(4.0).view(1, 1, 4, 1).expand(1, 1, 4, 3)  # rows 0, 1, 2, 3: vertical steps of 1
     assert float(TVLoss()(ramp)) == pytest.approx(1.0)  # mean dh^2 = 1, dw = 0
     board = ((torch.arange(3).view(3, 1) + torch.arange(3).view(1, 3)) % 2).float().view(1, 1, 3, 3)
@@ -164,7 +162,6 @@ def test_total_variation_on_a_ramp_and_a_checkerboard_written_out():
 
 
 def test_coverage_and_composite_keep_shapes_and_the_stylized_dtype():
-
     masks = torch.zeros(2, 1, 4, 4)
     masks[0, :, :, :2] = 0.75
     masks[1, :, :, :1] = 0.5  # overlaps: coverage capped at 1
@@ -212,7 +209,6 @@ def test_padding_to_the_stride_falls_back_to_replicate_when_reflect_cannot_reach
 
 
 def test_an_unknown_colour_matching_mode_is_named_in_one_line():
-
     x = torch.rand(1, 3, 4, 4)
     with pytest.raises(ValueError) as err:
         color.match_color(x, x, mode="lab")
@@ -247,7 +243,6 @@ def test_a_mask_count_that_does_not_match_the_styles_is_named_in_one_line(conten
 
 
 def test_zero_steps_return_the_start_clamped_and_one_step_evaluates_once(content_path, style_path):
-
     content, style = load_image(content_path, 32), load_image(style_path, 32)
     engine = Gatys(make_options(size=32, precision="fp32"))
     loss_terms = engine.build_terms(content, [style])
@@ -260,7 +255,6 @@ def test_zero_steps_return_the_start_clamped_and_one_step_evaluates_once(content
 
 
 def test_the_start_image_comes_from_the_style_or_from_a_file(content_path, style_path, tmp_path):
-
     content, style = load_image(content_path, 32), load_image(style_path, 48)
     hw = tuple(content.shape[-2:])
     by_style = Gatys(make_options(init="style")).initial_image(content, [style, content])
@@ -300,14 +294,12 @@ def test_gatys_run_passes_every_input_of_its_one_scale_to_stylize(content_path, 
 
 
 def test_stylize_starts_from_the_style_image_when_asked(content_path, style_path):
-
     content, style = load_image(content_path, 32), load_image(style_path, 48)
     out = Gatys(make_options(size=32, init="style")).stylize(content, [style], steps=0)
     assert torch.equal(out, resize_tensor(style, tuple(content.shape[-2:])))
 
 
 def test_gatys_run_passes_label_regions(content_path, style_path):
-
     content, style = load_image(content_path, 32), load_image(style_path, 32)
     top = torch.zeros(1, 1, *content.shape[-2:])
     top[..., : content.shape[-2] // 2, :] = 1
@@ -323,7 +315,6 @@ def test_gatys_run_passes_label_regions(content_path, style_path):
 
 
 def test_gatys_run_refuses_a_plan_of_several_scales_in_one_exact_line(content_path, style_path):
-
     content, style = load_image(content_path, 64), load_image(style_path, 64)
     two = api.plan(content, [style], make_options(size=64, start_size=32, steps=4))
     assert len(two.scales) == 2 and not two.scales[0].tile
@@ -333,7 +324,6 @@ def test_gatys_run_refuses_a_plan_of_several_scales_in_one_exact_line(content_pa
 
 
 def test_the_temporal_term_without_a_previous_frame_is_zero():
-
     term = TemporalTerm(5.0)
     assert term.weight == 0 and float(term(torch.rand(1, 3, 4, 4), {}, {})) == 0.0
 
@@ -400,6 +390,13 @@ def test_a_write_killed_midway_leaves_a_hidden_tmp_file_that_a_resumed_video_cle
     assert (cache.folder / "frame_000001.png").read_bytes() == b"frame"
 
 
+def _guided_gram(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """G = F diag(m) F^T / sum(m) in float64, the (1, 1, 32, 32) mask averaged over each feature position's pixels."""
+    m = torch.nn.functional.avg_pool2d(mask, 32 // features.shape[-1]).flatten().double()
+    x = features[0].flatten(1).double()
+    return (x * m) @ x.T / m.sum()
+
+
 def test_label_region_style_loss_weights_each_region_by_its_share_and_normalizes_it(content_path, style_path):
     """The photo method's style term with label regions, written out: for each layer and region k, the Gram
     matrix of the output's features under content region k against the style's under style region k (both
@@ -420,20 +417,15 @@ def test_label_region_style_loss_weights_each_region_by_its_share_and_normalizes
     image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     layers = list(opts.style_layer_names)
     with torch.no_grad():
-        got = float(term(image, engine.net(engine.net_input(image), layers), {}))
         out_f = engine.net(engine.net_input(image), layers)
+        got = float(term(image, out_f, {}))
         sty_f = engine.net(engine.net_input(style), layers)
-
-    def guided_gram(f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        m = torch.nn.functional.avg_pool2d(mask, 32 // f.shape[-1]).flatten()  # the mask's share of each position
-        x = f[0].flatten(1).double()
-        return (x * m.double()) @ x.T / m.double().sum()
 
     expected = 0.0
     for n in layers:
         for k, share in enumerate((0.75, 0.25)):
-            target = guided_gram(sty_f[n], style_regions[k])
-            g = guided_gram(out_f[n], regions[k])
+            target = _guided_gram(sty_f[n], style_regions[k : k + 1])
+            g = _guided_gram(out_f[n], regions[k : k + 1])
             expected += share * float((g - target).pow(2).mean() / target.pow(2).mean())
     assert term.weight == 3.0 and got == pytest.approx(expected, rel=1e-4)
 
@@ -454,18 +446,13 @@ def test_masked_style_loss_compares_each_region_with_its_whole_style_normalized(
     image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     layers = list(opts.style_layer_names)
     with torch.no_grad():
-        got = float(term(image, engine.net(engine.net_input(image), layers), {}))
         out_f = engine.net(engine.net_input(image), layers)
+        got = float(term(image, out_f, {}))
         sty_f = [engine.net(engine.net_input(s), layers) for s in styles]
-
-    def gram(f: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        m = torch.nn.functional.avg_pool2d(mask, 32 // f.shape[-1]).flatten().double()
-        x = f[0].flatten(1).double()
-        return (x * m) @ x.T / m.sum()
 
     expected = 0.0
     for n in layers:
         for k in range(2):
-            target = gram(sty_f[k][n], torch.ones(1, 1, 32, 32))
-            expected += float((gram(out_f[n], masks[k : k + 1]) - target).pow(2).mean() / target.pow(2).mean())
+            target = _guided_gram(sty_f[k][n], torch.ones(1, 1, 32, 32))
+            expected += float((_guided_gram(out_f[n], masks[k : k + 1]) - target).pow(2).mean() / target.pow(2).mean())
     assert got == pytest.approx(expected, rel=1e-4)

@@ -4,7 +4,6 @@ loss formulas written out here, independently of impasto's loss code."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +15,7 @@ from impasto.errors import InputError
 from impasto.methods.gatys import Gatys
 from impasto.presets import preset_values
 
-from .conftest import SHARED
+from .conftest import ROOT, SHARED
 
 SEEDS = SHARED / "seeds"
 
@@ -157,7 +156,7 @@ def test_the_article_runs_adam_at_its_learning_rate(content64, style64, monkeypa
 def test_photo_preset_is_the_papers_recipe_with_the_weights_the_readme_derives():
     """Luan et al.'s shape (content relu4_2 weight 1, style relu1_1..relu5_1, the regularizer, L-BFGS from the
     content image, 300 steps) and the weights the README's sweep chose, read from the README's own sentence."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     chosen = re.search(r"\*\*(\S+) with (\S+)\*\* \(the preset\)", readme)
     assert chosen, "the README's sentence on the photo preset's weights"
     o = make_options("photo")
