@@ -25,6 +25,7 @@ import torch
 from common import ROOT
 from common import SHARED as _SHARED
 from impasto.batch import run_batch
+from impasto.core.malloc import tune_allocator
 from impasto.estimate import model_peak_bytes
 from impasto.io.images import load_image
 from impasto.io.models import ARCHITECTURE, load_model, save_model
@@ -60,6 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return peak_rss(Path(args.child[0]), int(args.child[1]))
+    tune_allocator()  # as the CLI and impasto.stylize run: glibc keeps freed memory (impasto.core.malloc)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         x = torch.rand(1, 3, args.size, args.size)

@@ -37,6 +37,7 @@ import torch
 
 from common import ROOT
 from impasto.core import matting
+from impasto.core.malloc import tune_allocator
 from impasto.io.images import load_image
 from impasto.methods.gatys import Gatys
 from impasto.options import make_options
@@ -242,6 +243,7 @@ def main() -> None:
     p.add_argument("--memory-steps", type=int, default=5)
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
+    tune_allocator()  # as the CLI and impasto.stylize run: glibc keeps freed memory (impasto.core.malloc)
     results = {}
     for name in args.only:
         results[name] = SECTIONS[name](args)

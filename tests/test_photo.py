@@ -328,6 +328,31 @@ def test_cli_end_to_end_with_label_maps(tmp_path, content_path, style_path, meth
     assert "takes one style image" in err and len(err.strip().splitlines()) == 1 and not bad.exists()
 
 
+def test_photo_fast_encodes_each_style_once(content96, style64):
+    from impasto.methods.adain import AdaIN
+    from impasto.methods.photo_fast import PhotoFast
+
+    method = PhotoFast(make_options(method="photo-fast", smooth="none"))
+    engine = method.engine
+    style = style64 + 1e-3 * torch.rand_like(style64)  # pixels no other test caches
+    calls = []
+    encode = engine.encode
+    engine.encode = lambda image: calls.append(tuple(image.shape)) or encode(image)
+    try:
+        first = method.decode_stylized(content96, style)
+        second = method.decode_stylized(content96, style)
+        other = method.decode_stylized(content96, style.flip(-1))
+    finally:
+        del engine.encode
+    assert calls.count(tuple(content96.shape)) == 3  # the content every time
+    assert len(calls) == 3 + 2  # the style once, then the flipped style once
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other)
+    fresh = PhotoFast(make_options(method="photo-fast", smooth="none"))
+    fresh.engine = AdaIN("cpu", method.options.precision)  # no cache
+    assert torch.allclose(fresh.decode_stylized(content96, style), first, atol=1e-5)
+
+
 def test_api_end_to_end_without_label_maps(content_path, style_path):
     image = impasto.stylize(content_path, style_path, preset="photo", size=64, steps=6, seed=1)
     assert max(image.size) == 64 and image.info["impasto"]["options"]["photo_weight"] > 0

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -57,6 +58,21 @@ def test_output_has_the_input_size_and_fast_forms_compute_the_published_layers(h
         fast = net(x)
     assert plain.shape == x.shape and fast.shape == x.shape
     assert torch.allclose(plain, fast, atol=1e-4 * float(plain.abs().max()))
+    # the inference path (channels-last statistics in two passes, ReLU in place) against nn.InstanceNorm2d's
+    model = SimpleNamespace(width=8, state_dict=net.state_dict(), metadata={}, path="net")
+    stylizer = Stylizer(model, torch.device("cpu"))  # type: ignore[arg-type]
+    ref = TransformerNet(8).eval()
+    ref.load_state_dict(net.state_dict())
+    for name, norm in ref.named_modules():
+        if name and hasattr(norm, "fixed"):  # our InstanceNorm -> torch's, same weights
+            torch_norm = torch.nn.InstanceNorm2d(norm.weight.numel(), affine=True, eps=norm.eps)
+            torch_norm.load_state_dict({"weight": norm.weight, "bias": norm.bias})
+            parent, _, attr = name.rpartition(".")
+            setattr(ref.get_submodule(parent) if parent else ref, attr, torch_norm)
+    ref.fast = False
+    with torch.no_grad():
+        expected = ref(x).clamp(0, 1)
+    assert torch.allclose(stylizer(x), expected, atol=1e-4)
 
 
 def test_architecture_is_johnsons_and_flops_count_its_convolutions():

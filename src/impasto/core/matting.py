@@ -257,22 +257,24 @@ def smoothing_system(stencil: Stencil, lam: float) -> Stencil:
 def _pcg(matvec, b: torch.Tensor, x: torch.Tensor, diag: torch.Tensor, tol: float, max_iter: int
          ) -> tuple[torch.Tensor, int]:  # fmt: skip
     """Jacobi-preconditioned conjugate gradients on the columns of ``b`` (N, K) at once (each column its own
-    scalars); stops when every column's residual is below ``tol`` times its right-hand side's norm."""
+    scalars); stops when every column's residual is below ``tol`` times its right-hand side's norm. ``x`` is
+    updated in place; the vector updates run in place too (an iteration's time is then ~2/3 the product's,
+    not twice it)."""
     r = b - matvec(x)
     z = r / diag
     p = z.clone()
     rz = (r * z).sum(0)
-    limit = tol * b.norm(dim=0)
+    limit = (tol * b.norm(dim=0)).square_()
     for i in range(max_iter):
-        if bool((r.norm(dim=0) <= limit).all()):
+        if bool(((r * r).sum(0) <= limit).all()):
             return x, i
         q = matvec(p)
         step = rz / (p * q).sum(0).clamp_min(1e-300)
-        x += step * p
-        r -= step * q
-        z = r / diag
+        x.add_(p * step)
+        r.sub_(q.mul_(step))
+        torch.div(r, diag, out=z)
         rz_new = (r * z).sum(0)
-        p = z + (rz_new / rz.clamp_min(1e-300)) * p
+        p.mul_(rz_new / rz.clamp_min(1e-300)).add_(z)
         rz = rz_new
     return x, max_iter
 

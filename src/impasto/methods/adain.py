@@ -41,6 +41,8 @@ DECODER_LAYOUT: list[tuple[int, int] | str] = [
 ]  # fmt: skip
 #: Spatial downsampling of relu4_1 (three poolings); inputs are padded to a multiple of it.
 STRIDE = 8
+#: Style images whose whole relu4_1 features :meth:`AdaIN.style_features` keeps (the statistics cache holds more).
+FEATURE_CACHE = 4
 #: Smallest content standard deviation divided by (a channel that is nearly constant is not blown up).
 EPS = 1e-5
 
@@ -175,6 +177,7 @@ class AdaIN:
         self.memory_format = memory_format
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._features: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._lock = threading.Lock()
 
     @torch.inference_mode()
@@ -204,6 +207,23 @@ class AdaIN:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return stats
+
+    def style_features(self, style: torch.Tensor) -> torch.Tensor:
+        """relu4_1 features of a style image (1, 3, H, W), mirrored out to a multiple of 8 (as
+        :func:`pad_to_stride`), cached by the image's pixels: the last :data:`FEATURE_CACHE` styles are kept
+        (a 512x512 style's features take 8 MB in float32)."""
+        key = _tensor_key(style)
+        with self._lock:
+            if key in self._features:
+                self._features.move_to_end(key)
+                return self._features[key]
+        padded, _ = pad_to_stride(style.to(self.device))
+        features = self.encode(padded)
+        with self._lock:
+            self._features[key] = features
+            while len(self._features) > FEATURE_CACHE:
+                self._features.popitem(last=False)
+        return features
 
     def target_features(
         self,

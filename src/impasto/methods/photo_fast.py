@@ -120,9 +120,9 @@ class PhotoFast:
         """Steps 1-2: the decoder's image (1, 3, H, W) of the transformed features, before smoothing."""
         o, engine = self.options, self.engine
         padded, pads = pad_to_stride(content.to(engine.device))
-        spadded, _ = pad_to_stride(style.to(engine.device))
         with torch.inference_mode():
-            feats, sfeats = engine.encode(padded), engine.encode(spadded)
+            feats = engine.encode(padded)
+        sfeats = engine.style_features(style)  # encoded once per style image
         masks = smasks = None
         if regions is not None:
             masks = layer_masks(pad_to_stride(regions.float())[0], feats.shape[-2:])

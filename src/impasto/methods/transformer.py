@@ -75,7 +75,10 @@ class InstanceNorm(nn.Module):
             if self.channels_last_inference and x.is_contiguous(memory_format=torch.channels_last):
                 n, c, h, w = x.shape
                 v = x.permute(0, 2, 3, 1).reshape(n, h * w, c)
-                var, mean = torch.var_mean(v, dim=1, keepdim=True, correction=0)
+                # two passes (mean, then mean square of the centred values): ~3x faster than var_mean over
+                # the strided positions, and as exact
+                mean = v.mean(1, keepdim=True)
+                var = (v - mean).square_().mean(1, keepdim=True)
                 scale = self.weight * torch.rsqrt(var + self.eps)
                 return torch.addcmul(self.bias - mean * scale, v, scale).view(n, h, w, c).permute(0, 3, 1, 2)
             return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
@@ -94,6 +97,11 @@ def conv(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, padding_mode="reflect")
 
 
+def _relu(x: torch.Tensor) -> torch.Tensor:
+    """ReLU, in place when no gradient is recorded (inference: one full-size copy fewer per layer)."""
+    return F.relu(x, inplace=not torch.is_grad_enabled())
+
+
 class ResidualBlock(nn.Module):
     """conv -> IN -> ReLU -> conv -> IN, plus the input (He et al. 2016, as Johnson et al.'s supplement)."""
 
@@ -103,7 +111,7 @@ class ResidualBlock(nn.Module):
         self.conv2, self.in2 = conv(channels, channels, 3), InstanceNorm(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.in1(self.conv1(x)))
+        y = _relu(self.in1(self.conv1(x)))
         return x + self.in2(self.conv2(y))
 
 
@@ -202,16 +210,16 @@ class TransformerNet(nn.Module):
         h, w = x.shape[-2:]
         # Mirror out at the right and bottom to a multiple of 4; a pixel keeps its place on the 4-pixel grid.
         x = F.pad(x, (0, (-w) % STRIDE, 0, (-h) % STRIDE), mode="reflect")
-        y = F.relu(self.in1(self.conv1(x)))
-        y = F.relu(self.in2(self.conv2(y)))
-        y = F.relu(self.in3(self.conv3(y)))
+        y = _relu(self.in1(self.conv1(x)))
+        y = _relu(self.in2(self.conv2(y)))
+        y = _relu(self.in3(self.conv3(y)))
         y = self.res(y)
         if self.fast:
-            y = F.relu(self.in4(self.up1.fast(y)))
-            y = F.relu(self.in5(self.up2.fast(y)))
+            y = _relu(self.in4(self.up1.fast(y)))
+            y = _relu(self.in5(self.up2.fast(y)))
             return self.conv_out.fast(y)[..., :h, :w]
-        y = F.relu(self.in4(self.up1(y)))
-        y = F.relu(self.in5(self.up2(y)))
+        y = _relu(self.in4(self.up1(y)))
+        y = _relu(self.in5(self.up2(y)))
         return self.conv_out(y)[..., :h, :w]
 
     def norms(self) -> list[InstanceNorm]:
