@@ -61,14 +61,25 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         return peak_rss(Path(args.child[0]), int(args.child[1]))
-    tune_allocator()  # as the CLI and impasto.stylize run: glibc keeps freed memory (impasto.core.malloc)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        for w in args.widths:
+            model_file(folder, w)
+        # Peak memory first, while this process is small: a child's ru_maxrss starts from its parent's resident
+        # size at the fork (Linux keeps the high-water mark across exec).
+        for size in args.memory:
+            for w in args.widths:
+                out = subprocess.run([sys.executable, __file__, "--child", str(folder / f"w{w}.pt"), str(size)],
+                                     capture_output=True, text=True, check=True).stdout  # fmt: skip
+                rss, est = int(out.split()[-1]), model_peak_bytes(size * size, size * size, w)
+                print(f"peak RSS {size}x{size}, width {w}: {rss / 2**20:.0f} MB, estimate {est / 2**20:.0f} MB "
+                      f"({(est - rss) / rss:+.0%})")  # fmt: skip
+        tune_allocator()  # as the CLI and impasto.stylize run: glibc keeps freed memory (impasto.core.malloc)
         x = torch.rand(1, 3, args.size, args.size)
         style = load_image(ROOT / "examples" / "starry_night.jpg", args.size)
         fns = {}
         for w in args.widths:
-            s = Stylizer(load_model(model_file(folder, w)), torch.device("cpu"))
+            s = Stylizer(load_model(folder / f"w{w}.pt"), torch.device("cpu"))
             fns[f"model width {w}"] = lambda s=s: s(x)
         engine = AdaIN.shared("cpu", "auto")
         fns["fast (AdaIN)"] = lambda: engine.stylize(x, [style])
@@ -95,13 +106,6 @@ def main() -> None:
             result = run_batch(sorted(inputs.iterdir()), [], folder / f"out{w}", opts)
             print(f"batch, width {w}: {len(result.written)} images in {result.seconds:.1f} s = "
                   f"{result.images_per_second:.2f} images/s (read, stylize, write PNG)")  # fmt: skip
-        for size in args.memory:
-            for w in args.widths:
-                out = subprocess.run([sys.executable, __file__, "--child", str(folder / f"w{w}.pt"), str(size)],
-                                     capture_output=True, text=True, check=True).stdout  # fmt: skip
-                rss, est = int(out.split()[-1]), model_peak_bytes(size * size, size * size, w)
-                print(f"peak RSS {size}x{size}, width {w}: {rss / 2**20:.0f} MB, estimate {est / 2**20:.0f} MB "
-                      f"({(est - rss) / rss:+.0%})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -157,12 +157,23 @@ def throughput(args: argparse.Namespace) -> None:
     clip = make_clip(work / "clip.mp4", Path(args.photo or default_photo()), args.frames, args.size, audio=True,
                      lossless=False)  # fmt: skip
     infos: list[video.FrameInfo] = []
+    kind: dict = {"method": args.method}
+    style = args.style
+    if args.model_width:  # a trained network's speed does not depend on its weights: an initialized one
+        from impasto.io.models import ARCHITECTURE, save_model
+        from impasto.methods.transformer import TransformerNet
+
+        torch.manual_seed(0)
+        net = TransformerNet(args.model_width)
+        save_model(work / "model.pt", net.state_dict(), {"architecture": ARCHITECTURE, "width": args.model_width})
+        kind, style = {"model": str(work / "model.pt")}, None
     t0 = time.perf_counter()
-    result = video.stylize_video(clip.path, args.style, work / "out.mp4", method=args.method, on_frame=infos.append)
+    result = video.stylize_video(clip.path, style, work / "out.mp4", on_frame=infos.append, **kind)
     wall = time.perf_counter() - t0
     warm = infos[2:]  # the first frames load the networks and encode the style
     per = {k: float(np.mean([getattr(i, f"{k}_seconds") for i in warm])) for k in ("stylize", "flow", "write")}
-    print(f"{result.frames} frames of {args.size}x{args.size * 9 // 16}, --method {args.method}, torch threads "
+    what = f"a model of width {args.model_width}" if args.model_width else f"--method {args.method}"
+    print(f"{result.frames} frames of {args.size}x{args.size * 9 // 16}, {what}, torch threads "
           f"{torch.get_num_threads()}: {result.frames / wall:.2f} frames/s end to end ({wall:.1f} s, setup included); "
           f"{result.frames_per_second:.2f} frames/s in the loop")  # fmt: skip
     print("per frame after the first two: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in per.items()))
@@ -228,6 +239,18 @@ def figure(args: argparse.Namespace) -> None:
     print(f"wrote {out / 'frames.png'} and {out / 'sample.mp4'} (frames in {work})")
 
 
+def _warp(image: np.ndarray, backward: np.ndarray, interpolation: str) -> np.ndarray:
+    """The blend's warp (bicubic, as ``impasto video``), or another OpenCV interpolation to compare with."""
+    if interpolation == "cubic":
+        return flow.warp(image, backward, cubic=True)
+    import cv2
+
+    h, w = image.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    mode = {"lanczos": cv2.INTER_LANCZOS4, "nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR}[interpolation]
+    return cv2.remap(image, xs + backward[..., 0], ys + backward[..., 1], mode, borderMode=cv2.BORDER_REPLICATE)
+
+
 def sweep(args: argparse.Namespace) -> None:
     """The blend's settings against each other on one clip: per-frame stylization and flows computed once, then
     the blend replayed for each ``--blends strength,contrast_radius,max_gain`` exactly as ``impasto video`` runs it
@@ -256,7 +279,7 @@ def sweep(args: argparse.Namespace) -> None:
         strength, radius, gain = (float(v) for v in setting.split(","))
         out = [video.quantize(stylized[0])]
         for t, (pair, weights) in enumerate(zip(pairs, reliable, strict=True), start=1):
-            warped = flow.warp(out[-1].astype(np.float32) / 255, pair.backward, cubic=True)
+            warped = _warp(out[-1].astype(np.float32) / 255, pair.backward, args.warp)
             out.append(video.quantize(flow.blend(stylized[t], warped, weights, strength, video.FEATHER, radius,
                                                  gain)))  # fmt: skip
         err, style = measure(out)
@@ -270,6 +293,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=512, help="frame width (clip) / longest side (--video)")
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--method", default="fast")
+    p.add_argument("--model-width", type=int, help="throughput: a trained network of this width instead of --method")
     p.add_argument("--steps", type=int, help="optimization steps per frame (--method gatys)")
     p.add_argument("--temporal", type=float, help="temporal weight of the consistent run (default: the method's)")
     p.add_argument("--photo", help="photo the clip is made from")
@@ -279,6 +303,12 @@ def main() -> None:
     p.add_argument("--lengths", type=int, nargs="+", default=[100, 400])
     p.add_argument("--out", default="docs/video")
     p.add_argument("--blends", nargs="+", default=["0.7,2,2", "0.85,1,3"], help="sweep: strength,radius,gain ...")
+    p.add_argument(
+        "--warp",
+        choices=["cubic", "lanczos", "nearest", "linear"],
+        default="cubic",
+        help="sweep: interpolation of the previous result's warp (impasto video: cubic)",
+    )
     p.add_argument("--clip", help=argparse.SUPPRESS)
     p.add_argument("--output", help=argparse.SUPPRESS)
     args = p.parse_args()
