@@ -328,7 +328,8 @@ def test_cli_end_to_end_with_label_maps(tmp_path, content_path, style_path, meth
     assert "takes one style image" in err and len(err.strip().splitlines()) == 1 and not bad.exists()
 
 
-def test_photo_fast_encodes_each_style_once(content96, style64):
+def test_photo_fast_encodes_each_style_once(content96, style64, monkeypatch):
+    from impasto.methods import adain as adain_module
     from impasto.methods.adain import AdaIN
     from impasto.methods.photo_fast import PhotoFast
 
@@ -348,6 +349,14 @@ def test_photo_fast_encodes_each_style_once(content96, style64):
     assert len(calls) == 3 + 2  # the style once, then the flipped style once
     assert torch.equal(first, second)
     assert not torch.equal(first, other)
+    # the cache is bounded: by count, and by bytes beyond the latest style
+    styles = [style64 + k * 1e-3 for k in range(2, 8)]
+    kept = [engine.style_features(s) for s in styles]
+    assert 0 < len(engine._features) <= adain_module.FEATURE_CACHE
+    assert engine._features[next(reversed(engine._features))] is kept[-1]
+    monkeypatch.setattr(adain_module, "FEATURE_CACHE_BYTES", 1)
+    engine.style_features(styles[0])
+    assert list(engine._features.values()) == [engine.style_features(styles[0])]
     fresh = PhotoFast(make_options(method="photo-fast", smooth="none"))
     fresh.engine = AdaIN("cpu", method.options.precision)  # no cache
     assert torch.allclose(fresh.decode_stylized(content96, style), first, atol=1e-5)

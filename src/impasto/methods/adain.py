@@ -43,6 +43,8 @@ DECODER_LAYOUT: list[tuple[int, int] | str] = [
 STRIDE = 8
 #: Style images whose whole relu4_1 features :meth:`AdaIN.style_features` keeps (the statistics cache holds more).
 FEATURE_CACHE = 4
+#: Bytes of style features that cache may hold (the latest style's are kept whatever their size).
+FEATURE_CACHE_BYTES = 256 * 2**20
 #: Smallest content standard deviation divided by (a channel that is nearly constant is not blown up).
 EPS = 1e-5
 
@@ -210,8 +212,9 @@ class AdaIN:
 
     def style_features(self, style: torch.Tensor) -> torch.Tensor:
         """relu4_1 features of a style image (1, 3, H, W), mirrored out to a multiple of 8 (as
-        :func:`pad_to_stride`), cached by the image's pixels: the last :data:`FEATURE_CACHE` styles are kept
-        (a 512x512 style's features take 8 MB in float32)."""
+        :func:`pad_to_stride`), cached by the image's pixels: the most recent styles are kept, at most
+        :data:`FEATURE_CACHE` of them and :data:`FEATURE_CACHE_BYTES` in all beyond the latest (a 512x512
+        style's features take 8 MB in float32, a 2048x2048 one's 128 MB)."""
         key = _tensor_key(style)
         with self._lock:
             if key in self._features:
@@ -221,7 +224,10 @@ class AdaIN:
         features = self.encode(padded)
         with self._lock:
             self._features[key] = features
-            while len(self._features) > FEATURE_CACHE:
+            while len(self._features) > 1 and (
+                len(self._features) > FEATURE_CACHE
+                or sum(f.numel() * f.element_size() for f in self._features.values()) > FEATURE_CACHE_BYTES
+            ):
                 self._features.popitem(last=False)
         return features
 
