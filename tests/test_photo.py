@@ -352,11 +352,17 @@ def test_photo_fast_encodes_each_style_once(content96, style64, monkeypatch):
     # the cache is bounded: by count, and by bytes beyond the latest style
     styles = [style64 + k * 1e-3 for k in range(2, 8)]
     kept = [engine.style_features(s) for s in styles]
-    assert 0 < len(engine._features) <= adain_module.FEATURE_CACHE
-    assert engine._features[next(reversed(engine._features))] is kept[-1]
-    monkeypatch.setattr(adain_module, "FEATURE_CACHE_BYTES", 1)
-    engine.style_features(styles[0])
-    assert list(engine._features.values()) == [engine.style_features(styles[0])]
+    held = list(engine._features.values())
+    assert len(held) == adain_module.FEATURE_CACHE  # the latest 4, oldest first
+    assert all(a is b for a, b in zip(held, kept[-adain_module.FEATURE_CACHE :]))
+    one = kept[0].numel() * kept[0].element_size()
+    monkeypatch.setattr(adain_module, "FEATURE_CACHE_BYTES", 2 * one)  # room for exactly two
+    kept = [engine.style_features(s) for s in styles[:3]]
+    held = list(engine._features.values())
+    assert len(held) == 2 and held[0] is kept[1] and held[1] is kept[2]
+    monkeypatch.setattr(adain_module, "FEATURE_CACHE_BYTES", 1)  # the latest is kept whatever its size
+    latest = engine.style_features(styles[3])
+    assert len(engine._features) == 1 and next(iter(engine._features.values())) is latest
     fresh = PhotoFast(make_options(method="photo-fast", smooth="none"))
     fresh.engine = AdaIN("cpu", method.options.precision)  # no cache
     assert torch.allclose(fresh.decode_stylized(content96, style), first, atol=1e-5)
