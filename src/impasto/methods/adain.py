@@ -17,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -196,40 +197,38 @@ class AdaIN:
 
     def style_stats(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Channel mean and std of a style image's relu4_1 features (cached by the image's pixels)."""
-        key = _tensor_key(style)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        padded, _ = pad_to_stride(style.to(self.device))
-        with torch.inference_mode():
-            stats = channel_stats(self.encode(padded))
-        with self._lock:
-            self._cache[key] = stats
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return stats
+        return self._cached(self._cache, style, channel_stats, lambda: len(self._cache) > self.cache_size)
 
     def style_features(self, style: torch.Tensor) -> torch.Tensor:
         """relu4_1 features of a style image (1, 3, H, W), mirrored out to a multiple of 8 (as
         :func:`pad_to_stride`), cached by the image's pixels: the most recent styles are kept, at most
         :data:`FEATURE_CACHE` of them and :data:`FEATURE_CACHE_BYTES` in all beyond the latest (a 512x512
         style's features take 8 MB in float32, a 2048x2048 one's 128 MB)."""
+        held = self._features
+
+        def full() -> bool:
+            nbytes = sum(f.numel() * f.element_size() for f in held.values())
+            return len(held) > 1 and (len(held) > FEATURE_CACHE or nbytes > FEATURE_CACHE_BYTES)
+
+        return self._cached(held, style, lambda features: features, full)
+
+    def _cached(self, cache: OrderedDict, style: torch.Tensor, compute: Callable[[torch.Tensor], Any],
+                full: Callable[[], bool]) -> Any:  # fmt: skip
+        """``compute`` of a style image's relu4_1 features, memoized in ``cache`` by the image's pixels (the most
+        recently used last); after an insertion the oldest entries go while ``full()``."""
         key = _tensor_key(style)
         with self._lock:
-            if key in self._features:
-                self._features.move_to_end(key)
-                return self._features[key]
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
         padded, _ = pad_to_stride(style.to(self.device))
-        features = self.encode(padded)
+        with torch.inference_mode():
+            value = compute(self.encode(padded))
         with self._lock:
-            self._features[key] = features
-            while len(self._features) > 1 and (
-                len(self._features) > FEATURE_CACHE
-                or sum(f.numel() * f.element_size() for f in self._features.values()) > FEATURE_CACHE_BYTES
-            ):
-                self._features.popitem(last=False)
-        return features
+            cache[key] = value
+            while full():
+                cache.popitem(last=False)
+        return value
 
     def target_features(
         self,
