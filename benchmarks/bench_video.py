@@ -240,21 +240,22 @@ def figure(args: argparse.Namespace) -> None:
 
 
 def _warp(image: np.ndarray, backward: np.ndarray, interpolation: str) -> np.ndarray:
-    """The blend's warp (bicubic, as ``impasto video``), or another OpenCV interpolation to compare with."""
-    if interpolation == "cubic":
-        return flow.warp(image, backward, cubic=True)
+    """The blend's warp (``impasto video``'s: Lanczos), or another OpenCV interpolation to compare with."""
+    if interpolation in flow.INTERPOLATIONS:
+        return flow.warp(image, backward, interpolation)
     import cv2
 
     h, w = image.shape[:2]
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    mode = {"lanczos": cv2.INTER_LANCZOS4, "nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR}[interpolation]
-    return cv2.remap(image, xs + backward[..., 0], ys + backward[..., 1], mode, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(image, xs + backward[..., 0], ys + backward[..., 1], cv2.INTER_NEAREST,
+                     borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
 
 
 def sweep(args: argparse.Namespace) -> None:
     """The blend's settings against each other on one clip: per-frame stylization and flows computed once, then
-    the blend replayed for each ``--blends strength,contrast_radius,max_gain`` exactly as ``impasto video`` runs it
-    (warp of the previous uint8 result, bicubic; feathered reliability; quantized), scored like ``quality``."""
+    the blend replayed for each ``--blends strength,levels,window,max_gain`` exactly as ``impasto video`` runs it
+    (warp of the previous uint8 result, Lanczos; feathered reliability; detail restored in ``levels`` bands;
+    quantized), scored like ``quality``."""
     work = Path(tempfile.mkdtemp(prefix="bench-video-"))
     clip = make_clip(work / "clip.mkv", Path(args.photo or default_photo()), args.frames, args.size)
     video.stylize_video(clip.path, args.style, work / "perframe", method=args.method, size=args.size, temporal=0.0)
@@ -276,14 +277,14 @@ def sweep(args: argparse.Namespace) -> None:
     base = measure([video.quantize(s) for s in stylized])
     print(f"per-frame: warping error {base[0]:.2f}, style loss {base[1]:.3f}", flush=True)
     for setting in args.blends:
-        strength, radius, gain = (float(v) for v in setting.split(","))
+        strength, levels, window, gain = (float(v) for v in setting.split(","))
         out = [video.quantize(stylized[0])]
         for t, (pair, weights) in enumerate(zip(pairs, reliable, strict=True), start=1):
             warped = _warp(out[-1].astype(np.float32) / 255, pair.backward, args.warp)
-            out.append(video.quantize(flow.blend(stylized[t], warped, weights, strength, video.FEATHER, radius,
-                                                 gain)))  # fmt: skip
+            out.append(video.quantize(flow.blend(stylized[t], warped, weights, strength, video.FEATHER, int(levels),
+                                                 window, gain)))  # fmt: skip
         err, style = measure(out)
-        print(f"blend {strength}, contrast radius {radius} px, max gain {gain}x: warping error "
+        print(f"blend {strength}, {int(levels)} detail bands, window {window} px, max gain {gain}x: warping error "
               f"{err / base[0] - 1:+.1%}, style loss {style / base[1] - 1:+.1%}", flush=True)  # fmt: skip
 
 
@@ -302,12 +303,13 @@ def main() -> None:
     p.add_argument("--duration", type=float, help="seconds of --video to take")
     p.add_argument("--lengths", type=int, nargs="+", default=[100, 400])
     p.add_argument("--out", default="docs/video")
-    p.add_argument("--blends", nargs="+", default=["0.7,2,2", "0.85,1,3"], help="sweep: strength,radius,gain ...")
+    p.add_argument("--blends", nargs="+", default=["0.85,0,4,3", "0.95,3,4,3"],
+                   help="sweep: strength,levels,window,gain ... (levels 0: no detail restored)")  # fmt: skip
     p.add_argument(
         "--warp",
-        choices=["cubic", "lanczos", "nearest", "linear"],
-        default="cubic",
-        help="sweep: interpolation of the previous result's warp (impasto video: cubic)",
+        choices=[*flow.INTERPOLATIONS, "nearest"],
+        default=video.BLEND_WARP,
+        help=f"sweep: interpolation of the previous result's warp (impasto video: {video.BLEND_WARP})",
     )
     p.add_argument("--clip", help=argparse.SUPPRESS)
     p.add_argument("--output", help=argparse.SUPPRESS)

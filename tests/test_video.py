@@ -263,15 +263,54 @@ def test_blend_follows_its_formula() -> None:
     warped = rng.random((30, 40, 3)).astype(np.float32)
     weights = np.ones((30, 40), np.float32)
     weights[:, :10] = 0
-    out = flow.blend(stylized, warped, weights, 0.7, feather_radius=0, contrast_radius=None)
+    out = flow.blend(stylized, warped, weights, 0.7, feather_radius=0, levels=0)
     assert np.allclose(out[:, :10], stylized[:, :10])  # unreliable: the new stylization
     assert np.allclose(out[:, 10:], 0.3 * stylized[:, 10:] + 0.7 * warped[:, 10:], atol=1e-6)
-    # With contrast restored, the local standard deviation is back to the stylization's where blending lowered it.
-    restored = flow.blend(stylized, warped, weights, 0.7, feather_radius=0, contrast_radius=2.0)
+    # With the detail restored, the blended part's fine detail is back to the stylization's strength.
+    restored = flow.blend(stylized, warped, weights, 0.7, feather_radius=0, levels=3)
     inner = (slice(8, -8), slice(18, -8))
-    assert out[inner].std() < 0.8 * stylized[inner].std()
-    assert abs(restored[inner].std() - stylized[inner].std()) < 0.15 * stylized[inner].std()
+
+    def detail(x: np.ndarray) -> float:
+        return float((x - flow._gaussian(x, 1.0))[inner].std())
+
+    assert detail(out) < 0.8 * detail(stylized)
+    assert abs(detail(restored) - detail(stylized)) < 0.15 * detail(stylized)
     assert np.allclose(restored[:, :5], stylized[:, :5], atol=0.02)  # nothing blended, nothing changed
+
+
+def test_restore_detail_per_band() -> None:
+    rng = np.random.default_rng(4)
+    reference = rng.random((64, 64, 3)).astype(np.float32)
+    bands = flow._bands(reference, 3)
+    assert [b.shape[:2] for b in bands] == [(64, 64), (32, 32), (16, 16), (8, 8)]
+    assert np.allclose(flow._collapse(bands), reference, atol=1e-5)  # the pyramid is exact
+    # Each band of the reference at half strength: every band is brought back to full strength, the coarsest
+    # remainder (colours, light) is left alone.
+    halved = flow._collapse([b * 0.5 for b in bands[:-1]] + [bands[-1]])
+    restored = flow.restore_detail(halved, reference, levels=3)
+    assert np.abs(restored - reference).mean() < 0.1 * np.abs(halved - reference).mean()
+    # Detail is never taken away (gain >= 1), and never raised by more than max_gain.
+    doubled = flow._collapse([b * 2 for b in bands[:-1]] + [bands[-1]])
+    assert np.allclose(flow.restore_detail(doubled, reference), doubled, atol=1e-5)
+    flat = flow._collapse([b * 0.1 for b in bands[:-1]] + [bands[-1]])
+    capped = flow._bands(flow.restore_detail(flat, reference, levels=3, max_gain=2.0), 3)
+    for band, original in zip(capped[:-1], bands[:-1], strict=True):
+        assert np.allclose(band, 0.2 * original, atol=0.03)
+
+
+def test_warp_interpolations() -> None:
+    rng = np.random.default_rng(5)
+    image = rng.random((20, 30, 3)).astype(np.float32)
+    shift = np.zeros((20, 30, 2), np.float32)
+    shift[..., 0] = 2.0  # sample two pixels to the right: whole pixels, every kernel gives them exactly
+    for interpolation in flow.INTERPOLATIONS:
+        out = flow.warp(image, shift, interpolation)
+        assert np.allclose(out[:, :-2], image[:, 2:], atol=1e-5), interpolation
+    half = np.full((20, 30, 2), 0.5, np.float32)  # half a pixel: Lanczos keeps more of the detail than bicubic
+    detail = {i: float(np.std(np.diff(flow.warp(image, half, i)[3:-3, 3:-3], axis=1))) for i in flow.INTERPOLATIONS}
+    assert detail["linear"] < detail["cubic"] < detail["lanczos"]
+    with pytest.raises(ValueError, match="interpolation must be one of"):
+        flow.warp(image, shift, "nearest")
 
 
 def test_temporal_term_value_and_gradient() -> None:
@@ -319,7 +358,7 @@ def test_gatys_with_the_temporal_loss_end_to_end(clip: clips.Clip, tmp_path: Pat
     estimator = flow.FlowEstimator("medium")
     for t in (1, 2):
         pair = estimator.pair(inputs[t - 1], inputs[t])
-        warped = flow.warp(frames[t - 1].astype(np.float32) / 255.0, pair.backward, cubic=True).clip(0, 1)
+        warped = flow.warp(frames[t - 1].astype(np.float32) / 255.0, pair.backward, video.START_WARP).clip(0, 1)
         start = per_frame[t][0].image[0].permute(1, 2, 0).numpy()
         assert np.abs(start - warped).max() < 1e-5
     assert not (tmp_path / "g.frames").exists()

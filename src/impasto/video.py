@@ -9,7 +9,9 @@ passes:
 * feed-forward methods (``fast``, and any method that runs in one pass): the warped previous result is
   blended into the new frame's stylization with weight ``temporal`` x the (feathered) reliability, so the
   stylization's flicker is damped along the motion while new and occluded content comes from the frame
-  itself. Style statistics are computed once per video (the style images are the same tensors every frame).
+  itself; the detail that blending and warping take away is then restored band by band to the frame's own
+  stylization's (:func:`impasto.core.flow.restore_detail`). Style statistics are computed once per video (the
+  style images are the same tensors every frame).
 * optimizing methods (``gatys``): each frame starts from the warped previous result and minimizes, besides
   the content and style losses, Ruder et al.'s temporal loss (:class:`impasto.methods.terms.TemporalTerm`)
   with weight ``temporal``.
@@ -57,17 +59,21 @@ from .version import __version__
 
 #: ``temporal`` of feed-forward methods when not given: the share of the warped previous result blended in
 #: where the flow is reliable (README "Video": chosen on the benchmark clip).
-DEFAULT_BLEND = 0.85
+DEFAULT_BLEND = 0.95
 #: ``temporal`` of optimizing methods when not given: the temporal loss's weight (same scale as the content
 #: weight with normalized losses; README "Video").
 DEFAULT_TEMPORAL_LOSS = 1000.0
 #: Radius (pixels) over which the reliability weights are feathered for blending.
 FEATHER = 2.0
-#: Radius (pixels) of the window in which the blend restores the stylization's local contrast
-#: (:func:`impasto.core.flow.blend`; 0 turns it off).
-CONTRAST_RADIUS = 1.0
-#: Largest factor by which the blend may raise the local contrast back (:func:`impasto.core.flow.blend`).
+#: Bands of the pyramid in which the blend restores the stylization's detail, the Gaussian window (pixels of
+#: each band) over which it compares their energy, and the largest gain (:func:`impasto.core.flow.blend`).
+DETAIL_LEVELS = 3
+DETAIL_WINDOW = 4.0
 MAX_GAIN = 3.0
+#: Interpolation of the previous result's warp: Lanczos for the blend (what is carried is resampled at every
+#: frame, and a softer kernel blurs it a little more each time), bicubic for an optimization's start and target
+#: (the optimization redraws the detail).
+BLEND_WARP, START_WARP = "lanczos", "cubic"
 #: The optical flow's presets (``--flow``).
 FLOW_PRESETS = flowlib.PRESETS
 
@@ -209,7 +215,8 @@ class FrameStylizer:
             t0 = time.perf_counter()
             pair = estimator.pair(prev_in, image)
             weights = pair.reliability()
-            warped = flowlib.warp(prev_out.astype(np.float32) / 255.0, pair.backward, cubic=True)
+            warped = flowlib.warp(prev_out.astype(np.float32) / 255.0, pair.backward,
+                                  START_WARP if self.iterative else BLEND_WARP)  # fmt: skip
             info.flow_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         if self.iterative:
@@ -222,7 +229,8 @@ class FrameStylizer:
         else:
             result = _array(runner(content, self.styles, self.masks, None, self.plan))
             if consistent:
-                result = flowlib.blend(result, warped, weights, self.temporal, FEATHER, CONTRAST_RADIUS, MAX_GAIN)
+                result = flowlib.blend(result, warped, weights, self.temporal, FEATHER, DETAIL_LEVELS, DETAIL_WINDOW,
+                                       MAX_GAIN)  # fmt: skip
         info.stylize_seconds = time.perf_counter() - t0
         return quantize(result)
 
