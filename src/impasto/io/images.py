@@ -260,22 +260,25 @@ def read_metadata(path: str | os.PathLike) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def save_image(im: Image.Image, path: str | os.PathLike, metadata: Mapping | None = None, quality: int = 95) -> Path:
+def save_image(im: Image.Image, path: str | os.PathLike, metadata: Mapping | None = None, quality: int = 95,
+               compress_level: int = 6) -> Path:  # fmt: skip
     """Write ``im`` atomically (encoded in memory, then :func:`impasto.io.atomic.write_bytes`), embedding
     ``metadata``; raises :class:`~impasto.errors.OutputError` when it cannot be written whole.
 
     PNG gets an ``impasto`` text chunk, JPEG a comment, TIFF and WebP an EXIF ImageDescription.
+    ``compress_level``: PNG's zlib level (6, Pillow's default; 1 is ~25% faster and ~3% larger).
     """
-    return write_bytes(path, encode_image(im, path, metadata, quality))
+    return write_bytes(path, encode_image(im, path, metadata, quality, compress_level))
 
 
-def encode_image(im: Image.Image, path: str | os.PathLike, metadata: Mapping | None = None, quality: int = 95
-                 ) -> bytes:  # fmt: skip
+def encode_image(im: Image.Image, path: str | os.PathLike, metadata: Mapping | None = None, quality: int = 95,
+                 compress_level: int = 6) -> bytes:  # fmt: skip
     """The bytes :func:`save_image` writes to ``path`` (format by its extension, ``metadata`` embedded)."""
     fmt = output_format(path)
     kwargs: dict = {}
     text = _metadata_text(metadata) if metadata else None
     if fmt == "PNG":
+        kwargs["compress_level"] = compress_level
         if text:
             info = PngImagePlugin.PngInfo()
             info.add_itxt("impasto", text)
