@@ -69,9 +69,11 @@ IMAGE_COPIES = 10
 #: Picture-sized float32 buffers kept during a run (content, result, tile blending).
 PICTURE_COPIES = 4
 #: Peak bytes per pixel of the fast method (encoder and decoder, inference) in bf16 / fp16 (calibrated at
-#: 1024-3072 px) and in fp32 (fitted on one fp32 run at 2048 px, 3968 MB: ``benchmarks/bench_estimate.py``).
+#: 1024-3072 px) and in fp32 with its Winograd convolutions (:mod:`impasto.core.winograd`; least squares over
+#: CLI runs at 512 / 1024 / 1536 / 2048 px, 793 / 1759 / 2890 / 5378 MB: README "Precision and speed"). Without
+#: Winograd fp32 took 1130; the difference is the heap's fragmentation more than the transforms' buffers.
 FAST_BYTES_PER_PIXEL = 340
-FAST_FP32_BYTES_PER_PIXEL = 1130
+FAST_FP32_BYTES_PER_PIXEL = 1600
 #: Fixed memory of the fast method besides the runtime and the VGG file: encoder, decoder, bf16 copies.
 FAST_FIXED_BYTES = 130 * MB
 #: Peak bytes per pixel of a trained network's forward pass per unit of width (activations of the widest,
