@@ -33,6 +33,7 @@ from torch import nn
 from ..core.device import pick_device
 from ..core.progress import Callback
 from ..core.sizes import fit_size, resize_tensor
+from ..core.subpixel import upsample_conv2d
 from ..core.tiles import tiled_apply
 from ..errors import InputError
 from ..io.models import LoadedModel, check_state_dict, load_model
@@ -133,32 +134,21 @@ class UpsampleConv(nn.Module):
     """Nearest-neighbour upsampling x2, then a 3x3 conv with reflection padding (Odena et al. 2016: no
     checkerboard artefacts).
 
-    ``forward`` computes it as written. :meth:`fast` computes exactly the same map without the upsampled
-    copy: output pixel (2i + a, 2j + b) reads low-resolution rows i - 1 + a .. i + a (nearest upsampling
-    repeats each row twice, and mirroring the upsampled picture by one pixel repeats its edge row, i.e.
-    replicates the low-resolution one), so one 3x3 conv at low resolution with 4x the output channels, whose
-    kernels are sums of the 3x3 kernel's taps, followed by a pixel shuffle, gives all four phases: ~4x less
-    memory traffic and denser kernels for the CPU (``benchmarks/bench_train.py``)."""
+    ``forward`` computes it as written. :meth:`fast` computes exactly the same map at the low resolution
+    (:func:`impasto.core.subpixel.upsample_conv2d`): each output phase (2i + a, 2j + b) is a 2x2 conv of the
+    replicate-padded input whose kernel sums the 3x3 kernel's taps, so 4 multiply-adds per output pixel and
+    channel pair instead of 9, and no upsampled copy (an earlier form, one 3x3 conv with 4x the outputs and a
+    pixel shuffle, saved the copy but not the arithmetic: 6-8% slower at width 32, ``benchmarks/bench_layers.py``)."""
 
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
         self.conv = conv(c_in, c_out, 3)
-        # phase a of the output, low-res offset u (0..2 <-> rows i-1..i+1), original tap d (0..2 <-> -1..1)
-        sel = torch.zeros(2, 3, 3)
-        for a in range(2):
-            for d in range(3):
-                sel[a, (a + d - 1) // 2 + 1, d] = 1.0
-        self.register_buffer("_sel", sel, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
     def fast(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.conv.weight
-        c_out, c_in = w.shape[:2]
-        k = torch.einsum("aud,bve,ocde->oabcuv", self._sel, self._sel, w).reshape(4 * c_out, c_in, 3, 3)
-        y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, self.conv.bias.repeat_interleave(4))
-        return F.pixel_shuffle(y, 2)
+        return upsample_conv2d(x, self.conv.weight, self.conv.bias)
 
 
 class WideConv(nn.Module):
