@@ -7,8 +7,8 @@ and pixel. F(4x4, 3x3) computes each 4x4 output tile from a 6x6 input tile with 
 pair instead of 144: the input tiles and the weights are transformed (V = B^T d B, U = G g G^T), multiplied
 frequency by frequency (36 matrix products over the channels, one batched GEMM), and transformed back
 (Y = A^T M A). The transforms are small matrix products written as torch GEMMs, so this pays where channels
-are many (128 x 256 to 512 x 512 channels: 1.4-2x faster than oneDNN's direct kernels in float32 on a 2-core
-AVX2 CPU, see README "Precision and speed"), not in the first layers (64-128 channels), which stay direct.
+are many (128 x 128 to 512 x 512 channels: 1.4-2.4x faster than oneDNN's direct kernels in float32 on a 2-core
+AVX2 CPU, see README "Precision and speed"), not in the first layers (64 channels), which stay direct.
 
 Float32 only; the transforms' rounding error is ~1e-5 of the output's scale (:func:`winograd_conv2d` is checked
 against ``F.conv2d`` in the tests). No autograd: a module that needs gradients calls ``F.conv2d``.
@@ -37,9 +37,9 @@ OUTPUT_TRANSFORM = torch.kron(_AT, _AT).float()
 #: Bytes of transformed tiles (36 x tiles x channels, float32) :func:`winograd_conv2d` works on at a time.
 CHUNK_BYTES = 8 * 2**20
 #: Smallest product of input and output channels for which :func:`winograd_layers` converts a convolution:
-#: 128 x 256 and above are 1.4-2x faster by Winograd, 128 x 128 and below slower (the transforms' memory
-#: traffic grows with the channels, the products they save with their square; README "Precision and speed").
-MIN_CHANNEL_PRODUCT = 128 * 256
+#: 128 x 128 and above are 1.4-2.4x faster by Winograd, 64 x 64 slower (the transforms' memory traffic grows with
+#: the channels, the products they save with their square; README "Precision and speed").
+MIN_CHANNEL_PRODUCT = 128 * 128
 
 
 def transform_weight(weight: torch.Tensor) -> torch.Tensor:

