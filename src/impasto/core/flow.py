@@ -193,6 +193,7 @@ def _bands(image: np.ndarray, levels: int) -> list[np.ndarray]:
 
 
 def _collapse(bands: list[np.ndarray]) -> np.ndarray:
+    """The image a Laplacian pyramid of :func:`_bands` came from."""
     cv2 = _cv2()
     cur = bands[-1]
     for band in reversed(bands[:-1]):
