@@ -30,16 +30,19 @@ from impasto.methods.transformer import TransformerNet, UpsampleConv
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_fast import interleaved  # noqa: E402 - the same alternating timer
 
+# The old form's tap selection (it was a buffer of the module, made once): phase a of the output, low-res
+# offset u (0..2 <-> rows i-1..i+1), original tap d (0..2 <-> -1..1).
+_SEL = torch.zeros(2, 3, 3)
+for _a in range(2):
+    for _d in range(3):
+        _SEL[_a, (_a + _d - 1) // 2 + 1, _d] = 1.0
+
 
 def shuffle_form(self: UpsampleConv, x: torch.Tensor) -> torch.Tensor:
     """The transformer's upsampling stage before 2026-12-03: a 3x3 convolution at the low resolution with four
     phases' kernels (the 3x3 kernel's taps moved to where each phase reads them), then a pixel shuffle."""
-    sel = torch.zeros(2, 3, 3)
-    for a in range(2):
-        for d in range(3):
-            sel[a, (a + d - 1) // 2 + 1, d] = 1.0
     w = self.conv.weight
-    k = torch.einsum("aud,bve,ocde->oabcuv", sel, sel, w).reshape(4 * w.shape[0], w.shape[1], 3, 3)
+    k = torch.einsum("aud,bve,ocde->oabcuv", _SEL, _SEL, w).reshape(4 * w.shape[0], w.shape[1], 3, 3)
     y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, self.conv.bias.repeat_interleave(4))
     return F.pixel_shuffle(y, 2)
 
@@ -98,9 +101,9 @@ def main() -> None:
         sys.exit("bench_layers: the Winograd and sub-pixel forms are used in fp32 on a CPU only")
     cl = torch.channels_last
     winograd_decoder = copy.deepcopy(engine.decoder)  # Winograd, and the upsampling stages as written
+    plain = Decoder.pretrained()
     for i, m in enumerate(winograd_decoder):
         if isinstance(m, UpsampleConv2d):
-            plain = Decoder.pretrained()
             winograd_decoder[i], winograd_decoder[i + 1], winograd_decoder[i + 2] = plain[i], plain[i + 1], m.conv
     networks = {
         "direct": (direct(engine.encoder), Decoder.pretrained().to(memory_format=cl)),
