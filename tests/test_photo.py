@@ -227,6 +227,19 @@ def test_each_regions_target_is_the_gram_matrix_of_the_styles_own_region():
 
 
 # -- Li et al.'s smoothing and the feature transforms ---------------------------------------------------------
+def test_exact_smoothing_does_not_depend_on_the_thread_count(content96):
+    content, y = content96[0, :, :40, :56], torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(0))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one, n1 = matting.smooth(content, y, "exact")
+        torch.set_num_threads(2)
+        two, n2 = matting.smooth(content, y, "exact")
+    finally:
+        torch.set_num_threads(threads)
+    assert n1 == n2 > 0 and torch.equal(one, two)  # fixed bands, partial sums added in order
+
+
 def test_exact_smoothing_solves_li_et_als_system(content96):
     content = content96[0, :, :24, :36]
     y = torch.rand(3, 24, 36)
@@ -394,7 +407,7 @@ def test_plans_hold_the_laplacian_and_refuse_tiles(capsys, content_path, style_p
     assert all(s.tile is None for s in tight.scales) and not tight.fits  # never tiled: refused instead
     fast = plan(make_options(method="photo-fast", size=1024, smooth="exact"), size, [size], "cpu", PLENTY)
     guided = plan(make_options(method="photo-fast", size=1024), size, [size], "cpu", PLENTY)
-    assert fast.peak_bytes > guided.peak_bytes and fast.seconds > guided.seconds and not fast.iterative
+    assert fast.peak_bytes >= guided.peak_bytes and fast.seconds > guided.seconds and not fast.iterative
     for argv in (["--preset", "photo"], ["--method", "photo-fast"]):
         assert main([str(content_path), str(style_path), "--dry-run", "-s", "256", *argv]) == 0
         out = capsys.readouterr().out

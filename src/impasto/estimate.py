@@ -97,13 +97,13 @@ THROUGHPUT = {
 }
 #: The photo method: building the matting Laplacian once per scale, and its product at every step (seconds per
 #: pixel on the reference machine; measured with ``benchmarks/bench_photo.py``, rough).
-PHOTO_BUILD_SECONDS_PER_PIXEL = 2.5e-6
+PHOTO_BUILD_SECONDS_PER_PIXEL = 4e-7
 PHOTO_STEP_SECONDS_PER_PIXEL = 1.0e-7
-#: Li et al.'s smoothing: peak bytes per pixel (exact: the float64 stencil while its float32 CSR matrix is
-#: built; guided: the filter's float32 window statistics) and seconds per pixel (exact: ~280 conjugate-gradient
-#: iterations at 803x538, more on larger pictures; rough).
-SMOOTH_BYTES_PER_PIXEL = {"exact": 650, "guided": 300, "none": 0}
-SMOOTH_SECONDS_PER_PIXEL = {"exact": 4e-5, "guided": 1.5e-6, "none": 0.0}
+#: Li et al.'s smoothing: peak bytes per pixel (the guided filter's float32 window statistics, which the exact
+#: solver's float32 stencil and vectors, ~170 B, stay below; measured 385-500 B at 1024 and 2048 px) and
+#: seconds per pixel (exact: ~280 conjugate-gradient iterations at 803x538, more on larger pictures; rough).
+SMOOTH_BYTES_PER_PIXEL = {"exact": 450, "guided": 450, "none": 0}
+SMOOTH_SECONDS_PER_PIXEL = {"exact": 3e-6, "guided": 3e-7, "none": 0.0}
 #: Backward pass cost relative to the forward pass (input gradients only: the weights are fixed).
 BACKWARD_RATIO = 1.0
 #: Tile sides tried, largest first, when tiles are chosen automatically (larger tiles gain little speed).

@@ -10,10 +10,9 @@ covariance Sigma_k of the window's colours,
 L is symmetric, positive semi-definite, its rows sum to zero, and V^T L V is close to 0 for any V that is
 locally an affine function of the image's colours: the cost of the photorealism regularizer of Luan et al.
 (2017). A pixel shares a window only with pixels at most 2 rows and 2 columns away, so L has 25 diagonals:
-it is built here, vectorized with NumPy, as a :class:`Stencil` of 25 coefficient images (``C[o][y, x]`` =
-L[(y, x), (y, x) + offset o]), from which :meth:`Stencil.to_csr` gives the ``scipy.sparse`` matrix and
-:meth:`Stencil.apply` multiplies by it with torch (the 25-point stencil: half the memory of the CSR matrix,
-and torch's elementwise kernels use every core). The window statistics and their 3x3 inverses are
+it is built as a :class:`Stencil` of 25 coefficient images (``C[o][y, x]`` = L[(y, x), (y, x) + offset o]),
+one pass over the windows compiled with Numba (:mod:`impasto.core.matting_kernels`), from which
+:meth:`Stencil.to_csr` gives the ``scipy.sparse`` matrix. The window statistics and their 3x3 inverses are
 computed in float64: with eps = 1e-7 a nearly flat window's covariance has a condition number up to ~1e7,
 beyond float32. L's entries are bounded (each window adds I - (1 + X A X^T) / 9, whose second part is at most
 a projection times 9) and are held in float32 for the optimization: 1e-7 relative error on values of order
@@ -22,8 +21,9 @@ a projection times 9) and are held in float32 for the optimization: 1e-7 relativ
 The smoothing of Li et al. solves (I - alpha S) R = (1 - alpha) Y per colour channel, S = D^-1/2 W D^-1/2,
 with W the matting affinity (W = D - L, D_ii the number of windows holding pixel i); that is
 (lambda I + D^-1/2 L D^-1/2) R = lambda Y with lambda = (1 - alpha) / alpha. :func:`smooth` solves it by
-Jacobi-preconditioned conjugate gradients, the three channels at once, started from the fast approximation,
-:func:`guided_filter` (He et al., *Guided Image Filtering*, 2010: box filters only).
+Jacobi-preconditioned conjugate gradients on the system's stencil (its 13 upper diagonals: L is symmetric),
+the three channels at once, started from the fast approximation, :func:`guided_filter` (He et al., *Guided
+Image Filtering*, 2010: box filters only).
 """
 
 from __future__ import annotations
@@ -39,24 +39,8 @@ import torch
 EPS = 1e-7
 #: (dy, dx) of the 25 diagonals of L, in the order of a CSR row's columns.
 OFFSETS: tuple[tuple[int, int], ...] = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3))
-_WINDOW = tuple((dy, dx) for dy in range(-1, 2) for dx in range(-1, 2))
-#: Window centres processed at once while building (bounds the temporaries: ~2 kB each).
+#: Pixels per band while the CSR matrix is filled (bounds the temporaries).
 _CENTRES_PER_BAND = 65536
-
-
-def _offset_index(dy: int, dx: int) -> int:
-    return (dy + 2) * 5 + (dx + 2)
-
-
-def _inv3_sym(m: np.ndarray) -> np.ndarray:
-    """Inverses of symmetric positive definite (..., 3, 3) matrices by their adjugates (float64)."""
-    a, b, c = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
-    d, e, f = m[..., 1, 1], m[..., 1, 2], m[..., 2, 2]
-    c00, c01, c02 = d * f - e * e, c * e - b * f, b * e - c * d
-    c11, c12, c22 = a * f - c * c, b * c - a * e, a * d - b * b
-    det = a * c00 + b * c01 + c * c02
-    out = np.stack([c00, c01, c02, c01, c11, c12, c02, c12, c22], axis=-1).reshape(m.shape)
-    return out / det[..., None, None]
 
 
 @dataclass
@@ -125,43 +109,25 @@ def matting_stencil(image: np.ndarray | torch.Tensor, eps: float = EPS) -> Stenc
     Vectorized over the window centres (a Python loop runs over the 45 window position pairs and over bands
     of ~65k centres, never over pixels).
     """
-    img = _as_hwc(image)
+    from . import matting_kernels
+
+    img = np.ascontiguousarray(_as_hwc(image))
     h, w, _ = img.shape
     if h < 3 or w < 3:
         raise ValueError(f"the matting Laplacian needs at least 3x3 pixels, got {w}x{h}")
     coef = np.zeros((25, h, w), dtype=np.float64)
-    counts = np.zeros((h, w), dtype=np.float64)
-    band = max(1, _CENTRES_PER_BAND // (w - 2))
-    for r0 in range(1, h - 1, band):
-        r1 = min(h - 1, r0 + band)  # window centres at rows r0 .. r1-1, columns 1 .. w-2
-        # (3, 9, b, w-2): channel, window position, centre row, centre column
-        x = np.stack([np.stack([img[r0 + dy : r1 + dy, 1 + dx : w - 1 + dx, ch] for dy, dx in _WINDOW])
-                      for ch in range(3)])  # fmt: skip
-        x -= x.mean(1, keepdims=True)
-        cov = np.empty((3, 3) + x.shape[2:])
-        for i in range(3):
-            for j in range(i, 3):
-                cov[i, j] = cov[j, i] = np.einsum("kyx,kyx->yx", x[i], x[j]) / 9.0
-        for i in range(3):
-            cov[i, i] += eps / 9.0
-        inv = _inv3_sym(np.moveaxis(cov, (0, 1), (-2, -1)))
-        z = np.einsum("yxij,jkyx->ikyx", inv, x, optimize=True)  # A (I_k - mu) per window position k
-        for a, (ay, ax) in enumerate(_WINDOW):
-            rows_a, cols_a = slice(r0 + ay, r1 + ay), slice(1 + ax, w - 1 + ax)
-            counts[rows_a, cols_a] += 1.0
-            for b in range(a, 9):  # L is symmetric: each pair of window positions once
-                by, bx = _WINDOW[b]
-                v = x[0, a] * z[0, b]
-                v += x[1, a] * z[1, b]
-                v += x[2, a] * z[2, b]
-                v += 1.0
-                v *= -1.0 / 9.0
-                if a == b:
-                    v += 1.0
-                coef[_offset_index(by - ay, bx - ax), rows_a, cols_a] += v
-                if a != b:
-                    coef[_offset_index(ay - by, ax - bx), r0 + by : r1 + by, 1 + bx : w - 1 + bx] += v
-    return Stencil(coef, counts)
+    matting_kernels.accumulate_laplacian(img, float(eps), coef, matting_kernels.offset_table(OFFSETS), 0)
+    return Stencil(coef, window_counts(h, w))
+
+
+def window_counts(h: int, w: int) -> np.ndarray:
+    """(H, W) float64: the number of 3x3 windows inside the image that hold each pixel (D of W = D - L)."""
+
+    def per_axis(n: int) -> np.ndarray:
+        i = np.arange(n)
+        return (np.minimum(i + 1, n - 2) - np.maximum(i - 1, 1) + 1).astype(np.float64)
+
+    return per_axis(h)[:, None] * per_axis(w)[None, :]
 
 
 def matting_laplacian(image: np.ndarray | torch.Tensor, eps: float = EPS, dtype: np.dtype | type = np.float64
@@ -242,43 +208,6 @@ def _csr_tensor(matrix: sp.csr_matrix, dtype: torch.dtype, device: torch.device 
                                        check_invariants=False)  # fmt: skip
 
 
-def smoothing_system(stencil: Stencil, lam: float) -> Stencil:
-    """The stencil of lambda I + D^-1/2 L D^-1/2 (= lambda I + I - S, S = D^-1/2 W D^-1/2 with W = D - L the
-    matting affinity), computed in place on ``stencil``'s float64 coefficients."""
-    h, w = stencil.shape
-    inv_sqrt = np.pad(1.0 / np.sqrt(stencil.counts), 2, constant_values=0.0)
-    coef = stencil.coefficients
-    for o, (dy, dx) in enumerate(OFFSETS):
-        coef[o] *= inv_sqrt[2:-2, 2:-2] * inv_sqrt[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w]
-    coef[OFFSETS.index((0, 0))] += lam
-    return stencil
-
-
-def _pcg(matvec, b: torch.Tensor, x: torch.Tensor, diag: torch.Tensor, tol: float, max_iter: int
-         ) -> tuple[torch.Tensor, int]:  # fmt: skip
-    """Jacobi-preconditioned conjugate gradients on the columns of ``b`` (N, K) at once (each column its own
-    scalars); stops when every column's residual is below ``tol`` times its right-hand side's norm. ``x`` is
-    updated in place; the vector updates run in place too (an iteration's time is then ~2/3 the product's,
-    not twice it)."""
-    r = b - matvec(x)
-    z = r / diag
-    p = z.clone()
-    rz = (r * z).sum(0)
-    limit = (tol * b.norm(dim=0)).square_()
-    for i in range(max_iter):
-        if bool(((r * r).sum(0) <= limit).all()):
-            return x, i
-        q = matvec(p)
-        step = rz / (p * q).sum(0).clamp_min(1e-300)
-        x.add_(p * step)
-        r.sub_(q.mul_(step))
-        torch.div(r, diag, out=z)
-        rz_new = (r * z).sum(0)
-        p.mul_(rz_new / rz.clamp_min(1e-300)).add_(z)
-        rz = rz_new
-    return x, max_iter
-
-
 def _box_sum(x: torch.Tensor, radius: int, dim: int) -> torch.Tensor:
     """Sums over windows of 2r+1 along ``dim``, clipped at the ends, from one cumulative sum."""
     n = x.shape[dim]
@@ -304,7 +233,8 @@ def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def _inv3_sym_torch(m: torch.Tensor) -> torch.Tensor:
-    """:func:`_inv3_sym` for tensors whose first two dimensions are the 3x3 matrix (3, 3, ...)."""
+    """Inverses of symmetric positive definite 3x3 matrices by their adjugates; the matrix in the first two
+    dimensions (3, 3, ...)."""
     a, b, c, d, e, f = m[0, 0], m[0, 1], m[0, 2], m[1, 1], m[1, 2], m[2, 2]
     c00, c01, c02 = d * f - e * e, c * e - b * f, b * e - c * d
     c11, c12, c22 = a * f - c * c, b * c - a * e, a * d - b * b
@@ -371,11 +301,35 @@ def smooth(content: torch.Tensor, stylized: torch.Tensor, mode: str = "exact", a
     if mode == "guided":
         return start.clamp_(0, 1), 0
     lam = (1.0 - alpha) / alpha
-    stencil = smoothing_system(matting_stencil(content), lam)
-    n = hw[0] * hw[1]
-    diag = torch.from_numpy(stencil.coefficients[OFFSETS.index((0, 0))].reshape(n, 1).astype(np.float32))
-    system = _csr_tensor(stencil.to_csr(np.float32), torch.float32)
-    del stencil
-    rhs = lam * stylized.detach().float().cpu().reshape(3, n).t().contiguous()
-    x, iterations = _pcg(lambda v: system @ v, rhs, start.cpu().reshape(3, n).t().contiguous(), diag, tol, max_iter)
-    return x.t().reshape(3, *hw).clamp_(0, 1).to(content.device), iterations
+    x, iterations = _solve_smoothing(content, stylized, start, lam, tol, max_iter)
+    return x.clamp_(0, 1).to(content.device), iterations
+
+
+def _solve_smoothing(content: torch.Tensor, stylized: torch.Tensor, start: torch.Tensor, lam: float, tol: float,
+                     max_iter: int) -> tuple[torch.Tensor, int]:  # fmt: skip
+    """(lambda I + D^-1/2 L D^-1/2) R = lambda Y by :func:`impasto.core.matting_kernels.pcg` on the system's
+    13-diagonal upper stencil (built in float64, held in float32), from ``start``; returns (R (3, H, W), iterations)."""
+    import numba
+
+    from . import matting_kernels as k
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    h, w = content.shape[-2:]
+    pad = k.PAD
+    img = np.ascontiguousarray(_as_hwc(content))
+    upper = np.zeros((len(k.UPPER), h + 2 * pad, w + 2 * pad))
+    k.accumulate_laplacian(img, EPS, upper, k.offset_table(k.UPPER), pad)
+    inv_sqrt = np.zeros((h + 2 * pad, w + 2 * pad))
+    inv_sqrt[pad:-pad, pad:-pad] = 1.0 / np.sqrt(window_counts(h, w))
+    coef = np.zeros(upper.shape, dtype=np.float32)
+    diag = np.ones(inv_sqrt.shape, dtype=np.float32)
+    k.scale_system(upper, inv_sqrt, lam, k.UPPER_DY, k.UPPER_DX, coef, diag)
+    del upper, inv_sqrt
+
+    def padded(t: torch.Tensor) -> np.ndarray:
+        out = np.zeros((3, h + 2 * pad, w + 2 * pad), dtype=np.float32)
+        out[:, pad:-pad, pad:-pad] = t.detach().float().cpu().numpy()
+        return out
+
+    x, iterations = k.pcg(coef, diag, padded(stylized) * np.float32(lam), padded(start), tol, max_iter)
+    return torch.from_numpy(np.ascontiguousarray(x[:, pad:-pad, pad:-pad])), iterations
