@@ -69,7 +69,9 @@ def test_coarse_to_fine_resumes_at_the_scale_the_step_falls_in(content_path, sty
 
 def test_luminance_mode_resumes_from_the_finished_colour_image(content_path, style_path):
     """The preview (content colour put back) is a valid start: the runner takes its luminance again."""
-    opts = make_options(size=32, steps=3, preserve_color="luminance")
+    # fp32: with bf16 gradients (the default where the CPU has bf16) two starts ~1e-7 apart round to steps
+    # that differ by ~1e-3 in the next loss.
+    opts = make_options(size=32, steps=3, preserve_color="luminance", precision="fp32")
     prepared = api.prepare(content_path, style_path, opts)
     full, _ = _record(prepared)
     coloured = api.preview(prepared, full[1][3])

@@ -399,9 +399,13 @@ def test_interrupt_leaves_a_partial_video_and_resume_continues(clip: clips.Clip,
     resumed, facts = clips.decode(out)
     expected, ref_facts = clips.decode(ref / "out.mp4")
     assert len(resumed) == 24 and facts["pts"] == ref_facts["pts"]
-    for i, frame in enumerate(resumed):  # no frame dropped or repeated: each matches the uninterrupted run's
+    # No frame dropped or repeated: each matches the uninterrupted run's, far better than any other frame. Not
+    # exactly: x264 (mbtree, 40-frame lookahead) can code the same YUV frames differently from one run to the next
+    # in one process (measured: up to ~4/255 mean per frame; neighbouring frames of the pan differ by 18-31).
+    for i, frame in enumerate(resumed):
         errors = [np.abs(frame.astype(float) - e).mean() for e in expected]
-        assert int(np.argmin(errors)) == i and errors[i] < 0.5, (i, errors[i])
+        others = min(e for j, e in enumerate(errors) if j != i)
+        assert int(np.argmin(errors)) == i and errors[i] < 6 and errors[i] < 0.35 * others, (i, errors[i], others)
     assert _audio_packets(out) == _audio_packets(ref / "out.mp4")
     assert not (tmp_path / "out.mp4.frames").exists() and not (tmp_path / "out.partial.mp4").exists()
     assert _leftovers(tmp_path) == []

@@ -33,9 +33,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +124,29 @@ class VideoResult:
     @property
     def frames_per_second(self) -> float:
         return self.stylized / self.seconds if self.seconds > 0 else 0.0
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back until the block ends, then act on them with the handlers they had (in the
+    main thread; elsewhere signals do not reach Python code anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    names = (signal.SIGINT, signal.SIGTERM)
+    before = {n: signal.signal(n, lambda signum, _frame: got.append(signum)) for n in names}
+    try:
+        yield
+    finally:
+        for n, handler in before.items():
+            signal.signal(n, handler)
+    for n in dict.fromkeys(got):
+        handler = before[n]
+        if callable(handler):
+            handler(n, None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(n)
 
 
 class VideoStopped(KeyboardInterrupt):
@@ -444,17 +470,18 @@ class VideoJob:
             engine = frames or VideoJob.frames
             for frame, out, info in engine(self, callback):
                 i = frame.index
-                if not info.cached:
+                with _signals_deferred():  # a frame is cached, encoded and counted, or none of these
+                    if not info.cached:
+                        t0 = time.perf_counter()
+                        cache.put(i, out, {"frame": i + 1})
+                        info.write_seconds += time.perf_counter() - t0
+                        stylized += 1
                     t0 = time.perf_counter()
-                    cache.put(i, out, {"frame": i + 1})
+                    if writer is not None:
+                        writer.write(out, frame.pts)
                     info.write_seconds += time.perf_counter() - t0
-                    stylized += 1
-                t0 = time.perf_counter()
-                if writer is not None:
-                    writer.write(out, frame.pts)
-                info.write_seconds += time.perf_counter() - t0
-                done += 1
-                info.done = done
+                    done += 1
+                    info.done = done
                 if on_frame is not None:
                     on_frame(info)
             if done == 0:

@@ -31,9 +31,12 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+from . import matting_kernels
 
 #: Regularization of the window covariances (Luan et al. and Levin et al. use 1e-7).
 EPS = 1e-7
@@ -109,8 +112,6 @@ def matting_stencil(image: np.ndarray | torch.Tensor, eps: float = EPS) -> Stenc
     Vectorized over the window centres (a Python loop runs over the 45 window position pairs and over bands
     of ~65k centres, never over pixels).
     """
-    from . import matting_kernels
-
     img = np.ascontiguousarray(_as_hwc(image))
     h, w, _ = img.shape
     if h < 3 or w < 3:
@@ -309,10 +310,7 @@ def _solve_smoothing(content: torch.Tensor, stylized: torch.Tensor, start: torch
                      max_iter: int) -> tuple[torch.Tensor, int]:  # fmt: skip
     """(lambda I + D^-1/2 L D^-1/2) R = lambda Y by :func:`impasto.core.matting_kernels.pcg` on the system's
     13-diagonal upper stencil (built in float64, held in float32), from ``start``; returns (R (3, H, W), iterations)."""
-    import numba
-
-    from . import matting_kernels as k
-
+    k = matting_kernels
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     h, w = content.shape[-2:]
     pad = k.PAD
