@@ -52,3 +52,28 @@ def test_zero_budget_leaves_x_alone():
     x = torch.ones(3, requires_grad=True)
     lbfgs.minimize(lambda: None, x, 0)
     assert torch.equal(x.detach(), torch.ones(3))
+
+
+def test_a_clamping_closure_does_not_blow_up_the_curvature_scale():
+    # Pixels pulled past a bound, as a dark style pulls dark pixels below 0: the closure clamps x to [0, 1] (as the
+    # optimization does) and half the coordinates sit at a bound. The step recorded must be the step taken: the
+    # step asked for (torch.optim.LBFGS's arithmetic) grows the inverse Hessian's scale without limit until the
+    # direction overflows to NaN, while the loss stalls.
+    gen = torch.Generator().manual_seed(0)
+    n = 4096
+    target = torch.rand(n, generator=gen, dtype=torch.float64) * 3 - 1  # a third below 0, a third above 1
+    scale = 0.1 + torch.rand(n, generator=gen, dtype=torch.float64)
+    x, calls = torch.full((n,), 0.5, dtype=torch.float64, requires_grad=True), []
+
+    def closure():
+        with torch.no_grad():
+            x.clamp_(0, 1)
+        x.grad = None
+        loss = (scale * (x - target) ** 2).sum()
+        loss.backward()
+        calls.append(float(loss.detach()))
+
+    lbfgs.minimize(closure, x, 60, history_size=10)
+    best = float((scale * (target.clamp(0, 1) - target) ** 2).sum())  # the constrained minimum
+    assert all(torch.isfinite(torch.tensor(calls))) and torch.isfinite(x).all()
+    assert min(calls) < best * (1 + 1e-3), (min(calls), best)

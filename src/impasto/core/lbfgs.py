@@ -2,10 +2,14 @@
 
 The arithmetic is that of ``torch.optim.LBFGS`` without a line search: the first step is
 ``min(1, 1 / |g|_1) * lr`` along ``-g``, every later one ``lr`` along the two-loop direction, pairs with
-``y.s <= 1e-10`` are skipped, and the initial inverse Hessian is ``y.s / y.y`` of the newest pair. Two
+``y.s <= 1e-10`` are skipped, and the initial inverse Hessian is ``y.s / y.y`` of the newest pair. Three
 differences: the scalars of the two-loop recursion are kept in double precision (torch keeps them as float32
-tensors; in the tutorial benchmark the result ends equal or slightly lower, README: "Benchmarks"), and a
-direction that is not a descent direction restarts from the gradient instead of ending the run.
+tensors; in the tutorial benchmark the result ends equal or slightly lower, README: "Benchmarks"), a direction
+that is not a descent direction restarts from the gradient instead of ending the run, and the step stored in the
+history is the step taken, read back after the closure, which may have clamped x into the pixel range (torch
+stores the step it asked for; where many pixels are pushed past a bound, as a dark style pushes dark pixels
+below 0, its inverse Hessian's scale then grows with every step while the loss stalls, until the direction
+overflows to NaN).
 
 Every dot product and sum is taken in an order that does not depend on the number of torch threads
 (:func:`dot`): a run gives the same pixels on one thread (a cluster's actor, ``impasto --cluster``) as on many.
@@ -53,6 +57,16 @@ def _direction(g: torch.Tensor, s_hist: deque, y_hist: deque, rho: deque, h_diag
     return d
 
 
+def _step_taken(before: torch.Tensor, d: torch.Tensor, t: float, after: torch.Tensor) -> torch.Tensor:
+    """The step from ``before`` to ``after`` (in ``d``'s storage): ``t d`` where the closure left x where the step
+    put it (the same arithmetic as torch, to the bit), ``after - before`` where it moved x (clamped it to a bound)."""
+    moved = torch.add(before, d, alpha=t) != after  # the same operation as the step, so the same rounding
+    s = d.mul_(t)
+    if bool(moved.any()):
+        s[moved] = (after - before)[moved]
+    return s
+
+
 @torch.no_grad()
 def minimize(
     closure: Callable[[], object], x: torch.Tensor, evaluations: int, history_size: int = 100, lr: float = 1.0
@@ -86,18 +100,20 @@ def minimize(
     while count < evaluations:
         if not bool(g.abs().max() > 0):  # an exact stationary point (e.g. content only from the content)
             return
-        if not fresh and dot(g, d) >= 0:  # not a descent direction: forget the pairs, start again
+        if not fresh and not dot(g, d) < 0:  # not a descent direction (or not finite): start again
             s_hist.clear(), y_hist.clear(), rho.clear()
             d, h_diag, fresh = g.neg(), 1.0, True
         t = min(1.0, 1.0 / max(dot(g.abs()), 1e-30)) * lr if fresh else lr
         fresh = False
+        before = flat.clone()
         flat.add_(d, alpha=t)
         g_new = evaluate()
         count += 1
         y = g_new - g
-        s = d.mul_(t)
+        s = _step_taken(before, d, t, flat)
+        del before, d
         ys = dot(y, s)
-        if ys > 1e-10:
+        if math.isfinite(ys) and ys > 1e-10:
             s_hist.append(s), y_hist.append(y), rho.append(1.0 / ys)
             h_diag = ys / dot(y, y)
         g = g_new
