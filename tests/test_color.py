@@ -139,3 +139,98 @@ def test_flat_images_match_without_failing(mode):
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
     out = color.match_color(busy, flat, mode=mode)
     torch.testing.assert_close(out, flat, atol=1e-3, rtol=0)
+
+
+# -- the photorealistic method's start image: the content recoloured to the style ----------------------------
+def test_weighted_color_stats_are_the_stats_of_the_weighted_pixels(pair):
+    content, _ = pair
+    mask = torch.zeros_like(content[:, :1])
+    mask[..., : content.shape[-2] // 2, :] = 1.0  # the top half
+    mu, cov = color.color_stats(content, mask)
+    top = content[..., : content.shape[-2] // 2, :]
+    mu_top, cov_top = color.color_stats(top)
+    assert torch.allclose(mu, mu_top, atol=1e-10) and torch.allclose(cov, cov_top, atol=1e-10)
+    # weights scale out; a half weight everywhere changes nothing
+    assert torch.allclose(color.color_stats(content, mask * 0.5)[1], cov_top, atol=1e-10)
+    assert torch.allclose(color.color_stats(content, torch.full_like(mask, 0.5))[0], color.color_stats(content)[0])
+
+
+@pytest.mark.parametrize("mode", color.TRANSFER_MODES)
+def test_transfer_colors_pools_several_styles_by_their_blend_weights(pair, mode):
+    content, style = pair
+    other = 1 - style  # a negative: other colours
+    only_first = color.transfer_colors(content, [style, other], blend=[1.0, 0.0], mode=mode)
+    assert torch.allclose(only_first, color.transfer_colors(content, style, mode=mode), atol=1e-5)
+    mixed = color.transfer_colors(content, [style, other], blend=[0.5, 0.5], mode=mode)
+    mean = color.color_stats(mixed)[0]
+    want = 0.5 * (color.color_stats(style)[0] + color.color_stats(other)[0])
+    assert (mean - want).abs().max() < 0.03
+
+
+def test_transfer_colors_gives_each_region_the_style_regions_colours(pair):
+    content, style = pair
+    ch, cw = content.shape[-2:]
+    sh, sw = style.shape[-2:]
+    regions = torch.zeros(2, 1, ch, cw)
+    regions[0, :, :, : cw // 2] = 1
+    regions[1] = 1 - regions[0]
+    style_regions = torch.zeros(2, 1, sh, sw)
+    style_regions[0, :, : sh // 2] = 1  # left half of the content takes the top of the style
+    style_regions[1] = 1 - style_regions[0]
+    out = color.transfer_colors(content, style, regions, style_regions)
+    assert out.shape == content.shape and 0 <= out.min() and out.max() <= 1
+    for k in range(2):
+        got = color.color_stats(out, regions[k : k + 1])[0]
+        want = color.color_stats(style, style_regions[k : k + 1])[0]
+        assert (got - want).abs().max() < 0.03, (k, got, want)
+    # the two halves of the style differ, and so do the two halves of the result
+    halves = [color.color_stats(out, regions[k : k + 1])[0] for k in range(2)]
+    assert (halves[0] - halves[1]).abs().max() > 0.05
+    # without regions: the whole picture takes the style's statistics
+    whole = color.transfer_colors(content, style)
+    assert (color.color_stats(whole)[0] - color.color_stats(style)[0]).abs().max() < 0.03
+
+
+def test_transfer_colors_is_locally_affine_in_the_content_colours(pair):
+    from impasto.core import matting
+
+    content, style = pair
+    lap = matting.laplacian_tensor(content)
+    recoloured = color.transfer_colors(content, style)
+    texture = color.match_color(torch.rand_like(content), style)  # the same colours, none of the structure
+    energy = [float(matting.photorealism_loss(x, lap)) for x in (recoloured, texture, content)]
+    assert energy[0] < 0.02 * energy[1], energy  # what the photorealism regularizer asks of a picture
+
+
+def test_histogram_matching_gives_the_target_distribution_on_each_principal_axis(pair):
+    content, style = pair
+    out = color.match_histograms(content, style)
+    _, cov = color.color_stats(style)
+    axes = torch.linalg.eigh(cov)[1]
+    got = out.double().reshape(3, -1).T @ axes
+    want = style.double().reshape(3, -1).T @ axes
+    q = torch.linspace(0.02, 0.98, 25, dtype=torch.float64)
+    for c in range(3):
+        err = (torch.quantile(got[:, c], q) - torch.quantile(want[:, c], q)).abs().max()
+        spread = float(want[:, c].std())
+        assert err < 0.05 * spread + 2e-3, (c, float(err), spread)
+    # a monotone map per axis: the content's order along each axis is kept
+    before = content.double().reshape(3, -1).T @ axes
+    for c in range(3):
+        rank = torch.corrcoef(torch.stack([before[:, c].argsort().argsort().double(),
+                                           got[:, c].argsort().argsort().double()]))[0, 1]  # fmt: skip
+        assert rank > 0.999
+
+
+def test_histogram_matching_keeps_a_dark_style_dark_where_the_mean_and_covariance_map_brightens():
+    # A style mostly black with a few bright lights; a content of mid greys with a gentle gradient.
+    gen = torch.Generator().manual_seed(0)
+    style = torch.zeros(1, 3, 40, 40)
+    style[..., :6, :6] = 1.0  # 2% of the picture bright
+    content = (torch.linspace(0.3, 0.7, 40).view(1, 1, 1, 40) + 0.02 * torch.rand(1, 3, 40, 40, generator=gen)).clamp(
+        0, 1
+    )
+    hist = color.transfer_colors(content, style, mode="histogram")
+    affine = color.transfer_colors(content, style, mode="affine")
+    dark = lambda x: float((color.luminance(x) < 0.1).float().mean())  # noqa: E731
+    assert dark(hist) > 0.9 and dark(affine) < 0.7, (dark(hist), dark(affine))

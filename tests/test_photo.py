@@ -226,6 +226,35 @@ def test_each_regions_target_is_the_gram_matrix_of_the_styles_own_region():
     assert float(whole(content_feats["relu1_1"])) == pytest.approx(float(plain), rel=1e-5)
 
 
+def test_photo_preset_starts_from_the_content_recoloured_region_by_region(content96, style64):
+    from impasto.core.color import color_stats
+
+    content = content96
+    h, w = content.shape[-2:]
+    regions = torch.zeros(2, 1, h, w)
+    regions[0, ..., : h // 2, :] = 1  # sky above, ground below
+    regions[1] = 1 - regions[0]
+    sh, sw = style64.shape[-2:]
+    style_regions = torch.zeros(2, 1, sh, sw)
+    style_regions[0, ..., :, : sw // 2] = 1  # the sky takes the style's left half, the ground its right half
+    style_regions[1] = 1 - style_regions[0]
+    engine = Gatys(make_options("photo", size=96, steps=2, precision="fp32"))
+    assert engine.options.init == "colors"
+    start = engine.initial_image(content, [style64], (regions, style_regions))
+    for k in range(2):
+        got = color_stats(start, regions[k : k + 1])[0]
+        want = color_stats(style64, style_regions[k : k + 1])[0]
+        assert (got - want).abs().max() < 0.03, (k, got, want)
+    # inside each region an affine-like function of the content's colours: the regularizer is low from the start,
+    # far below that of the same colours laid out as the style's texture
+    lap = matting.laplacian_tensor(content)
+    texture = torch.nn.functional.interpolate(style64, size=(h, w), mode="bilinear")
+    assert float(matting.photorealism_loss(start, lap)) < 0.2 * float(matting.photorealism_loss(texture, lap))
+    # with init="content" the run starts from the content itself
+    plain = Gatys(make_options("photo", size=96, steps=2, precision="fp32", init="content"))
+    assert torch.equal(plain.initial_image(content, [style64], (regions, style_regions)), content)
+
+
 # -- Li et al.'s smoothing and the feature transforms ---------------------------------------------------------
 def test_exact_smoothing_does_not_depend_on_the_thread_count(content96):
     content, y = content96[0, :, :40, :56], torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(0))

@@ -154,17 +154,27 @@ def test_the_article_runs_adam_at_its_learning_rate(content64, style64, monkeypa
 
 
 def test_photo_preset_is_the_papers_recipe_with_the_weights_the_readme_derives():
-    """Luan et al.'s shape (content relu4_2 weight 1, style relu1_1..relu5_1, the regularizer, L-BFGS from the
-    content image, 300 steps) and the weights the README's sweep chose, read from the README's own sentence."""
+    """Luan et al.'s shape (content relu4_2 weight 1, style relu1_1..relu5_1, the regularizer, L-BFGS, 300 steps),
+    started from the content recoloured to the style, and the weights the README's sweep chose, read from the
+    README's own sentences."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    chosen = re.search(r"\*\*(\S+) with (\S+)\*\* \(the preset\)", readme)
+    chosen = re.search(r"\*\*Style (\S+),\s+photo\s+(\S+)\*\*\s+\(the preset\)", readme)
     assert chosen, "the README's sentence on the photo preset's weights"
+    layers = re.search(r"weighting the shallow layers most\s+\(([\d.,\s]+) for relu1_1", readme)
+    assert layers, "the README's sentence on the photo preset's style layer weights"
     o = make_options("photo")
     assert (o.method, o.content_layers, o.content_weight) == ("photo", ("relu4_2",), 1.0)
     assert o.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-    assert (o.photo_weight, o.style_weight) == (float(chosen.group(1)), float(chosen.group(2))) == (1e5, 20.0)
-    assert (o.init, o.optimizer, o.steps) == ("content", "lbfgs", 300)
+    assert (o.style_weight, o.photo_weight) == (float(chosen.group(1)), float(chosen.group(2))) == (3.0, 1e5)
+    assert o.style_layer_weights == tuple(float(w) for w in layers.group(1).split(",")) == (10, 3, 1, 0.3, 0.1)
+    assert (o.init, o.optimizer, o.steps, o.start_size) == ("colors", "lbfgs", 300, 256)
     assert set(preset_values("photo")) == {
-        "method", "content_layers", "style_layers", "content_weight", "style_weight", "photo_weight", "init",
-        "optimizer", "steps",
+        "method", "content_layers", "style_layers", "style_layer_weights", "content_weight", "style_weight",
+        "photo_weight", "init", "optimizer", "steps", "start_size",
     }  # fmt: skip
+    # the coarse-to-fine start applies only to pictures larger than it; given explicitly it is checked
+    assert make_options("photo", size=128).start_size is None
+    assert make_options("photo", size=512).scales() == [(256, 239), (512, 61)]
+    assert make_options("photo", size=512, start_size=512).scales() == [(512, 300)]
+    with pytest.raises(InputError, match="must not be larger"):
+        make_options("photo", size=128, start_size=256)

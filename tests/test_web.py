@@ -276,7 +276,7 @@ def test_web_only_refusals_are_one_line_4xx(tmp_path, content_path, style_path, 
             (c.post("/api/jobs", files=[("content", ("c.png", b"x"))]), 400, "send one or more style images"),
             (submit(c, bomb, [bomb], weights="w.pth"), 400, "--weights is not available from the web"),
             (submit(c, bomb, [bomb], device="cuda"), 400, "--device is not available from the web"),
-            (submit(c, bomb, [bomb], init="/etc/passwd"), 400, "--init must be content, noise or style"),
+            (submit(c, bomb, [bomb], init="/etc/passwd"), 400, "--init must be one of content, noise, style, colors"),
             (submit(c, bomb, [bomb], colour="red"), 400, "unknown field 'colour'"),
             (c.post("/api/jobs", content=b"not multipart", headers={"content-type": "text/plain"}), 400, ""),
         ]

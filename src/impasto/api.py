@@ -32,7 +32,7 @@ from .io.models import describe, load_model
 from .methods import METHODS
 from .methods.transformer import onnx_bytes, onnx_difference
 from .options import _CHOICES as CHOICES
-from .options import PRESETS, Options, make_options
+from .options import INIT_KINDS, PRESETS, Options, make_options
 from .plan import Plan, check
 from .runner import Runner, finish
 from .training import Trainer, TrainInfo, TrainingInterrupted, TrainOptions, TrainResult, make_train_options
@@ -162,7 +162,7 @@ def prepare(
     p = check(planned if planned is not None else plan(content, styles, options))
     content_t = load_image(content, options.size, "content image")
     style_ts = [load_image(s, options.style_size(), "style image") for s in styles]
-    if options.init not in ("content", "noise", "style"):
+    if options.init not in INIT_KINDS:
         open_image(options.init)  # a bad start image fails here, not after the targets are computed
     hw = tuple(content_t.shape[-2:])
     if masks is None:

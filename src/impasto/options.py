@@ -51,7 +51,7 @@ class Options:
     gram_norm: str = "positions"  # positions | elements | none
     normalize_losses: bool = True  # divide each loss by its target's mean square
     style_layer_norm: str = "none"  # none | elements (the article divides by C*H*W per layer)
-    init: str = "content"  # content | noise | style | path to an image
+    init: str = "content"  # content | noise | style | colors (content recoloured to the style) | image file
     optimizer: str = "lbfgs"  # lbfgs | adam
     lr: float = 0.02  # Adam learning rate (pixels in [0, 1])
     steps: int = 300  # loss evaluations (L-BFGS) or Adam steps
@@ -92,6 +92,9 @@ class Options:
         """(longest side, steps) of each scale of an optimization run, coarse to fine (one for a single scale)."""
         return schedule(self.size, self.start_size, self.scale_factor, self.steps, self.scale_steps)
 
+
+#: The named start images of ``init`` (anything else is an image file).
+INIT_KINDS = ("content", "noise", "style", "colors")
 
 _CHOICES = {
     "method": ("gatys", "fast", "model", "photo", "photo-fast"),
@@ -269,7 +272,10 @@ def make_options(preset: str = "default", **overrides: Any) -> Options:
     unknown = set(overrides) - fields
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    values = {**preset_values(preset), **{k: v for k, v in overrides.items() if v is not None}, "preset": preset}
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    values = {**preset_values(preset), **explicit, "preset": preset}
+    if "start_size" not in explicit and (values.get("start_size") or 0) >= values.get("size", Options.size):
+        values["start_size"] = None  # a preset's coarsest scale at or above the picture's size: one scale
     if values.get("model") is not None and overrides.get("method") is None:
         values["method"] = "model"  # a model file names the method
     return validate(Options(**values))

@@ -57,18 +57,21 @@ def preset_values(name: str) -> dict[str, Any]:
             "init": "content",
         },
         # Luan et al. 2017 (Deep Photo Style Transfer): content relu4_2, style relu1_1..relu5_1 (with label maps,
-        # per region), the photorealism regularizer, L-BFGS from the content image (README: "Photorealistic
+        # per region), the photorealism regularizer, L-BFGS; started from the content recoloured to the style
+        # region by region (histogram matching), the shallow style layers weighted most (README: "Photorealistic
         # style transfer" derives the regularizer weight and how the others were chosen).
         "photo": {
             "method": "photo",
             "content_layers": ("relu4_2",),
             "style_layers": ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
+            "style_layer_weights": (10.0, 3.0, 1.0, 0.3, 0.1),
             "content_weight": 1.0,
-            "style_weight": 20.0,
+            "style_weight": 3.0,
             "photo_weight": 1e5,
-            "init": "content",
+            "init": "colors",
             "optimizer": "lbfgs",
             "steps": 300,
+            "start_size": 256,  # coarse to fine: most steps at 256 px, one Laplacian per scale
         },
     }
     if name not in presets:

@@ -18,7 +18,7 @@ from ..io.atomic import check_writable
 from ..io.history import write_history
 from ..io.images import FORMATS, open_image, output_format, save_image, tensor_to_pil
 from ..io.plot import plot_run
-from ..options import PRESETS, Options, make_options
+from ..options import INIT_KINDS, PRESETS, Options, make_options
 from ..plan import check, fmt_bytes, fmt_seconds
 from ..version import __version__
 from .progress import Progress, ScalarBar, stop_code, stop_word
@@ -109,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tv-weight", type=float, help="total-variation (smoothness) weight")
     g.add_argument("--gram-norm", choices=["positions", "elements", "none"], help="Gram matrix normalization")
     g = p.add_argument_group("optimization")
-    g.add_argument("--init", help="content, noise, style, or an image file")
+    g.add_argument(
+        "--init", help="content, noise, style, colors (the content recoloured to the style), or an image file"
+    )
     g.add_argument("--optimizer", choices=["lbfgs", "adam"])
     g.add_argument("--lr", type=float, help="Adam learning rate")
     g.add_argument("--steps", type=int, help="loss evaluations (L-BFGS) or Adam steps")
@@ -200,7 +202,7 @@ def check_paths(args: argparse.Namespace, opts: Options) -> Path:
     if opts.mask_map:
         inputs.append(Path(opts.mask_map))
     inputs += [Path(p) for p in (opts.content_seg, opts.style_seg) if p]
-    if opts.init not in ("content", "noise", "style"):
+    if opts.init not in INIT_KINDS:
         inputs.append(Path(opts.init))
     if args.output is None:
         args.output = f"{Path(args.content).stem}-{Path(args.styles[0] if args.styles else opts.model).stem}.png"

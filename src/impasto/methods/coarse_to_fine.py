@@ -82,8 +82,10 @@ class CoarseToFine:
             base = offset + done
             hw = tuple(scale.hw)
             content = resize_tensor(inputs.content, hw)
-            if image is None:
-                image = engine.initial_image(content, inputs.styles) if inputs.start is None else inputs.start.cpu()
+            if image is None and inputs.start is not None:
+                image = inputs.start.cpu()
+            elif image is None:
+                image = engine.initial_image(content, inputs.styles, regions)
             image = resize_tensor(image, hw) if tuple(image.shape[-2:]) != hw else image
             first_row, t0 = len(engine.history), time.perf_counter() - start
             try:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import torch
 
 from ..core import lbfgs
+from ..core.color import transfer_colors
 from ..core.device import pick_device, pick_dtype, pick_grad_dtype
 from ..core.losses import gram_matrix
 from ..core.progress import Callback, StepInfo
@@ -213,8 +214,15 @@ class Gatys:
             raise StylizeInterrupted(best) from None
         return best
 
-    def initial_image(self, content: torch.Tensor, styles: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The starting image: content, noise (seeded), the first style image, or an image file."""
+    def initial_image(
+        self,
+        content: torch.Tensor,
+        styles: Sequence[torch.Tensor],
+        regions: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """The starting image: content, noise (seeded), the first style image, the content recoloured to the
+        styles (``colors``: region by region with label-matched ``regions``, :func:`transfer_colors`), or an
+        image file."""
         o = self.options
         hw = tuple(content.shape[-2:])
         if o.init == "content":
@@ -224,6 +232,10 @@ class Gatys:
             return torch.rand(content.shape, generator=gen)
         if o.init == "style":
             return resize_tensor(styles[0], hw)
+        if o.init == "colors":
+            if regions is not None:
+                return transfer_colors(content, styles[0], resize_tensor(regions[0].float(), hw), regions[1])
+            return transfer_colors(content, styles, blend=o.style_blend)
         return resize_tensor(load_image(o.init, what="init image"), hw)
 
     def stylize(
@@ -246,7 +258,8 @@ class Gatys:
         torch.manual_seed(self.options.seed)
         self.history = []
         terms = self.build_terms(content, styles, masks, regions, temporal=temporal)
-        init = self.initial_image(content, styles) if start is None else resize_tensor(start, tuple(content.shape[-2:]))
+        hw = tuple(content.shape[-2:])
+        init = self.initial_image(content, styles, regions) if start is None else resize_tensor(start, hw)
         steps = self.options.steps if steps is None else steps
         if not start_step:
             return self.optimize(init, terms, steps, callback=callback).cpu()

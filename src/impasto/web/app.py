@@ -39,7 +39,7 @@ from .. import api
 from ..cli import stylize as cli_stylize
 from ..errors import ImpastoError, InputError
 from ..io.images import open_image
-from ..options import Options
+from ..options import INIT_KINDS, Options
 from ..plan import check, fmt_bytes, fmt_seconds
 from ..version import __version__
 from .config import LOOPBACK_NAMES, ServerConfig, is_loopback
@@ -153,8 +153,10 @@ def parse_options(fields: dict[str, str], uploads: dict[str, Path] | None = None
     parser.error = _raise_input_error  # type: ignore[method-assign]  # one line, as the CLI prints it
     args = parser.parse_args(argv)
     opts = cli_stylize.options_from_args(args)
-    if opts.init not in ("content", "noise", "style"):
-        raise InputError("--init must be content, noise or style from the web (a start image file is not accepted)")
+    if opts.init not in INIT_KINDS:
+        raise InputError(
+            f"--init must be one of {', '.join(INIT_KINDS)} from the web (a start image file is not accepted)"
+        )
     return opts
 
 
