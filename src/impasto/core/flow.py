@@ -19,6 +19,7 @@ when a flow is first computed.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -201,17 +202,49 @@ def _collapse(bands: list[np.ndarray]) -> np.ndarray:
     return cur
 
 
+@functools.lru_cache(maxsize=16)
+def _angular_windows(h: int, w: int, n: int) -> np.ndarray:
+    """(n, H, W // 2 + 1) float32: cos^2(theta - k pi / n) over a real spectrum's frequencies, normalized to sum
+    to 1 at each (the steerable split of :func:`_orientations`)."""
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    theta = np.arctan2(fy, fx)
+    windows = np.stack([np.cos(theta - k * np.pi / n) ** 2 for k in range(n)])
+    return (windows / windows.sum(0)).astype(np.float32)
+
+
+def _orientations(band: np.ndarray, n: int) -> list[np.ndarray]:
+    """``band`` (H, W, C) split into ``n`` oriented parts that sum to it: angular windows cos^2(theta - k pi / n)
+    (normalized) on its spectrum, so detail running along each direction is one part."""
+    if n <= 1:
+        return [band]
+    from scipy import fft  # float32 transforms on every core (numpy's are float64, one thread)
+
+    h, w = band.shape[:2]
+    windows = _angular_windows(h, w, n)
+    spectrum = fft.rfft2(band.astype(np.float32, copy=False), axes=(0, 1), workers=-1)
+    parts = [fft.irfft2(spectrum * win[..., None], s=(h, w), axes=(0, 1), workers=-1) for win in windows[:-1]]
+    return parts + [band - sum(parts)]
+
+
 def restore_detail(image: np.ndarray, reference: np.ndarray, levels: int = 3, window: float = 4.0,
-                   max_gain: float = 3.0) -> np.ndarray:  # fmt: skip
+                   max_gain: float = 3.0, orientations: int = 1) -> np.ndarray:  # fmt: skip
     """``image`` (H, W, C) float32 given back the detail of ``reference`` that it lost, band by band: in each of
-    ``levels`` bands of a Laplacian pyramid each pixel's detail is scaled so that its local energy (a Gaussian
-    window of ``window`` pixels of that band) is the reference's again (gain 1 to ``max_gain``: detail is never
-    taken away); the coarsest remainder (colours, light) is kept as it is."""
+    ``levels`` bands of a Laplacian pyramid each pixel's detail is scaled so that its local energy (summed over
+    the channels, in a Gaussian window of ``window`` pixels of that band) is the reference's again (gain 1 to
+    ``max_gain``: detail is never taken away); the coarsest remainder (colours, light) is kept as it is. With
+    ``orientations`` > 1 each band is first split into that many oriented parts, each given its own gain: detail
+    blurred along one direction only (a warp's interpolation along a pan) is restored without strengthening the
+    detail across it."""
     ours, theirs = _bands(image, levels), _bands(reference, levels)
     out = []
     for a, b in zip(ours[:-1], theirs[:-1], strict=True):
-        gain = np.sqrt((_gaussian(b * b, window) + 1e-6) / (_gaussian(a * a, window) + 1e-6)).reshape(a.shape)
-        out.append(a * gain.clip(1.0, max_gain))
+        band = np.zeros_like(a)
+        for pa, pb in zip(_orientations(a, orientations), _orientations(b, orientations), strict=True):
+            ea, eb = (sum(p[..., c] ** 2 for c in range(p.shape[-1]))[..., None] for p in (pa, pb))  # hue kept
+            gain = np.sqrt((_gaussian(eb, window) + 1e-6) / (_gaussian(ea, window) + 1e-6))
+            band += pa * gain.reshape(ea.shape).clip(1.0, max_gain)
+        out.append(band)
     return _collapse(out + [ours[-1]])
 
 
@@ -224,6 +257,7 @@ def blend(
     levels: int = 3,
     window: float = 4.0,
     max_gain: float = 3.0,
+    orientations: int = 1,
 ) -> np.ndarray:
     """The temporal blend of the feed-forward methods: the new frame's stylization ``stylized`` (H, W, 3) float
     in [0, 1] moved towards the previous result ``warped`` to it, by ``strength`` x the feathered reliability
@@ -239,7 +273,8 @@ def blend(
     alpha = (strength * feather(weights, feather_radius))[..., None].astype(np.float32)
     out = stylized + alpha * (warped - stylized)
     if levels:
-        out = restore_detail(out.astype(np.float32), stylized.astype(np.float32), levels, window, max_gain)
+        out = restore_detail(out.astype(np.float32), stylized.astype(np.float32), levels, window, max_gain,
+                             orientations)  # fmt: skip
     return np.clip(out, 0.0, 1.0)
 
 

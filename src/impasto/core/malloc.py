@@ -32,5 +32,17 @@ def tune_allocator() -> bool:
     return ok
 
 
+def release_free_memory() -> None:
+    """Give the heap's free pages back to the system (glibc's ``malloc_trim``) when :func:`tune_allocator` keeps
+    them: between the scales of a coarse-to-fine run, so that the memory a smaller scale freed, in pieces the
+    next scale's larger tensors do not fit, is not counted on top of that scale's."""
+    if not _allocator_tuned:
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip() not in ("", "0")

@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from ..core.malloc import release_free_memory
 from ..core.progress import Callback, StepInfo
 from ..core.sizes import resize_tensor
 from ..errors import InputError, NonFiniteLossError, StylizeInterrupted
@@ -106,5 +107,6 @@ class CoarseToFine:
                     row["seconds"] = round(row["seconds"] + t0, 4)
             image = image.cpu()
             offset += scale.steps
+            release_free_memory()
         assert image is not None
         return image
