@@ -268,6 +268,13 @@ def _warp(image: np.ndarray, backward: np.ndarray, interpolation: str) -> np.nda
                      borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
 
 
+def blend_setting(text: str) -> tuple[float, int, float, float, int]:
+    """``--blends``' ``strength,levels,window,max_gain[,orientations]`` as :func:`impasto.core.flow.blend`'s
+    arguments (one orientation unless given)."""
+    strength, levels, window, gain, *rest = (float(v) for v in text.split(","))
+    return strength, int(levels), window, gain, int(rest[0]) if rest else 1
+
+
 def sweep(args: argparse.Namespace) -> None:
     """The blend's settings against each other on one clip: per-frame stylization and flows computed once, then
     the blend replayed for each ``--blends strength,levels,window,max_gain[,orientations]`` exactly as ``impasto
@@ -295,15 +302,14 @@ def sweep(args: argparse.Namespace) -> None:
     base = measure([video.quantize(s) for s in stylized])
     print(f"per-frame: warping error {base[0]:.2f}, style loss {base[1]:.3f}, streaks {base[2]:.3f}", flush=True)
     for setting in args.blends:
-        strength, levels, window, gain, *rest = (float(v) for v in setting.split(","))
-        orientations = int(rest[0]) if rest else 1
+        strength, levels, window, gain, orientations = blend_setting(setting)
         out = [video.quantize(stylized[0])]
         for t, (pair, weights) in enumerate(zip(pairs, reliable, strict=True), start=1):
             warped = _warp(out[-1].astype(np.float32) / 255, pair.backward, args.warp)
-            out.append(video.quantize(flow.blend(stylized[t], warped, weights, strength, video.FEATHER, int(levels),
-                                                 window, gain, orientations)))  # fmt: skip
+            out.append(video.quantize(flow.blend(stylized[t], warped, weights, strength, video.FEATHER, levels, window,
+                                                 gain, orientations)))  # fmt: skip
         err, style, streak = measure(out)
-        print(f"blend {strength}, {int(levels)} detail bands, window {window} px, max gain {gain}x, {orientations} "
+        print(f"blend {strength}, {levels} detail bands, window {window} px, max gain {gain}x, {orientations} "
               f"orientations: warping error {err / base[0] - 1:+.1%}, style loss {style / base[1] - 1:+.1%}, "
               f"streaks {streak:.3f} ({streak / base[2] - 1:+.1%})", flush=True)  # fmt: skip
 
@@ -314,13 +320,12 @@ def blend_time(args: argparse.Namespace) -> None:
     h, w = args.size * 9 // 16, args.size
     stylized, warped = (rng.random((h, w, 3), dtype=np.float32) for _ in range(2))
     weights = np.ones((h, w), np.float32)
-    settings = [[float(v) for v in b.split(",")] for b in args.blends]
+    settings = [blend_setting(b) for b in args.blends]
     times: list[list[float]] = [[] for _ in settings]
     for _ in range(args.repeats + 1):  # the first round warms up (FFT plans, caches)
-        for i, (strength, levels, window, gain, *rest) in enumerate(settings):
+        for i, (strength, levels, window, gain, orientations) in enumerate(settings):
             t0 = time.perf_counter()
-            flow.blend(stylized, warped, weights, strength, video.FEATHER, int(levels), window, gain,
-                       int(rest[0]) if rest else 1)  # fmt: skip
+            flow.blend(stylized, warped, weights, strength, video.FEATHER, levels, window, gain, orientations)
             times[i].append(time.perf_counter() - t0)
     for b, t in zip(args.blends, times, strict=True):
         print(f"blend {b} at {w}x{h}: {np.median(t[1:]) * 1000:.1f} ms (median of {args.repeats})")
