@@ -11,7 +11,7 @@ SHARED ?= $(abspath ..)/shared
 PORT ?= 8000
 DATA ?= $(HOME)/.local/share/impasto/serve
 
-.PHONY: setup demo test lint bench coverage mutation clean serve browser
+.PHONY: setup demo test lint bench check-quality coverage mutation clean serve browser
 
 setup: $(STAMP)
 
@@ -73,6 +73,12 @@ endif
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_gatys.py
+
+# The convergence matrix (every optimization mode x 256 and 512 px x two image pairs; about an hour on 2 cores):
+# each run must end well below its start, never climb far above it, and give a picture that is not flat. Pictures
+# and a contact sheet in out/quality/; the table in docs/quality.md. Run it before calling a change to a method done.
+check-quality: $(STAMP)
+	IMPASTO_SHARED_IMAGES=$(SHARED)/images $(BIN)/python benchmarks/check_quality.py --table docs/quality.md
 
 clean:
 	rm -rf $(VENV) out .pytest_cache mutants htmlcov .coverage

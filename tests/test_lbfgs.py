@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from impasto.core import lbfgs
@@ -77,3 +79,26 @@ def test_a_clamping_closure_does_not_blow_up_the_curvature_scale():
     best = float((scale * (target.clamp(0, 1) - target) ** 2).sum())  # the constrained minimum
     assert all(torch.isfinite(torch.tensor(calls))) and torch.isfinite(x).all()
     assert min(calls) < best * (1 + 1e-3), (min(calls), best)
+
+
+def test_a_run_that_climbs_goes_back_to_its_best_point_and_converges():
+    # A Gram-matrix loss on bf16 features, as a bf16 style transfer's: its rounding makes a curvature pair that
+    # sends the next step far too long; the loss climbs by orders of magnitude. Without a guard the run never came
+    # back below its start; with it, the run returns to its best point and converges.
+    gen = torch.Generator().manual_seed(1)
+    w, target = torch.randn(16, 3, generator=gen), torch.rand(3, 1024, generator=gen) * 2
+    gram_target = (w @ target) @ (w @ target).T / 1024
+    x, calls = torch.rand(3, 1024, generator=gen).requires_grad_(True), []
+
+    def closure() -> float:
+        x.grad = None
+        f = (w @ x).bfloat16()
+        loss = (((f @ f.T).float() / 1024 - gram_target) ** 2).sum()
+        loss.backward()
+        calls.append(float(loss.detach()))
+        return calls[-1]
+
+    lbfgs.minimize(closure, x, 60, history_size=100)
+    assert len(calls) == 60 and all(map(math.isfinite, calls))
+    assert calls[-1] < 1e-3 * calls[0], (calls[0], calls[-1])
+    assert torch.isfinite(x).all()

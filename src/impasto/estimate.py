@@ -65,8 +65,9 @@ BACKWARD_BYTES_PER_PIXEL = 1480
 FUSED_BACKWARD_BYTES_PER_PIXEL = 130
 FUSED_FIXED_SAVING = 40 * MB
 #: Image-sized float32 buffers besides the optimizer's history (pixels, gradient, copies; L-BFGS holds the point
-#: before its step through each evaluation, to store the step actually taken where the clamp moved a pixel).
-IMAGE_COPIES = 11
+#: before its step through each evaluation, to store the step actually taken where the clamp moved a pixel, and
+#: the best point and its gradient, to go back to where the loss climbs).
+IMAGE_COPIES = 13
 #: Picture-sized float32 buffers kept during a run (content, result, tile blending).
 PICTURE_COPIES = 4
 #: Peak bytes per pixel of the fast method (encoder and decoder, inference) in bf16 / fp16 (calibrated at

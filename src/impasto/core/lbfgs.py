@@ -11,6 +11,12 @@ stores the step it asked for; where many pixels are pushed past a bound, as a da
 below 0, its inverse Hessian's scale then grows with every step while the loss stalls, until the direction
 overflows to NaN).
 
+A fourth keeps a run from diverging: where the loss climbs past :data:`RISE` times the lowest loss seen (a pair
+measured across a jump can make the inverse Hessian's scale far too large, as bf16 rounding does with colour
+preservation's luminance images), the run goes back to the best point and its gradient, forgets its history, halves
+the step it takes from then on and starts again from the gradient. A run whose loss never climbs that far (the
+tutorial's) takes exactly torch's steps.
+
 Every dot product and sum is taken in an order that does not depend on the number of torch threads
 (:func:`dot`): a run gives the same pixels on one thread (a cluster's actor, ``impasto --cluster``) as on many.
 """
@@ -25,6 +31,8 @@ import torch
 
 #: Elements summed in one go by :func:`dot` (each block by one thread, then the block sums in a fixed order).
 BLOCK = 4096
+#: A loss above this multiple of the lowest loss seen sends the run back to the best point (see the module's text).
+RISE = 2.0
 
 
 def dot(a: torch.Tensor, b: torch.Tensor | None = None) -> float:
@@ -74,7 +82,8 @@ def minimize(
     """Run L-BFGS on the leaf tensor ``x`` (changed in place) for ``evaluations`` calls of ``closure``.
 
     ``closure()`` evaluates the loss at ``x`` and leaves its gradient in ``x.grad`` (it may change ``x`` in
-    place first, as the tutorial's clamp does). ``x`` ends at the last evaluated point. A gradient of
+    place first, as the tutorial's clamp does) and returns the loss (or None: then nothing guards against
+    divergence). ``x`` ends at the last evaluated point, or at the best one where the run went back to it. A gradient of
     exactly zero ends the run early, as in ``torch.optim.LBFGS``.
     """
     if evaluations <= 0:
@@ -84,31 +93,43 @@ def minimize(
     closure = torch.enable_grad()(closure)
     flat = x.data.view(-1)
 
-    def evaluate() -> torch.Tensor:
-        closure()
+    def evaluate() -> tuple[torch.Tensor, float]:
+        value = closure()
         if x.grad is None:
             raise RuntimeError("the closure left no gradient in x.grad")
-        return x.grad.reshape(-1).clone()
+        value = math.nan if value is None else float(value)  # a closure may return nothing: no guard then
+        return x.grad.reshape(-1).clone(), value
 
-    g = evaluate()
+    g, value = evaluate()
     count = 1
     s_hist: deque[torch.Tensor] = deque(maxlen=history_size)
     y_hist: deque[torch.Tensor] = deque(maxlen=history_size)
     rho: deque[float] = deque(maxlen=history_size)
     d, t, h_diag = g.neg(), 0.0, 1.0
     fresh = True
+    best_value, best_x, best_g = value, flat.clone(), g.clone()
+    damping = 1.0  # halved at each return to the best point
     while count < evaluations:
         if not bool(g.abs().max() > 0):  # an exact stationary point (e.g. content only from the content)
             return
         if not fresh and not dot(g, d) < 0:  # not a descent direction (or not finite): start again
             s_hist.clear(), y_hist.clear(), rho.clear()
             d, h_diag, fresh = g.neg(), 1.0, True
-        t = min(1.0, 1.0 / max(dot(g.abs()), 1e-30)) * lr if fresh else lr
+        t = (min(1.0, 1.0 / max(dot(g.abs()), 1e-30)) * lr if fresh else lr) * damping
         fresh = False
         before = flat.clone()
         flat.add_(d, alpha=t)
-        g_new = evaluate()
+        g_new, value = evaluate()
         count += 1
+        if value > RISE * best_value >= 0:  # diverging: back to the best point, from its gradient, with half the step
+            flat.copy_(best_x)
+            g = best_g.clone()
+            s_hist.clear(), y_hist.clear(), rho.clear()
+            d, h_diag, fresh, damping = g.neg(), 1.0, True, damping / 2
+            continue
+        if value < best_value:
+            best_value = value
+            best_x.copy_(flat), best_g.copy_(g_new)
         y = g_new - g
         s = _step_taken(before, d, t, flat)
         del before, d
