@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 
 from . import estimate
+from .core import malloc
 from .core.color import PRESERVE_COLOR
-from .core.malloc import tune_allocator
 from .core.progress import Callback
 from .core.regions import match_regions
 from .core.sizes import resize_tensor
@@ -255,10 +255,16 @@ def _mask_tensor(masks: torch.Tensor, hw: tuple[int, ...]) -> torch.Tensor:
     return resize_tensor(masks.float(), hw) if tuple(masks.shape[-2:]) != hw else masks.float()
 
 
+def tune_allocator() -> bool:
+    """Keep freed memory in this process's heap for faster steps (see :func:`impasto.core.malloc.tune_allocator`):
+    process-wide, so the entry points call it (the ``impasto`` command, the web app's workers, the cluster's
+    actors), never a library call. Returns whether it was applied."""
+    return malloc.tune_allocator()
+
+
 def run(prepared: Prepared, callback: Callback | None = None, runner: Runner | None = None) -> torch.Tensor:
     """Run a prepared job; returns the (1, 3, H, W) result on the CPU. Pass a ``runner`` to reuse its networks
     across jobs (batch mode) or to read its ``history`` afterwards, also after an interruption."""
-    tune_allocator()
     runner = runner if runner is not None else Runner(prepared.options)
     p = prepared
     return runner(p.content, p.styles, p.masks, callback, p.plan, p.start, p.start_step, p.regions)
@@ -325,7 +331,6 @@ def train(
     after every step. ``max_minutes`` ends the run after that long as if its steps were done (the model file records
     the steps it took).
     """
-    tune_allocator()
     if max_minutes is not None and not (isinstance(max_minutes, (int, float)) and max_minutes > 0):
         raise InputError(f"--minutes must be a number > 0, got {max_minutes!r}")
     kw = {"checkpoint": checkpoint, "samples": samples, "history": history, "warn": warn}

@@ -191,6 +191,7 @@ class Host:
     store) and calls its methods."""
 
     def __init__(self, cls: type, boxed: list) -> None:
+        api.tune_allocator()  # the actor's process is impasto's alone
         self.target = cls(*ray_module().get(boxed[0]))
 
     def call(self, method: str, *args: Any) -> Any:

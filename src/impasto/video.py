@@ -49,7 +49,6 @@ import torch
 from . import api
 from .core import flow as flowlib
 from .core.color import match_color
-from .core.malloc import tune_allocator
 from .core.progress import Callback
 from .errors import InputError, NonFiniteLossError
 from .io.atomic import check_writable
@@ -461,7 +460,6 @@ class VideoJob:
         replaces :meth:`frames`, the engine that yields each input frame with its result in order (e.g.
         :func:`impasto.cluster.video_frames`, chunks stylized on a Ray cluster); frames are cached and encoded
         here, in order, whatever made them."""
-        tune_allocator()
         r, cache = self.reader, self.cache
         writer, self.writer = self.writer, None
         if writer is None and not self.folder_output:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from .. import api
 from ..errors import ImpastoError, OutputError
 from . import export, serve, stylize, train, video
 from .progress import handle_sigterm, stop_code, stop_word
@@ -27,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = command or stylize
     args = module.build_parser().parse_args(argv[1:] if command else argv)
     handle_sigterm()
+    api.tune_allocator()
     try:
         return module.run(args)
     except OutputError as err:  # an output of a finished run could not be written

@@ -15,8 +15,10 @@ def tune_allocator() -> bool:
     """Keep freed memory in the process's heap (glibc): large tensors are then reused at every step instead
     of being mapped, page-faulted and unmapped again. Gatys steps run ~10-15% faster on CPU
     (``benchmarks/bench_gatys.py --allocator both``); peak memory is unchanged, but the process keeps its
-    high-water mark until it exits. Process-wide, so the CLI and :func:`impasto.stylize` call it and the
-    lower-level classes do not; ``IMPASTO_KEEP_MALLOC=1`` turns it off. Returns whether it was applied.
+    high-water mark until it exits. Process-wide, so only the entry points call it (the ``impasto`` command, the
+    web app's workers, the cluster's actors), never a library call: a program of its own that calls
+    :func:`impasto.stylize` in a loop may call it first. ``IMPASTO_KEEP_MALLOC=1`` turns it off. Returns whether
+    it was applied.
     """
     global _allocator_tuned
     if _allocator_tuned:

@@ -239,6 +239,7 @@ def main(data: str, name: str, threads: int, parent: int, warm_up: bool = True) 
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal reaches the server; it stops the workers
     torch.set_num_threads(max(1, threads))
+    api.tune_allocator()
     store = JobStore(data)
     worker = Worker(store, name)
     signal.signal(signal.SIGTERM, lambda signum, frame: worker.stop.set())
@@ -261,6 +262,7 @@ def actor_main(data: str, name: str, threads: int, parent: int, warm_up: bool = 
     """Entry point of a worker running in a Ray actor (``impasto serve --cluster``): as :func:`main`, without the
     parent-process checks and signal handlers (Ray stops the actor; its job goes back to the queue)."""
     torch.set_num_threads(max(1, threads))
+    api.tune_allocator()
     store = JobStore(data)
     worker = Worker(store, name)
     _ready(store, worker, name, warm_up)
