@@ -1,17 +1,29 @@
 """The fast method (AdaIN): decoder weights, AdaIN statistics, strength, style blends, odd sizes, CLI."""
 
+
 import pytest
 import torch
 from PIL import Image
 
-from impasto import stylize
+from impasto import api, make_options, stylize
 from impasto.cli import main
 from impasto.core.device import cpu_supports_bf16
 from impasto.core.vgg import build_vgg
 from impasto.errors import InputError
 from impasto.io.images import load_image, read_metadata
-from impasto.methods.adain import AdaIN, Decoder, adain, channel_stats, crop_pads, pad_to_stride
-from impasto.options import make_options
+from impasto.methods.adain import (
+    AdaIN,
+    Decoder,
+    FastMethod,
+    adain,
+    channel_stats,
+    crop_pads,
+    downsample_masks,
+    encoder_from_vgg,
+    pad_to_stride,
+    stylize_tiled,
+)
+from impasto.methods.base import Inputs
 
 from .conftest import np_channel_stats
 
@@ -187,3 +199,116 @@ def test_cli_fast(tmp_path, content_path, style_path, capsys):
     assert main([str(content_path), str(style_path), "-o", str(tmp_path / "g.png"), "--method", "fast",
                  "--history", str(tmp_path / "h.csv")]) == 2  # fmt: skip
     assert "--method fast has no steps" in capsys.readouterr().err
+
+
+def test_the_adain_encoder_refuses_a_vgg_with_either_wrong_setting_in_one_exact_line():
+    for kwargs in ({"padding": "zeros", "pooling": "max"}, {"padding": "reflect", "pooling": "avg"}):
+        with pytest.raises(ValueError) as err:
+            encoder_from_vgg(build_vgg(["relu4_1"], **kwargs))
+        assert str(err.value) == "the AdaIN encoder needs reflect padding and max pooling"
+
+
+def test_masks_keep_their_share_when_downsampled_to_a_feature_map():
+    """A 1-pixel checkerboard averaged over 2x2 blocks is one half everywhere (nearest sampling gives 0 or 1)."""
+    board = ((torch.arange(8).view(8, 1) + torch.arange(8).view(1, 8)) % 2).float().view(1, 1, 8, 8)
+    assert torch.equal(downsample_masks(board, (4, 4)), torch.full((1, 1, 4, 4), 0.5))
+
+
+@pytest.fixture(scope="module")
+def two_styles(style_path) -> list[torch.Tensor]:
+    style = load_image(style_path, 64)
+    return [style, style.flip(1)]  # the same painting with its colour channels reversed: another palette
+
+
+def test_fast_method_gives_each_masked_region_its_own_style(content_path, two_styles):
+    """Left half style A, right half style B: each half is much closer to the picture all in its own style than
+    to the one in the other style; swapping the masks swaps the halves. No history (one pass)."""
+    content = load_image(content_path, 64)
+    w = content.shape[-1]
+    left = torch.zeros(1, 1, *content.shape[-2:])
+    left[..., : w // 2] = 1
+    masks = torch.cat([left, 1 - left])
+    opts = make_options(method="fast", size=64)
+    method = FastMethod(opts)
+    assert method.history == []
+    plan = api.plan(content, two_styles, opts)
+    mixed = method.run(Inputs(content, two_styles, masks), plan)
+    engine = AdaIN()
+    only = [engine.stylize(content, [s]) for s in two_styles]
+    inner_left, inner_right = slice(0, w // 2 - 8), slice(w // 2 + 8, w)
+    for cols, own, other in ((inner_left, 0, 1), (inner_right, 1, 0)):
+        near = (mixed[..., cols] - only[own][..., cols]).abs().mean()
+        far = (mixed[..., cols] - only[other][..., cols]).abs().mean()
+        assert near < 0.5 * far
+
+
+def test_fast_method_refuses_masks_with_tiles_in_one_exact_line(content_path, two_styles):
+    content = load_image(content_path, 96)
+    opts = make_options(method="fast", size=96, tile=64)
+    plan = api.plan(content, two_styles, opts)
+    masks = torch.ones(2, 1, *content.shape[-2:]) / 2
+    with pytest.raises(InputError) as err:
+        FastMethod(opts).run(Inputs(content, two_styles, masks), plan)
+    assert str(err.value) == "masks cannot be combined with tiles; use --tile 0 or a smaller --size"
+
+
+def test_the_style_statistics_cache_drops_the_least_recently_used_image():
+    engine = AdaIN(cache_size=2)
+    g = torch.Generator().manual_seed(2)
+    a, b, c = (torch.rand(1, 3, 16, 16, generator=g) for _ in range(3))
+    calls = []
+    encode = engine.encode
+    engine.encode = lambda x: calls.append(1) or encode(x)  # count the encoder passes
+    engine.style_stats(a)
+    engine.style_stats(b)
+    engine.style_stats(a)  # a is now the most recent
+    engine.style_stats(c)  # evicts b
+    assert len(calls) == 3
+    engine.style_stats(a)
+    assert len(calls) == 3  # still cached
+    engine.style_stats(b)
+    assert len(calls) == 4  # was evicted
+
+
+def test_padding_to_the_stride_falls_back_to_replicate_when_reflect_cannot_reach():
+    """An 8-pixel-high picture is padded to the 16-pixel minimum: 8 rows below it, which a mirror of 8 rows
+    cannot give (reflect needs more rows than it pads), so its last row is repeated."""
+
+    x = torch.rand(1, 3, 8, 16, generator=torch.Generator().manual_seed(3))
+    padded, pads = pad_to_stride(x)
+    assert pads == (0, 0, 0, 8) and padded.shape[-2:] == (16, 16)
+    assert torch.equal(padded[..., :8, :], x)
+    assert torch.equal(padded[..., 8:, :], x[..., -1:, :].expand(1, 3, 8, 16))  # replicated edge row
+
+
+def test_a_mask_count_that_does_not_match_the_styles_is_named_in_one_line(content_path, two_styles):
+    engine = AdaIN()
+    feats = torch.rand(1, 512, 4, 4)
+    with pytest.raises(InputError) as err:
+        engine.target_features(feats, two_styles, masks=torch.ones(3, 1, 4, 4) / 3)
+    assert str(err.value) == "3 masks for 2 style images (one mask per style)"
+
+
+def test_the_tiled_fast_method_follows_its_options_and_normalizes_blend_weights(content_path, two_styles):
+    """Through FastMethod with --tile: the same pixels as stylize_tiled called with the options by hand, and blend
+    weights (1, 3) mean (0.25, 0.75)."""
+
+    content = load_image(content_path, 112)
+    opts = make_options(method="fast", size=112, tile=64, tile_overlap=16, tile_passes=1, style_blend=(1, 3),
+                        strength=0.8)  # fmt: skip
+    plan = api.plan(content, two_styles, opts)
+    assert plan.scales[-1].tile == 64
+    out = FastMethod(opts).run(Inputs(content, two_styles), plan)
+    ref = stylize_tiled(AdaIN(), content, two_styles, 64, 16, 1, (0.25, 0.75), 0.8)
+    assert out.shape == content.shape and torch.allclose(out, ref, atol=1e-5)
+
+
+def test_one_tile_gathers_the_whole_pictures_statistics_and_matches_the_untiled_run(content_path, two_styles):
+    """A picture within one tile: its core is every feature position, so the tiled path's content statistics
+    are the whole picture's and its result the untiled AdaIN's (64 x 96: no padding, 8 x 12 features)."""
+
+    content = torch.nn.functional.interpolate(load_image(content_path, 96), size=(64, 96), mode="area")
+    engine = AdaIN()
+    tiled = stylize_tiled(engine, content, two_styles, tile=128, overlap=16, passes=1, weights=(1, 3))
+    whole = engine.stylize(content, two_styles, (0.25, 0.75))
+    assert torch.allclose(tiled, whole, atol=2e-4), float((tiled - whole).abs().max())

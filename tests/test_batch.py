@@ -2,15 +2,17 @@
 
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from impasto import batch
+from impasto import batch, make_options
 from impasto.cli import main
 from impasto.errors import InputError
-from impasto.io.images import read_metadata
+from impasto.io.images import load_image, read_metadata, tensor_to_pil
 from impasto.methods.adain import AdaIN
-from impasto.options import make_options
+from impasto.methods.gatys import Gatys
+from impasto.runner import Runner
 
 FAST = ["--method", "fast", "-s", "48", "-q"]
 
@@ -106,3 +108,29 @@ def test_batch_builds_the_network_and_style_statistics_once(tmp_path, photos, st
     result = batch.run_batch(contents, [style_path], tmp_path, make_options(method="fast", size=40))
     assert len(result.written) == 3 and not result.skipped and result.images_per_second > 0
     assert len(built) == 1 and len(calls) == 3 + 1  # each content once, the style once
+
+
+def test_batch_writes_the_good_results_and_names_the_failed_one(tmp_path, content_path, style_path, monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(content_path).save(photos / "a.png")
+    Image.open(content_path).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(photos / "b.png")
+    opts = make_options(size=40, steps=3, precision="fp32")
+    real = Gatys.loss_and_grad
+    calls = {"n": 0}
+
+    def nan_on_the_second_image(self, image, terms):
+        calls["n"] += 1
+        total, parts, grad = real(self, image, terms)
+        return (float("nan") if calls["n"] > 3 else total), parts, grad
+
+    monkeypatch.setattr(Gatys, "loss_and_grad", nan_on_the_second_image)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = batch.run_batch(batch.find_contents(str(photos)), [style_path], out, opts, warn=lambda m: None)
+    assert [p.name for p in result.written] == ["a-starry_night.png"]
+    assert [p.name for p, _ in result.failed] == ["b.png"] and "loss became nan" in result.failed[0][1]
+    assert sorted(p.name for p in out.iterdir()) == ["a-starry_night.png"]
+    monkeypatch.setattr(Gatys, "loss_and_grad", real)
+    expected = Runner(opts)(load_image(photos / "a.png", 40), [load_image(style_path, 40)])
+    assert np.array_equal(np.asarray(Image.open(out / "a-starry_night.png")), np.asarray(tensor_to_pil(expected)))

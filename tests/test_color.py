@@ -1,13 +1,14 @@
 """Colour preservation: YIQ, luminance-only transfer, and colour matching of the style to the content."""
 
+
 import numpy as np
 import pytest
 import torch
 
+from impasto import make_options
 from impasto.core import color
 from impasto.errors import InputError
 from impasto.io.images import load_image
-from impasto.options import make_options
 from impasto.runner import Runner, prepare
 
 
@@ -234,3 +235,55 @@ def test_histogram_matching_keeps_a_dark_style_dark_where_the_mean_and_covarianc
     affine = color.transfer_colors(content, style, mode="affine")
     dark = lambda x: float((color.luminance(x) < 0.1).float().mean())  # noqa: E731
     assert dark(hist) > 0.9 and dark(affine) < 0.7, (dark(hist), dark(affine))
+
+
+def test_an_unknown_colour_matching_mode_is_named_in_one_line():
+    x = torch.rand(1, 3, 4, 4)
+    with pytest.raises(ValueError) as err:
+        color.match_color(x, x, mode="lab")
+    assert str(err.value) == "colour matching mode must be 'pca' or 'cholesky', not 'lab'"
+
+
+def test_matched_luminance_is_clipped_at_black_and_works_on_a_batch():
+    """A dark, high-contrast content asks the style's darkest pixels to go below 0: they stop at 0 (the gray
+    image stays a picture). Two images at once give each the same gray in all three channels."""
+
+    style = torch.linspace(0, 1, 16).view(1, 1, 4, 4).expand(2, 3, 4, 4)  # luminance ramp 0..1 (gray)
+    content = torch.zeros(2, 3, 4, 4)
+    content[..., 0, 0] = 1.0  # mean 1/16, one bright pixel: std ~0.25, far more than the mean
+    out = color.match_luminance(style, content)
+    assert out.shape == (2, 3, 4, 4) and float(out.min()) == 0.0
+    ys = color.luminance(style)
+    yc = color.luminance(content)
+    unclipped = (ys - ys.mean()) * (yc.std() / ys.std()) + yc.mean()
+    assert float(unclipped.min()) < -0.05  # the case is real
+    assert torch.allclose(out[:, :1], unclipped.clamp(0, 1), atol=1e-6) and torch.equal(out[:, 0], out[:, 2])
+
+
+def test_under_luminance_preservation_the_network_sees_gray_images(content64, style64, monkeypatch):
+    opts = make_options(size=64, steps=8, precision="fp32", preserve_color="luminance", style_weight=100.0)
+    runner = Runner(opts)
+    seen = {}
+    real = runner.method.run
+
+    def spy(inputs, plan, callback=None):
+        seen["inputs"] = inputs
+        return real(inputs, plan, callback)
+
+    monkeypatch.setattr(runner.method, "run", spy)
+    out = runner(content64, [style64])
+    inputs = seen["inputs"]
+    for image in (inputs.content, *inputs.styles):
+        assert torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 1], image[:, 2])  # gray
+    y_content = color.luminance(content64)
+    assert torch.allclose(inputs.content[:, :1], y_content.clamp(0, 1), atol=1e-6)
+    y_style = inputs.styles[0][:, :1]
+    assert float(y_style.mean()) == pytest.approx(float(y_content.mean()), abs=0.01)  # matched to the content's
+    assert float(y_style.std()) == pytest.approx(float(y_content.std()), rel=0.05)
+    # the result has the content's chroma (I, Q) wherever its luminance did not have to be clamped
+    iq_out, iq_content = color.rgb_to_yiq(out)[:, 1:], color.rgb_to_yiq(content64)[:, 1:]
+    inside = (out > 0.01).all(1, keepdim=True) & (out < 0.99).all(1, keepdim=True)
+    diff = (iq_out - iq_content).abs()[inside.expand_as(iq_out)]
+    assert float(diff.max()) < 2e-3 and float(inside.float().mean()) > 0.5
+    # and a luminance of its own: the run did change it
+    assert float((color.luminance(out) - y_content).abs().mean()) > 0.005

@@ -22,7 +22,8 @@ from impasto.errors import InputError, OutputError
 from impasto.io import atomic
 from impasto.io import images as I
 from impasto.io.history import write_history
-from impasto.io.images import read_metadata
+from impasto.io.images import read_metadata, tensor_to_pil
+from impasto.methods.gatys import Gatys
 
 FAST = ["--method", "fast", "--size", "48", "--quiet"]
 _fdopen = os.fdopen
@@ -247,3 +248,23 @@ def test_no_style_is_an_input_error(content_path):
         impasto.stylize(content_path, [], method="fast", size=32)
     with pytest.raises(InputError, match="at least one style image"):
         impasto.stylize(content_path, (), size=32)
+
+
+def test_the_cli_writes_the_best_image_before_a_nan(tmp_path, content_path, style_path, monkeypatch, capsys):
+    seen: list[tuple[float, torch.Tensor]] = []
+    real = Gatys.loss_and_grad
+
+    def nan_at_four(self, image, terms):
+        total, parts, grad = real(self, image, terms)
+        if len(seen) == 3:
+            return float("inf"), parts, grad
+        seen.append((total, image.detach().clone()))
+        return total, parts, grad
+
+    monkeypatch.setattr(Gatys, "loss_and_grad", nan_at_four)
+    out = tmp_path / "n.png"
+    assert main([str(content_path), str(style_path), "-o", str(out), "--size", "40", "--steps", "9", "-q"]) == 1
+    kept = np.asarray(Image.open(tmp_path / "n.last-good.png"))
+    best = min(seen, key=lambda item: item[0])[1]
+    assert np.array_equal(kept, np.asarray(tensor_to_pil(best))) and not out.exists()
+    assert "loss became inf at step 4" in capsys.readouterr().err

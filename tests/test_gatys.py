@@ -1,10 +1,16 @@
+
 import pytest
 import torch
+from PIL import Image
 
-from impasto import api, make_options
+from impasto import api, estimate, make_options
+from impasto.core.sizes import fit_size, resize_tensor
 from impasto.errors import InputError, NonFiniteLossError, StylizeInterrupted
+from impasto.io.images import load_image
+from impasto.methods import terms
 from impasto.methods.base import Inputs
 from impasto.methods.gatys import Gatys
+from impasto.methods.terms import TemporalTerm
 from impasto.options import PRESETS
 
 
@@ -190,3 +196,116 @@ def test_gatys_runs_a_one_scale_plan_as_its_stylize_and_refuses_others(content64
     two = api.plan(content64, style64, make_options(size=64, start_size=32, steps=4))
     with pytest.raises(ValueError, match="single untiled scale"):
         st.run(Inputs(content64, [style64]), two)
+
+
+def test_zero_steps_return_the_start_clamped_and_one_step_evaluates_once(content_path, style_path):
+    content, style = load_image(content_path, 32), load_image(style_path, 32)
+    engine = Gatys(make_options(size=32, precision="fp32"))
+    loss_terms = engine.build_terms(content, [style])
+    start = content * 3 - 1  # values from -1 to 2
+    calls = []
+    out = engine.optimize(start, loss_terms, steps=0, callback=calls.append)
+    assert calls == [] and torch.equal(out, start.clamp(0, 1))
+    engine.optimize(start, loss_terms, steps=1, callback=calls.append)
+    assert [c.step for c in calls] == [1]
+
+
+def test_the_start_image_comes_from_the_style_or_from_a_file(content_path, style_path, tmp_path):
+    content, style = load_image(content_path, 32), load_image(style_path, 48)
+    hw = tuple(content.shape[-2:])
+    by_style = Gatys(make_options(init="style")).initial_image(content, [style, content])
+    assert torch.equal(by_style, resize_tensor(style, hw))
+    picture = tmp_path / "start.png"
+    rgb = (torch.rand(3, 20, 30, generator=torch.Generator().manual_seed(4)) * 255).round().byte()
+    Image.fromarray(rgb.permute(1, 2, 0).numpy()).save(picture)
+    by_file = Gatys(make_options(init=str(picture))).initial_image(content, [style])
+    assert torch.equal(by_file, resize_tensor(load_image(picture), hw))
+
+
+def test_gatys_run_passes_every_input_of_its_one_scale_to_stylize(content_path, style_path):
+    """Masks, a start image with the steps already done, the temporal target, the plan's step count (not the
+    options') and the callback all reach the run: the same pixels and steps as the explicit call."""
+
+    content, style = load_image(content_path, 32), load_image(style_path, 32)
+    styles = [style, style.flip(1)]
+    h, w = content.shape[-2:]
+    left = torch.zeros(1, 1, h, w)
+    left[..., : w // 2] = 1
+    masks = torch.cat([left, 1 - left])
+    g = torch.Generator().manual_seed(5)
+    start = torch.rand(1, 3, h, w, generator=g)
+    temporal = (torch.rand(1, 3, h, w, generator=g), torch.ones(1, 1, h, w))
+    opts = make_options(size=32, steps=4, precision="fp32", temporal_weight=50.0)
+    plan = api.plan(content, styles, opts)
+    assert plan.scales[0].steps == 4
+    seen, expected = [], []
+    out = Gatys(make_options(size=32, steps=9, precision="fp32", temporal_weight=50.0)).run(
+        Inputs(content, styles, masks, start=start, start_step=1, temporal=temporal), plan, seen.append
+    )
+    ref = Gatys(opts).stylize(content, styles, expected.append, masks, 4, start, 1, None, temporal)
+    assert torch.equal(out, ref) and [i.step for i in seen] == [i.step for i in expected] == [2, 3, 4]
+    unmasked = Gatys(opts).stylize(content, styles, None, None, 4, start, 1, None, temporal)
+    untemporal = Gatys(opts).stylize(content, styles, None, masks, 4, start, 1, None, None)
+    assert not torch.equal(out, unmasked) and not torch.equal(out, untemporal)  # each input changes the result
+
+
+def test_stylize_starts_from_the_style_image_when_asked(content_path, style_path):
+    content, style = load_image(content_path, 32), load_image(style_path, 48)
+    out = Gatys(make_options(size=32, init="style")).stylize(content, [style], steps=0)
+    assert torch.equal(out, resize_tensor(style, tuple(content.shape[-2:])))
+
+
+def test_gatys_run_passes_label_regions(content_path, style_path):
+    content, style = load_image(content_path, 32), load_image(style_path, 32)
+    top = torch.zeros(1, 1, *content.shape[-2:])
+    top[..., : content.shape[-2] // 2, :] = 1
+    stop = torch.zeros(1, 1, *style.shape[-2:])
+    stop[..., :, : style.shape[-1] // 2] = 1
+    regions, style_regions = torch.cat([top, 1 - top]), torch.cat([stop, 1 - stop])
+    opts = make_options(size=32, steps=2, precision="fp32")
+    plan = api.plan(content, [style], opts)
+    out = Gatys(opts).run(Inputs(content, [style], regions=regions, style_regions=style_regions), plan)
+    ref = Gatys(opts).stylize(content, [style], None, None, 2, None, 0, (regions, style_regions))
+    plain = Gatys(opts).stylize(content, [style], steps=2)
+    assert torch.equal(out, ref) and not torch.equal(out, plain)
+
+
+def test_gatys_run_refuses_a_plan_of_several_scales_in_one_exact_line(content_path, style_path):
+    content, style = load_image(content_path, 64), load_image(style_path, 64)
+    two = api.plan(content, [style], make_options(size=64, start_size=32, steps=4))
+    assert len(two.scales) == 2 and not two.scales[0].tile
+    with pytest.raises(ValueError) as err:
+        Gatys(make_options(size=64)).run(Inputs(content, [style]), two)
+    assert str(err.value) == "Gatys.run takes a single untiled scale; CoarseToFine runs the others"
+
+
+def test_the_temporal_term_without_a_previous_frame_is_zero():
+    term = TemporalTerm(5.0)
+    assert term.weight == 0 and float(term(torch.rand(1, 3, 4, 4), {}, {})) == 0.0
+
+
+def test_a_new_term_without_a_hand_written_gradient_is_planned_under_autograd(monkeypatch):
+    """The open list of terms: a term that says nothing about the hand-written pass is not assumed to be in it."""
+
+    class Brightness(terms.Term):
+        name = "brightness"
+
+        @classmethod
+        def wanted(cls, options):  # noqa: ANN001, ANN206
+            return True
+
+    opts = make_options(size=64)
+    assert estimate.uses_handwritten_pass(opts, "cpu")
+    monkeypatch.setattr(terms, "TERMS", [*terms.TERMS, Brightness])
+    assert not estimate.uses_handwritten_pass(opts, "cpu")
+
+
+def test_style_size_is_computed_in_one_place(style_path):
+    o = make_options(size=300, style_scale=0.5)
+    assert (
+        o.style_size() == 150 and o.style_size(64) == 32 and make_options(size=20, style_scale=0.1).style_size() == 16
+    )
+    st = Gatys(o)
+    style = load_image(style_path, 400)
+    assert max(st.style_image_for(style, (200, 300)).shape[-2:]) == 150
+    assert fit_size(1024, 640, o.style_size()) == (150, 94)

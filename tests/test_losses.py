@@ -1,3 +1,4 @@
+
 import numpy as np
 import pytest
 import torch
@@ -133,3 +134,17 @@ def test_raw_gram_target_is_rescaled_by_positions_of_a_non_square_style():
     expected = (flat @ flat.T) * (30 / 10)
     got = StyleLoss.target_of(f, "none", out_positions=30)
     torch.testing.assert_close(got.double().reshape(4, 4), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_raw_gram_target_is_rescaled_by_the_ratio_of_positions_for_non_square_maps():
+    f = torch.randn(1, 4, 3, 5, generator=torch.Generator().manual_seed(1))
+    flat = f.flatten(2)[0]
+    raw = flat @ flat.T
+    assert torch.allclose(StyleLoss.target_of(f, "none", out_positions=30), raw * 2, rtol=1e-5)
+
+
+def test_total_variation_on_a_ramp_and_a_checkerboard_written_out():
+    ramp = torch.arange(4.0).view(1, 1, 4, 1).expand(1, 1, 4, 3)  # rows 0, 1, 2, 3: vertical steps of 1
+    assert float(TVLoss()(ramp)) == pytest.approx(1.0)  # mean dh^2 = 1, dw = 0
+    board = ((torch.arange(3).view(3, 1) + torch.arange(3).view(1, 3)) % 2).float().view(1, 1, 3, 3)
+    assert float(TVLoss()(board)) == pytest.approx(2.0)  # every neighbour differs by 1, both directions

@@ -1,15 +1,14 @@
 import pytest
 import torch
 
-from impasto import estimate
+from impasto import estimate, make_options
 from impasto.core.schedule import balanced_steps, scale_sizes, schedule, split_steps
 from impasto.core.sizes import resize_tensor
-from impasto.errors import InputError, StylizeInterrupted
+from impasto.errors import InputError, NonFiniteLossError, StylizeInterrupted
 from impasto.methods import tiled
 from impasto.methods.base import Inputs
 from impasto.methods.coarse_to_fine import CoarseToFine
 from impasto.methods.gatys import Gatys
-from impasto.options import make_options
 
 
 def _run(engine, content, styles, callback=None):
@@ -150,3 +149,34 @@ def test_forced_tiles_run_the_last_scale_in_tiles(content64, style64, monkeypatc
     out = _run(Gatys(opts), content, [style64])
     assert calls == [(96, 128)]  # the 64 px scale fits in one tile
     assert out.shape == content.shape
+
+
+def _record(engine: Gatys, monkeypatch, fail_at: int | None = None):
+    real = engine.loss_and_grad
+    seen: list[tuple[float, torch.Tensor]] = []
+
+    def recorded(image, terms):
+        total, parts, grad = real(image, terms)
+        if fail_at is not None and len(seen) + 1 == fail_at:
+            return float("nan"), parts, grad
+        seen.append((total, image.detach().clone()))
+        return total, parts, grad
+
+    monkeypatch.setattr(engine, "loss_and_grad", recorded)
+    return seen
+
+
+@pytest.mark.parametrize("fail_at", [3, 6])  # at the coarse scale (3 steps there) and at the fine one
+def test_a_multiscale_failure_keeps_the_best_image_of_its_scale_at_full_size(content64, style64, monkeypatch,
+                                                                             fail_at):  # fmt: skip
+    opts = make_options(size=64, start_size=32, scale_steps=(3, 3), precision="fp32")
+    engine = Gatys(opts)
+    content = resize_tensor(content64, (48, 64))
+    seen = _record(engine, monkeypatch, fail_at)
+    plan = estimate.plan(opts, (64, 48), [(style64.shape[-1], style64.shape[-2])], device="cpu")
+    with pytest.raises(NonFiniteLossError) as caught:
+        CoarseToFine(engine).run(Inputs(content, [style64]), plan, None)
+    scale_start = 0 if fail_at <= 3 else 3
+    best = min(seen[scale_start:], key=lambda item: item[0])[1]
+    assert caught.value.image.shape == content.shape
+    assert torch.equal(caught.value.image, resize_tensor(best.cpu(), (48, 64)))

@@ -1,10 +1,14 @@
 import pytest
 import torch
 
+from impasto.core.losses import gram_matrix
+from impasto.core.sizes import resize_tensor
 from impasto.core.tiles import axis_spans, blend_window, check_tile, shifts, tile_grid, tiled_apply
-from impasto.errors import InputError
+from impasto.errors import InputError, NonFiniteLossError, StylizeInterrupted
+from impasto.io.images import load_image
 from impasto.methods import tiled
-from impasto.methods.adain import stylize_tiled
+from impasto.methods.adain import AdaIN, stylize_tiled
+from impasto.methods.gatys import Gatys
 from impasto.methods.tiled import optimize_tiled
 from impasto.options import make_options
 
@@ -68,7 +72,6 @@ def test_bad_tiles_are_input_errors():
 
 @pytest.fixture(scope="module")
 def fast_engine():
-    from impasto.methods.adain import AdaIN
 
     return AdaIN("cpu", "fp32")
 
@@ -130,7 +133,6 @@ def test_tiled_fast_method_uses_the_whole_pictures_statistics(fast_engine, conte
 
 
 def test_tiled_optimization_reports_each_step_once_and_lowers_the_loss(content64, style64):
-    from impasto.core.sizes import resize_tensor
     from impasto.methods.gatys import Gatys
 
     opts = make_options(size=128, steps=8, precision="fp32")
@@ -169,10 +171,11 @@ def test_tiled_optimization_starts_each_tile_from_a_seamless_blend(monkeypatch):
 
 
 # -- properties over arbitrary sizes (hypothesis) ---------------------------------------------------------
+
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from impasto.core.tiles import core_box, core_positions  # noqa: E402
+from impasto.core.tiles import Tile, core_box, core_positions, default_overlap  # noqa: E402
 
 _geometry = st.integers(64, 400).flatmap(
     lambda tile: st.tuples(
@@ -230,3 +233,109 @@ def test_core_positions_of_a_grid_count_each_feature_position_once(tile, length,
         assert sorted(centres) == list(range(length))
     else:  # about one position per stride across the axis
         assert abs(len(centres) - length / stride) <= len(grid)
+
+
+def test_default_tile_overlap_is_an_eighth_of_the_tile_and_at_least_16_pixels():
+    assert [default_overlap(t) for t in (64, 128, 144, 512, 2048)] == [16, 16, 18, 64, 256]
+
+
+def test_a_grid_shift_is_taken_modulo_one_tile_step():
+    assert axis_spans(1000, 256, 32, 1.5) == axis_spans(1000, 256, 32, 0.5) != axis_spans(1000, 256, 32)
+    assert axis_spans(1000, 256, 32, 1.0) == axis_spans(1000, 256, 32, 2.0) == axis_spans(1000, 256, 32)
+
+
+def test_each_tiled_pass_uses_its_own_shifted_grid():
+    """Two passes: the plain grid and the half-shifted one (which has one more tile per axis), each tile once."""
+
+    seen: list[tuple[int, int]] = []
+
+    def fn(crop: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(crop.shape[-2:]))
+        return crop
+
+    image = torch.rand(1, 3, 200, 300, generator=torch.Generator().manual_seed(0))
+    out = tiled_apply(image, fn, tile=128, overlap=16, passes=2)
+    expected = [(t.height, t.width) for s in (0.0, 0.5) for t in tile_grid(200, 300, 128, 16, s)]
+    assert seen == expected and len(tile_grid(200, 300, 128, 16, 0.5)) > len(tile_grid(200, 300, 128, 16))
+    assert torch.allclose(out, image, atol=1e-6)  # an identity stylization blends back to the image
+
+
+def test_core_positions_take_feature_centres_inside_the_core_counting_padding():
+    """Worked by hand: an 8-pixel stride puts feature j's centre at top + 8j + 4 - pad. A tile at the top-left
+    with neighbours below and right (overlap 16) has its core in rows [0, 56) and columns [0, 56); with 3 pixels
+    of padding the centres are 8j + 1, so rows 0..6 (8*7 + 1 = 57 is out); an edge tile keeps all rows."""
+
+    inner = Tile(0, 0, 64, 64, (False, True, False, True))
+    rows, cols = core_positions(inner, 16, 8, (9, 9), (3, 3))
+    assert rows == cols == list(range(7))
+    tall = Tile(0, 0, 96, 64, (False, False, False, False))  # alone: everything is core; 12 rows, 8 columns
+    rows, cols = core_positions(tall, 16, 8, (12, 8))
+    assert rows == list(range(12)) and cols == list(range(8))
+
+
+def test_tiled_style_grams_count_every_position_once(style_path):
+    """A style image larger than the tile: Gram matrices summed over the tiles' cores cover each feature position
+    exactly once and equal the whole image's where the receptive field is small."""
+    st = Gatys(make_options(size=160, precision="fp32", style_layers=("relu1_1", "relu2_1")))
+    style = load_image(style_path, 160)  # 160 x 100: two tiles of 96 px across, overlapping
+    layers = ["relu1_1", "relu2_1"]
+    raw, counts = tiled.tiled_grams(st, style, layers, tile=96, overlap=16)
+    whole = st.features(style, layers)
+    for n in layers:
+        f = whole[n]
+        assert counts[n] == f.shape[-2] * f.shape[-1]  # no overlap counted twice, nothing left out
+    f = whole["relu1_1"][0].double().reshape(64, -1)
+    rel = float((raw["relu1_1"].double() - f @ f.T).norm() / (f @ f.T).norm())
+    assert rel < 0.01, rel  # only positions at tile borders see padding instead of neighbours
+    grams = tiled.style_grams(st, [style], (100, 160), tile=96)
+    for n in layers:
+        ref = gram_matrix(whole[n], "positions")
+        assert torch.allclose(grams.grams[n][0], ref, rtol=0.05, atol=1e-3 * float(ref.abs().max()))
+        assert grams.positions[n] == [counts[n]]
+
+
+class _Fake:
+    """An engine whose optimize returns init + 0.1, and fails at one tile with a known image."""
+
+    def __init__(self, fail_at: int | None = None, error: type = NonFiniteLossError) -> None:
+        self.options = make_options(size=256)
+        self.history: list = []
+        self.calls, self.fail_at, self.error = 0, fail_at, error
+
+    def optimize(self, init, terms, steps, callback=None):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            best = torch.full_like(init, 0.9)
+            raise self.error("stopped", best) if self.error is NonFiniteLossError else self.error(best)
+        return (init + 0.1).clamp(0, 1)
+
+
+@pytest.mark.parametrize("error", [NonFiniteLossError, StylizeInterrupted])
+def test_a_tile_that_fails_keeps_the_finished_tiles_the_tiles_best_and_the_rest(monkeypatch, error):
+    monkeypatch.setattr(tiled, "style_grams", lambda *a, **k: None)
+    monkeypatch.setattr(tiled, "content_scale", lambda *a, **k: None)
+    monkeypatch.setattr(tiled, "tile_terms", lambda *a, **k: None)
+    image = torch.full((1, 3, 150, 250), 0.3)
+    grid = tile_grid(150, 250, 96, 24)
+    fake = _Fake(fail_at=3, error=error)
+    with pytest.raises(error) as caught:
+        tiled.optimize_tiled(fake, image, image, [], steps=1, tile=96, overlap=24, passes=1)
+    kept = caught.value.image
+    failed = grid[2]
+    inside = torch.zeros(150, 250, dtype=torch.bool)
+    inside[failed.slices] = True
+    assert torch.equal(kept[..., inside], torch.full_like(kept[..., inside], 0.9))  # the failed tile's best
+    untouched = torch.ones(150, 250, dtype=torch.bool)
+    for t in grid[:3]:
+        untouched[t.slices] = False
+    assert torch.allclose(kept[..., untouched], torch.full_like(kept[..., untouched], 0.3))  # not reached yet
+    covered = [torch.zeros(150, 250, dtype=torch.bool) for _ in grid]
+    for t, c in zip(grid, covered, strict=True):
+        c[t.slices] = True
+    count = sum(c.int() for c in covered)
+    for k in (0, 1):  # where a finished tile alone covers the picture: its result, init + 0.1, exactly
+        solo = covered[k] & (count == 1)
+        assert solo.any() and torch.allclose(kept[..., solo], torch.full_like(kept[..., solo], 0.4), atol=1e-6)
+    shared = covered[0] & covered[1] & ~covered[2]  # their overlap: between the start image and two steps up
+    values = kept[0, 0][shared]
+    assert float(values.min()) >= 0.3 and float(values.max()) <= 0.5 + 1e-6

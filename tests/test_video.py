@@ -5,6 +5,7 @@ a textured disc moving across, a 440 Hz tone), 24 frames at 96x64."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -17,14 +18,16 @@ import pytest
 import torch
 from PIL import Image
 
-from impasto import video
+from impasto import make_options, video
 from impasto.cli import main
 from impasto.core import flow
+from impasto.core.vgg import build_vgg
 from impasto.errors import InputError
 from impasto.io import video as vio
+from impasto.io.atomic import write_bytes
+from impasto.io.video import FrameCache
 from impasto.methods import handwritten
 from impasto.methods.terms import Targets, TemporalTerm
-from impasto.options import make_options
 
 from . import clips
 
@@ -333,7 +336,6 @@ def test_temporal_term_value_and_gradient() -> None:
 
 
 def _net():  # noqa: ANN202 - a VGG19 on the CPU
-    from impasto.core.vgg import build_vgg
 
     return build_vgg(["relu1_1"])
 
@@ -558,3 +560,21 @@ def test_oriented_restore_does_not_strengthen_what_was_not_blurred() -> None:
     assert iso[1] > 1.3 * ref_along  # one gain: the detail along rows made stronger than it ever was
     assert abs(oriented[1] / ref_along - 1) < 0.2  # measured +15% (the angular windows overlap)
     assert oriented[0] > max(0.7 * ref_across, iso[0])  # and the lost direction brought back
+
+
+def test_a_write_killed_midway_leaves_a_hidden_tmp_file_that_a_resumed_video_clears(tmp_path, monkeypatch):
+    """The temporary file is ``.NAME.*.tmp`` beside its destination: the name the frame cache removes when a
+    run begins again after a hard kill (which gives the writer no chance to remove it)."""
+
+    names = []
+    real = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (names.append(os.path.basename(a)), real(a, b))[1])
+    cache = FrameCache(tmp_path / "out.frames")
+    cache.begin({"run": 1}, keep=0)
+    write_bytes(cache.folder / "frame_000001.png", b"frame")
+    name = names[-1]
+    assert name.startswith(".frame_000001.png.") and name.endswith(".tmp")
+    (cache.folder / name).write_bytes(b"half a frame")  # what a SIGKILL between write and rename leaves
+    cache.begin({"run": 1}, keep=1)
+    assert sorted(p.name for p in cache.folder.iterdir() if p.name.startswith(".frame")) == []
+    assert (cache.folder / "frame_000001.png").read_bytes() == b"frame"
