@@ -94,7 +94,7 @@ def test_batch_output_in_the_content_folder_cannot_overwrite_inputs(tmp_path, st
     Image.new("RGB", (30, 20), "red").save(folder / "a-starry_night.png")
     Image.new("RGB", (30, 20), "blue").save(folder / "a.png")
     with pytest.raises(InputError, match="overwrite an input"):
-        batch.plan(batch.find_contents(str(folder)), [style_path], folder)
+        batch.make_jobs(batch.find_contents(str(folder)), [style_path], folder, make_options())
 
 
 def test_batch_builds_the_network_and_style_statistics_once(tmp_path, photos, style_path, monkeypatch):

@@ -62,10 +62,15 @@ class Job:
     output: Path
 
 
-def plan(
-    contents: Sequence[Path], styles: Sequence[Path], outdir: Path, fmt: str = "png", blend: bool = False
+def make_jobs(
+    contents: Sequence[Path], styles: Sequence[Path], outdir: Path, options: Options, fmt: str = "png"
 ) -> list[Job]:
-    """Jobs and output names; refuses names that collide or outputs that would overwrite an input."""
+    """The batch's outputs: each content with each style (all styles blended with ``style_blend``; the model file
+    in place of a style with a trained network). Refuses names that collide or outputs that would overwrite an
+    input."""
+    blend = options.style_blend is not None
+    if options.method == "model":
+        styles = [Path(options.model)]
     groups = [list(range(len(styles)))] if blend else [[i] for i in range(len(styles))]
     jobs: list[Job] = []
     seen: dict[Path, Path] = {}
@@ -120,7 +125,7 @@ def run_batch(
     before stay."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     trained = options.method == "model"  # a trained network: no style image, outputs named after the model
-    jobs = plan(contents, [Path(options.model)] if trained else styles, outdir, fmt, options.style_blend is not None)
+    jobs = make_jobs(contents, styles, outdir, options, fmt)
     style_ts = [] if trained else [load_image(s, options.style_size(), "style image") for s in styles]
     runner = Runner(options)
     result = BatchResult()

@@ -290,8 +290,7 @@ def run_batch(
         raise InputError(f"--cluster-io must be one of {', '.join(IO_MODES)}, got {io!r}")
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     trained = options.method == "model"
-    jobs = batch.plan(contents, [Path(options.model)] if trained else styles, outdir, fmt,
-                      options.style_blend is not None)  # fmt: skip
+    jobs = batch.make_jobs(contents, styles, outdir, options, fmt)
     result = batch.BatchResult()
     total = len(jobs)
     done = 0

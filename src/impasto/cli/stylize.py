@@ -350,7 +350,7 @@ def check_batch_args(args: argparse.Namespace, opts: Options) -> tuple[list[Path
     if opts.style_blend is not None and len(opts.style_blend) != len(styles):
         raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(styles)} style images")
     contents = batch.find_contents(args.content)
-    batch.plan(contents, [Path(opts.model)] if opts.model else styles, outdir, fmt, opts.style_blend is not None)
+    batch.make_jobs(contents, styles, outdir, opts, fmt)
     return contents, styles, outdir, fmt
 
 
