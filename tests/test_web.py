@@ -5,6 +5,7 @@ in this process (``Worker.run_next``) for speed, in spawned worker processes for
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -40,6 +41,7 @@ from impasto.web.app import ServerConfig, create_app  # noqa: E402
 from impasto.web.jobs import JobNotFound, JobStore, new_id  # noqa: E402
 from impasto.web.worker import Worker  # noqa: E402
 
+from .test_failures import _mount  # noqa: E402
 from .test_images import bomb_png  # noqa: E402
 
 BASE = "http://127.0.0.1:8000"
@@ -679,6 +681,56 @@ def test_an_upload_that_finds_the_disk_full_is_refused_with_507(where, tmp_path,
         log = capsys.readouterr().err
         assert "Traceback" not in log and len(log.strip().splitlines()) == 1 and "is full" in log, log
         assert submit(c, content_path, [style_path], method="fast", size=32).status_code == 201  # space again
+
+
+def _fill(disk: Path) -> None:
+    """Fill a file system to its last byte."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (1 << 16, 4096, 512, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
+
+
+def test_a_server_on_a_file_system_that_fills_up(tmp_path, content_path, style_path, monkeypatch, capsys):
+    """The same on a real file system (a tmpfs, filled while a job runs; skipped where none can be mounted)."""
+    monkeypatch.setattr(impasto.web.worker, "BACKOFF_MIN", 0.02)
+    monkeypatch.setattr(impasto.web.worker, "BACKOFF_MAX", 0.2)
+    disk = tmp_path / "disk"
+    _mount(disk, "size=4m")
+    try:
+        with make_client(disk / "data") as c:
+            running = submit(c, content_path, [style_path], size=48, steps=100000).json()
+            queued = submit(c, content_path, [style_path], method="fast", size=32).json()
+            worker = Worker(JobStore(disk / "data"), "w")
+            worker.stop = _Waits()
+            thread = threading.Thread(target=worker.loop)
+            thread.start()
+            try:
+                _wait(c, running["id"], lambda j: j["step"] >= 3)
+                _fill(disk)
+                refused = submit(c, content_path, [style_path], method="fast", size=32)
+                assert refused.status_code == 507 and "disk is full" in refused.json()["detail"]
+                assert job_files(c) == sorted([running["id"], queued["id"]])
+                deadline = time.time() + 60
+                while len(worker.stop.waits) < 3 and time.time() < deadline:
+                    time.sleep(0.02)
+                (disk / "filler").unlink()
+                failed = _wait(c, running["id"], lambda j: j["state"] != "running", timeout=60)
+                done = _wait(c, queued["id"], lambda j: j["state"] == "done")
+            finally:
+                worker.stop.set()
+                thread.join(60)
+            assert submit(c, content_path, [style_path], method="fast", size=32).status_code == 201
+    finally:  # lazily: the server's threads still hold the queue open
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    assert failed["state"] == "failed" and failed["error"].startswith("the server's disk is full")
+    assert done["has_result"]
+    log = capsys.readouterr().err
+    assert "Traceback" not in log and len([line for line in log.splitlines() if "worker w:" in line]) <= 2, log
 
 
 # -- recovery: the queue loses nothing ---------------------------------------------------------------------------------
