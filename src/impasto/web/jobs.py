@@ -12,6 +12,10 @@ when its worker stops or dies, and the next worker continues from the job's last
 
 Files are stored under ``jobs/<id>/`` with names the server chooses (``content.png``, ``style0.jpg``,
 ``preview.png``, ``result.png``); ids are 32 random hex digits, checked before any path is built from one.
+
+A write that finds the disk full is rolled back whole and raises :class:`DiskFull`; a job is queued with its
+client's count of active jobs checked in the same transaction. One server at a time uses a data folder
+(:func:`data_lock`), and :meth:`JobStore.check` reads the whole database before a server relies on it.
 """
 
 from __future__ import annotations
