@@ -116,8 +116,10 @@ def test_every_failing_step_of_a_write_removes_the_temporary_file(tmp_path, monk
         monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode: _ShortFile(fd))
     else:
         monkeypatch.setattr(atomic.os, when, fail)
-    with pytest.raises(OutputError, match=f"cannot write {target}"):
+    with pytest.raises(OutputError, match=f"cannot write {target}") as caught:
         write_history(target, [{"step": 1, "loss": 2.0}])
+    if when != "write":  # the cause's errno is kept: a full disk is told apart from other failures
+        assert caught.value.errno == errno.ENOSPC and str(caught.value).count("\n") == 0
     assert target.read_text() == "previous"
     assert _leftovers(tmp_path) == ["keep.json"]
 

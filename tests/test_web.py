@@ -5,9 +5,16 @@ in this process (``Worker.run_next``) for speed, in spawned worker processes for
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
 import json
 import os
+import shutil
 import signal
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -22,15 +29,19 @@ from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import impasto  # noqa: E402
+import impasto.io.atomic  # noqa: E402
+import impasto.web.jobs  # noqa: E402
+import impasto.web.worker  # noqa: E402
 from impasto import api  # noqa: E402
 from impasto.cli import main  # noqa: E402
 from impasto.io.images import read_metadata  # noqa: E402
 from impasto.methods import METHODS  # noqa: E402
 from impasto.options import PRESETS, make_options  # noqa: E402
 from impasto.web.app import ServerConfig, create_app  # noqa: E402
-from impasto.web.jobs import JobNotFound, JobStore  # noqa: E402
+from impasto.web.jobs import JobNotFound, JobStore, new_id  # noqa: E402
 from impasto.web.worker import Worker  # noqa: E402
 
+from .test_failures import _mount  # noqa: E402
 from .test_images import bomb_png  # noqa: E402
 
 BASE = "http://127.0.0.1:8000"
@@ -353,11 +364,95 @@ def test_serve_refuses_other_addresses_without_a_token(capsys, monkeypatch):
     assert "at least 8 characters" in capsys.readouterr().err
 
 
-def test_host_and_origin_checks(client):
+def _serve(data: Path, *extra: str) -> list[str]:
+    """The command ``impasto serve`` on ``data`` (no workers, any free port)."""
+    return [sys.executable, "-m", "impasto", "serve", "--data", str(data), "--port", "0", "--workers", "0", *extra]
+
+
+@pytest.mark.subprocess
+def test_serve_refuses_a_data_folder_another_server_uses(tmp_path):
+    data = tmp_path / "data"
+    first = subprocess.Popen(_serve(data), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        line = first.stderr.readline()  # once the port is bound
+        assert "serving on http://127.0.0.1:" in line, line + first.stderr.read()
+        second = subprocess.run(_serve(data), capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and second.stdout == ""
+        assert second.stderr == (f"impasto: error: another impasto serve (pid {first.pid}) is using --data "
+                                 f"{data.resolve()}: stop it first, or give this one another --data\n")  # fmt: skip
+        assert first.poll() is None  # the first one goes on
+    finally:
+        first.terminate()
+        first.communicate(timeout=60)
+
+
+def _damaged_data(tmp_path: Path, offset: int) -> Path:
+    """A data folder with finished jobs whose database had 8 KiB overwritten at ``offset`` while no server ran."""
+    data = tmp_path / "data"
+    store = JobStore(data)
+    for _ in range(30):
+        job_id = new_id()
+        store.folder(job_id).mkdir()
+        store.folder(job_id).joinpath("result.png").write_bytes(b"an image")
+        store.create(job_id, options={"size": 32}, inputs={"content": {}, "styles": []}, method="fast",
+                     iterative=False, total=1, estimate={"text": "~1 s" * 50})  # fmt: skip
+    store._db().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    db = data / "jobs.sqlite3"
+    assert db.stat().st_size > offset + 8192
+    with open(db, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\x5a" * 8192)
+    return data
+
+
+def _damaged_message(data: Path, reason: str) -> str:
+    return (f"impasto: error: the job database {data / 'jobs.sqlite3'} is damaged ({reason}); the images of its "
+            f"jobs are kept in {data / 'jobs'}. To start afresh with an empty queue, move jobs.sqlite3 and any "
+            f"jobs.sqlite3-wal and jobs.sqlite3-shm beside it out of {data}, then start impasto serve "
+            "again\n")  # fmt: skip
+
+
+@pytest.mark.subprocess
+def test_serve_refuses_a_damaged_job_database_saying_what_to_do(tmp_path):
+    data = _damaged_data(tmp_path, 0)  # SQLite's header gone
+    r = subprocess.run(_serve(data), capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", _damaged_message(data, "file is not a database"))
+    assert len(list(data.glob("jobs/*/result.png"))) == 30  # nothing removed
+    # Done as it says: a fresh queue, and the server starts.
+    (data / "jobs.sqlite3").rename(tmp_path / "jobs.sqlite3.damaged")
+    again = subprocess.Popen(_serve(data), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "serving on" in again.stderr.readline()
+    finally:
+        again.terminate()
+        again.communicate(timeout=60)
+
+
+def test_serve_reads_the_whole_job_database_before_it_starts(tmp_path, capsys):
+    """Pages after the header overwritten: the database opens, its check finds the damage."""
+    data = _damaged_data(tmp_path, 4096)
+    assert main(_serve(data)[3:]) == 2
+    assert capsys.readouterr().err == _damaged_message(data, "database disk image is malformed")
+
+
+def test_host_and_origin_checks(client, content_path, style_path):
     assert client.get("/api/options", headers={"host": "evil.example:8000"}).status_code == 400
     assert client.get("/api/options", headers={"host": "localhost:8000"}).status_code == 200
     r = client.post("/api/plan", data={}, headers={"origin": "http://evil.example"})
     assert r.status_code == 403 and "cross-site" in r.json()["detail"]
+    # "Origin: null" (a sandboxed frame, a local file, a data: URL) is foreign too, on every route that changes
+    # something; the page's own requests carry its origin (its referrer policy is not no-referrer, which would
+    # make browsers send "null").
+    files = [("content", ("c.png", content_path.read_bytes())), ("style", ("s.jpg", style_path.read_bytes()))]
+    job = client.post("/api/jobs", files=files, data={"method": "fast", "size": "32"}).json()
+    for method, path in [("POST", "/api/jobs"), ("POST", "/api/plan"), ("DELETE", f"/api/jobs/{job['id']}")]:
+        r = client.request(method, path, files=files if path == "/api/jobs" else None, headers={"origin": "null"})
+        assert r.status_code == 403 and r.json() == {"detail": "cross-site request from null refused"}, (method, r)
+    assert [j["state"] for j in client.get("/api/jobs").json()["jobs"]] == ["queued"]  # nothing added or cancelled
+    own = client.post("/api/jobs", files=files, data={"method": "fast", "size": "32"}, headers={"origin": BASE})
+    assert own.status_code == 201
+    assert client.get("/").headers["referrer-policy"] == "same-origin"
 
 
 def test_each_client_has_a_limit_of_active_jobs(tmp_path, content_path, style_path):
@@ -367,6 +462,36 @@ def test_each_client_has_a_limit_of_active_jobs(tmp_path, content_path, style_pa
         assert r.status_code == 429 and "too many jobs" in r.json()["detail"]
         c.delete(f"/api/jobs/{ids[0]}")
         assert submit(c, content_path, [style_path], method="fast", size=32).status_code == 201
+
+
+def test_the_limit_of_active_jobs_holds_for_concurrent_requests(tmp_path, content_path, style_path, monkeypatch):
+    """Requests that all passed the early count while their uploads were checked: the count made with the insert
+    still refuses all but the limit."""
+    import impasto.web.app as web_app
+
+    limit, requests = 3, 8
+    barrier = threading.Barrier(requests, timeout=60)
+    real_check = web_app.check
+
+    def check_together(plan):  # every request has counted its client's jobs before any is queued
+        barrier.wait()
+        return real_check(plan)
+
+    monkeypatch.setattr(web_app, "check", check_together)
+    with make_client(tmp_path / "data", max_active_per_client=limit) as c:
+        statuses: list[int] = []
+
+        def post() -> None:
+            statuses.append(submit(c, content_path, [style_path], method="fast", size=32).status_code)
+
+        threads = [threading.Thread(target=post) for _ in range(requests)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert sorted(statuses) == [201] * limit + [429] * (requests - limit)
+        assert len(c.get("/api/jobs").json()["jobs"]) == limit
+        assert len(job_files(c)) == limit  # the refused requests' files are gone
 
 
 # -- cancel and expiry ----------------------------------------------------------------------------------------------
@@ -411,6 +536,201 @@ def test_old_jobs_expire_by_age_and_disk_budget(client, content_path, style_path
     assert store.expire(7 * 86400, 0, now) == [ids[2]]  # never a queued job
     assert [j.id for j in store.list()] == [ids[3]]
     assert sorted(p.name for p in store.jobs_dir.iterdir()) == [ids[3]]
+
+
+# -- a full disk ------------------------------------------------------------------------------------------------------
+class _FullDiskConnection(sqlite3.Connection):
+    """A connection whose commits fail as SQLite's do on a full disk (SQLITE_FULL, the transaction rolled back)
+    while :data:`DISK` is full, when the transaction changed something (a read-only one writes nothing)."""
+
+    def execute(self, sql, *args):  # noqa: ANN001, ANN201 - sqlite3's signature
+        if sql == "BEGIN IMMEDIATE":
+            self._changes_before = self.total_changes
+        elif sql == "COMMIT" and DISK.db_full.is_set() and self.total_changes != self._changes_before:
+            super().execute("ROLLBACK")
+            DISK.failed_commits += 1
+            err = sqlite3.OperationalError("database or disk is full")
+            err.sqlite_errorcode, err.sqlite_errorname = 13, "SQLITE_FULL"
+            raise err
+        return super().execute(sql, *args)
+
+
+class _Disk:
+    db_full = threading.Event()  # the queue's commits fail
+    files_full = threading.Event()  # files fail
+    failed_commits = 0
+
+    def fill(self, db: bool = True, files: bool = True) -> None:
+        if db:
+            self.db_full.set()
+        if files:
+            self.files_full.set()
+
+    def free(self) -> None:
+        self.db_full.clear()
+        self.files_full.clear()
+
+
+DISK = _Disk()
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """A data folder whose disk can fill up (``DISK.fill()``, ``DISK.free()``): the queue's commits fail with
+    SQLITE_FULL and files with ENOSPC (an image's sync, an upload's copy after its first bytes), as on a full file
+    system. Connections opened after this fixture (each thread opens its own) take part."""
+    DISK.free()
+    DISK.failed_commits = 0
+    monkeypatch.setattr(impasto.web.jobs.sqlite3, "connect",
+                        functools.partial(sqlite3.connect, factory=_FullDiskConnection))  # fmt: skip
+    real_fsync, real_copy = os.fsync, shutil.copyfileobj
+
+    def fsync(fd):  # noqa: ANN001, ANN202
+        if DISK.files_full.is_set():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    def copyfileobj(src, dst, length=0):  # noqa: ANN001, ANN202
+        if DISK.files_full.is_set():
+            dst.write(src.read(1000))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_copy(src, dst, length)
+
+    monkeypatch.setattr(impasto.io.atomic.os, "fsync", fsync)
+    monkeypatch.setattr(shutil, "copyfileobj", copyfileobj)
+    yield DISK
+    DISK.free()
+
+
+class _Waits(threading.Event):
+    """A worker's stop event that records how long the worker waited after failures."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is not None and timeout != impasto.web.worker.POLL_INTERVAL:
+            self.waits.append(timeout)
+        return super().wait(timeout)
+
+
+def test_a_full_disk_fails_the_running_job_and_the_worker_waits_for_space(tmp_path, content_path, style_path,
+                                                                           full_disk, monkeypatch, capsys):  # fmt: skip
+    monkeypatch.setattr(impasto.web.worker, "BACKOFF_MIN", 0.02)
+    monkeypatch.setattr(impasto.web.worker, "BACKOFF_MAX", 0.2)
+    with make_client(tmp_path / "data") as c:
+        running = submit(c, content_path, [style_path], size=32, steps=100000).json()
+        queued = submit(c, content_path, [style_path], method="fast", size=32).json()
+        worker = Worker(JobStore(tmp_path / "data"), "w")
+        worker.stop = _Waits()
+        thread = threading.Thread(target=worker.loop)
+        thread.start()
+        try:
+            _wait(c, running["id"], lambda j: j["step"] >= 3)
+            full_disk.fill()
+            deadline = time.time() + 60
+            while len(worker.stop.waits) < 8 and time.time() < deadline:  # the disk stays full a while
+                time.sleep(0.02)
+            during = c.get(f"/api/jobs/{running['id']}").json()
+            assert during["state"] == "running"  # nothing can be written: not even that the job failed
+            full_disk.free()
+            failed = _wait(c, running["id"], lambda j: j["state"] != "running", timeout=60)
+            done = _wait(c, queued["id"], lambda j: j["state"] == "done")  # the queue goes on
+        finally:
+            worker.stop.set()
+            thread.join(60)
+    assert not thread.is_alive()
+    assert failed["state"] == "failed" and failed["error"].startswith("the server's disk is full: the job stopped at")
+    assert str(tmp_path) not in failed["error"] and done["has_result"]
+    # Each failed write was followed by a wait, doubling up to the most: no tight loop.
+    waits = worker.stop.waits
+    assert full_disk.failed_commits <= len(waits) + 1
+    assert waits[0] <= 0.04 and max(waits) == pytest.approx(0.2)
+    assert all(b == pytest.approx(min(2 * a, 0.2)) for a, b in zip(waits, waits[1:]))
+    # One line when writes began to fail, one when they worked again; no traceback.
+    log = capsys.readouterr().err
+    assert "Traceback" not in log
+    lines = [line for line in log.splitlines() if line.startswith("impasto: worker w:")]
+    assert len(lines) == 2 and "is full" in lines[0] and "working again" in lines[1], log
+
+
+def test_a_preview_that_finds_the_disk_full_fails_its_job_with_a_message(client, content_path, style_path,
+                                                                         full_disk, monkeypatch):  # fmt: skip
+    """The queue can still be written, an image cannot: the job fails at once, its message names no server path."""
+    job = submit(client, content_path, [style_path], size=32, steps=50).json()
+    full_disk.fill(db=False)
+    run_one(client)
+    failed = client.get(f"/api/jobs/{job['id']}").json()
+    assert failed["state"] == "failed" and failed["error"] == (
+        "the server's disk is full: the job stopped at step 1; submit it again once the server has space"
+    )
+
+
+@pytest.mark.parametrize("where", ["upload", "queue"])
+def test_an_upload_that_finds_the_disk_full_is_refused_with_507(where, tmp_path, content_path, style_path,
+                                                                 full_disk, monkeypatch, capsys):  # fmt: skip
+    with make_client(tmp_path / "data") as c:
+        capsys.readouterr()
+        full_disk.fill(files=where == "upload")  # "queue": the files fit, the queue's row does not
+        r = submit(c, content_path, [style_path], method="fast", size=32)
+        full_disk.free()
+        assert r.status_code == 507 and r.headers["content-type"] == "application/json"
+        assert r.json() == {"detail": "the server's disk is full: nothing was stored; try again later"}
+        assert job_files(c) == [] and c.get("/api/jobs").json()["jobs"] == []  # nothing partial kept
+        log = capsys.readouterr().err
+        assert "Traceback" not in log and len(log.strip().splitlines()) == 1 and "is full" in log, log
+        assert submit(c, content_path, [style_path], method="fast", size=32).status_code == 201  # space again
+
+
+def _fill(disk: Path) -> None:
+    """Fill a file system to its last byte."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (1 << 16, 4096, 512, 1):
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * size)
+    finally:
+        os.close(fd)
+
+
+def test_a_server_on_a_file_system_that_fills_up(tmp_path, content_path, style_path, monkeypatch, capsys):
+    """The same on a real file system (a tmpfs, filled while a job runs; skipped where none can be mounted)."""
+    monkeypatch.setattr(impasto.web.worker, "BACKOFF_MIN", 0.02)
+    monkeypatch.setattr(impasto.web.worker, "BACKOFF_MAX", 0.2)
+    disk = tmp_path / "disk"
+    _mount(disk, "size=4m")
+    try:
+        with make_client(disk / "data") as c:
+            running = submit(c, content_path, [style_path], size=48, steps=100000).json()
+            queued = submit(c, content_path, [style_path], method="fast", size=32).json()
+            worker = Worker(JobStore(disk / "data"), "w")
+            worker.stop = _Waits()
+            thread = threading.Thread(target=worker.loop)
+            thread.start()
+            try:
+                _wait(c, running["id"], lambda j: j["step"] >= 3)
+                _fill(disk)
+                refused = submit(c, content_path, [style_path], method="fast", size=32)
+                assert refused.status_code == 507 and "disk is full" in refused.json()["detail"]
+                assert job_files(c) == sorted([running["id"], queued["id"]])
+                deadline = time.time() + 60
+                while len(worker.stop.waits) < 3 and time.time() < deadline:
+                    time.sleep(0.02)
+                (disk / "filler").unlink()
+                failed = _wait(c, running["id"], lambda j: j["state"] != "running", timeout=60)
+                done = _wait(c, queued["id"], lambda j: j["state"] == "done")
+            finally:
+                worker.stop.set()
+                thread.join(60)
+            assert submit(c, content_path, [style_path], method="fast", size=32).status_code == 201
+    finally:  # lazily: the server's threads still hold the queue open
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    assert failed["state"] == "failed" and failed["error"].startswith("the server's disk is full")
+    assert done["has_result"]
+    log = capsys.readouterr().err
+    assert "Traceback" not in log and len([line for line in log.splitlines() if "worker w:" in line]) <= 2, log
 
 
 # -- recovery: the queue loses nothing ---------------------------------------------------------------------------------

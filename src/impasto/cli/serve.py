@@ -2,7 +2,9 @@
 
 Listens on 127.0.0.1 by default; any other address is reachable from other machines and needs ``--token`` (or
 ``IMPASTO_TOKEN``): the server refuses to start without one. Jobs and results are kept in ``--data``
-(SQLite queue and files) across restarts.
+(SQLite queue and files) across restarts. Before the web server starts, ``--data`` is locked for this server
+(a second server on it is refused) and its queue is read whole (a damaged database is refused, with what to do):
+one line and exit code 2 either way.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from .. import cluster
 from ..errors import InputError
 from ..web.config import ENV_VAR, ServerConfig, is_loopback
+from ..web.jobs import JobStore, data_lock
 from . import stylize as stylize_cli
 from .stylize import Parser
 
@@ -84,6 +88,16 @@ def run(args: argparse.Namespace) -> int:
         config.data.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InputError(f"cannot create --data folder {config.data}: {err.strerror or err}") from None
+    with data_lock(config.data):  # held until the server stops; the app holds it again while it runs
+        store = JobStore(config.data)
+        try:
+            store.check()
+        finally:
+            store.close()
+        return _serve(config, uvicorn)
+
+
+def _serve(config: ServerConfig, uvicorn: Any) -> int:
     # uvicorn imports the app by name (impasto.web.app needs the CLI's option parser, the CLI needs this module)
     os.environ[ENV_VAR] = config.to_json()
     settings = uvicorn.Config("impasto.web.app:app_from_environment", factory=True, host=config.host,

@@ -3,7 +3,7 @@
 The bytes go to a temporary file in the destination folder, are flushed and synced (so a full disk shows up
 here as an error, not later as a truncated file), checked for length, and only then renamed over the
 destination. On any failure the temporary file is removed and :class:`~impasto.errors.OutputError` names
-the file and the reason in one line.
+the file and the reason in one line, with the cause's ``errno`` (a full disk is ``errno.ENOSPC``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {_reason(exc)}") from None
+        raise _output_error(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             written = fh.write(data)
@@ -42,7 +42,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {path}: {_reason(exc)}") from None
+            raise _output_error(path, exc) from None
         raise
     return path
 
@@ -62,6 +62,12 @@ def check_writable(folder: str | os.PathLike) -> None:
         raise InputError(f"cannot write to output folder {folder}: {_reason(exc)}") from None
     os.close(fd)
     os.unlink(tmp)
+
+
+def _output_error(path: Path, exc: OSError) -> OutputError:
+    err = OutputError(f"cannot write {path}: {_reason(exc)}")
+    err.errno = exc.errno  # the message stays one line; callers can still tell a full disk from other failures
+    return err
 
 
 def _reason(exc: OSError) -> str:

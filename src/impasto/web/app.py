@@ -13,12 +13,13 @@ counted as it arrives) and in pixels (read from the header first), and fully dec
 stored under random ids and names the server chooses; each client has a limit of active jobs; with a token,
 every request must carry it (``Authorization: Bearer``, a cookie set by ``/?token=``, or ``?token=``); the
 Host header must name this machine when it listens on loopback only (DNS rebinding) and a cross-site form
-cannot post (Origin checked).
+cannot post (Origin checked: a request that changes anything must come from this server's own page or carry no
+Origin at all, as scripts' requests do; ``Origin: null``, sent by sandboxed frames and local files, is refused).
+A full disk is answered 507 with one line, and nothing of the request is kept.
 """
 
 import asyncio
 import contextlib
-import fcntl
 import hmac
 import io
 import json
@@ -43,7 +44,19 @@ from ..options import INIT_KINDS, Options
 from ..plan import check, fmt_bytes, fmt_seconds
 from ..version import __version__
 from .config import LOOPBACK_NAMES, ServerConfig, is_loopback
-from .jobs import FINISHED, Job, JobNotFound, JobStore, folder_bytes, new_id
+from .jobs import (
+    FINISHED,
+    DiskFull,
+    Job,
+    JobNotFound,
+    JobStore,
+    TooManyJobs,
+    data_lock,
+    folder_bytes,
+    is_disk_full,
+    log,
+    new_id,
+)
 from .worker import ClusterWorkerPool, WorkerPool
 
 HERE = Path(__file__).resolve().parent
@@ -280,7 +293,7 @@ class Guard:
                 set_cookie = f"{TOKEN_COOKIE}={cfg.token}; HttpOnly; SameSite=Strict; Path=/"
         if scope["method"] not in ("GET", "HEAD", "OPTIONS"):
             origin = headers.get("origin")
-            if origin and origin != "null" and urlsplit(origin).netloc != headers.get("host"):
+            if origin is not None and urlsplit(origin).netloc != headers.get("host"):  # "null" has no netloc
                 await _send_error(send, 403, f"cross-site request from {origin[:80]} refused")
                 return
             length = headers.get("content-length")
@@ -303,7 +316,9 @@ class Guard:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+                # same-origin: other sites learn nothing, and the page's own requests carry its origin (with
+                # no-referrer, browsers send "Origin: null" from it, which the check above refuses)
+                extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
                 if scope["path"] == "/":
                     extra.append((b"content-security-policy", PAGE_POLICY))
                 if set_cookie:
@@ -394,7 +409,7 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> Any:
     config.data = Path(config.data)
     config.data.mkdir(parents=True, exist_ok=True)
     store = JobStore(config.data)
-    state: dict[str, Any] = {"pool": None, "lock": None}
+    state: dict[str, Any] = {"pool": None}
     stop_janitor = threading.Event()
 
     def janitor() -> None:
@@ -404,30 +419,23 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        lock = open(config.data / "server.lock", "w")  # noqa: SIM115 - held for the server's life
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            lock.close()
-            raise RuntimeError(f"another impasto serve is using {config.data}") from None
-        state["lock"] = lock
-        store.requeue_running()  # no worker of an earlier server is alive: they die with it
-        store.expire(config.keep_hours * 3600, int(config.max_disk_mb * (1 << 20)))
-        thread = threading.Thread(target=janitor, name="impasto-janitor", daemon=True)
-        thread.start()
-        if start_workers and config.cluster:
-            state["pool"] = ClusterWorkerPool(store, config.cluster, config.cluster_actors, config.warm_up)
-            state["pool"].start()
-        elif start_workers and config.workers > 0:
-            state["pool"] = WorkerPool(store, config.workers, config.threads, config.warm_up)
-            state["pool"].start()
-        try:
-            yield
-        finally:
-            stop_janitor.set()
-            if state["pool"] is not None:
-                await run_in_threadpool(state["pool"].stop)
-            lock.close()
+        with data_lock(config.data):  # `impasto serve` took it before the server started: held once more here
+            store.requeue_running()  # no worker of an earlier server is alive: they die with it
+            store.expire(config.keep_hours * 3600, int(config.max_disk_mb * (1 << 20)))
+            thread = threading.Thread(target=janitor, name="impasto-janitor", daemon=True)
+            thread.start()
+            if start_workers and config.cluster:
+                state["pool"] = ClusterWorkerPool(store, config.cluster, config.cluster_actors, config.warm_up)
+                state["pool"].start()
+            elif start_workers and config.workers > 0:
+                state["pool"] = WorkerPool(store, config.workers, config.threads, config.warm_up)
+                state["pool"].start()
+            try:
+                yield
+            finally:
+                stop_janitor.set()
+                if state["pool"] is not None:
+                    await run_in_threadpool(state["pool"].stop)
 
     app = FastAPI(
         title="impasto", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -443,6 +451,12 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> Any:
     @app.exception_handler(ImpastoError)
     async def _impasto_error(request: Request, err: ImpastoError) -> JSONResponse:
         return JSONResponse({"detail": str(err).splitlines()[0]}, status_code=400)
+
+    @app.exception_handler(DiskFull)
+    async def _disk_full(request: Request, err: DiskFull) -> JSONResponse:
+        log(f"{request.method} {request.url.path} refused: {err}")
+        return JSONResponse({"detail": "the server's disk is full: nothing was stored; try again later"},
+                            status_code=507)  # fmt: skip
 
     @app.exception_handler(JobNotFound)
     async def _not_found(request: Request, err: JobNotFound) -> JSONResponse:
@@ -526,16 +540,21 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> Any:
             raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(sizes)} style images")
         return _estimate(p)
 
+    too_many = (f"too many jobs queued or running for this client ({config.max_active_per_client}): "
+                "wait for one to finish or cancel one")  # fmt: skip
+
     @app.post("/api/jobs", status_code=201, summary="Queue a job (multipart: content, style..., options)",
               openapi_extra={"requestBody": job_body})  # fmt: skip
     async def submit(request: Request) -> JSONResponse:
         client = request.client.host if request.client else ""
-        if store.active_count(client) >= config.max_active_per_client:
-            raise WebError(429, f"too many jobs queued or running for this client ({config.max_active_per_client}): "
-                           "wait for one to finish or cancel one")  # fmt: skip
+        if store.active_count(client) >= config.max_active_per_client:  # early, before the upload is read
+            raise WebError(429, too_many)
         form = await _read_form(request, config.max_styles + 1 + len(uploadable()))
         session = request.cookies.get(SESSION_COOKIE, "")[:64]
-        job = await run_in_threadpool(_submit, form, client, session)
+        try:
+            job = await run_in_threadpool(_submit, form, client, session)
+        except TooManyJobs:  # counted again with the insert: requests that raced the check above
+            raise WebError(429, too_many) from None
         return JSONResponse(job_view(store, job), status_code=201, headers={"location": f"/api/jobs/{job.id}"})
 
     def _submit(form: Any, client: str, session: str) -> Job:
@@ -565,8 +584,8 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> Any:
             raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(styles)} style images")
         job_id = new_id()
         folder = store.folder(job_id)
-        folder.mkdir()
         try:
+            folder.mkdir()
             uploads = {k: accept_file(v, folder, k) for k, v in file_fields.items() if k in spec["files"]}
             opts = parse_options(fields, uploads)
             content = accept_image(contents[0], folder, "content", "content image", config.max_pixels)
@@ -584,10 +603,12 @@ def create_app(config: ServerConfig, start_workers: bool = True) -> Any:
                         "files": {k: {"file": p.name, "name": display_name(file_fields[k].filename, k)}
                                   for k, p in uploads.items()}},
                 method=opts.method, iterative=p.iterative, total=sum(s.steps for s in p.scales) if p.iterative else 1,
-                estimate=_estimate(p), client=client, session=session,
+                estimate=_estimate(p), client=client, session=session, max_active=config.max_active_per_client,
             )  # fmt: skip
-        except BaseException:
+        except BaseException as err:
             shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(err, OSError) and is_disk_full(err) and not isinstance(err, DiskFull):
+                raise DiskFull(f"the disk of the data folder {config.data} is full ({err})") from None
             raise
 
     @app.get("/api/jobs", summary="Jobs, newest first (scope=session: this browser's)")
@@ -681,6 +702,8 @@ async def _read_form(request: Any, max_files: int) -> Any:
     except _TooLarge:
         raise
     except Exception as err:  # noqa: BLE001 - a malformed body, however it fails
+        if is_disk_full(err):  # the parser keeps large parts in temporary files
+            raise DiskFull(f"the disk of the temporary folder is full ({err})") from None
         raise WebError(400, f"cannot read the form: {str(err).splitlines()[0] if str(err) else 'malformed'}") from None
 
 

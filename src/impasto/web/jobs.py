@@ -12,22 +12,32 @@ when its worker stops or dies, and the next worker continues from the job's last
 
 Files are stored under ``jobs/<id>/`` with names the server chooses (``content.png``, ``style0.jpg``,
 ``preview.png``, ``result.png``); ids are 32 random hex digits, checked before any path is built from one.
+
+A write that finds the disk full is rolled back whole and raises :class:`DiskFull`; a job is queued with its
+client's count of active jobs checked in the same transaction. One server at a time uses a data folder
+(:func:`data_lock`), and :meth:`JobStore.check` reads the whole database before a server relies on it.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import re
 import secrets
 import shutil
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from ..errors import ImpastoError
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
@@ -75,6 +85,93 @@ CREATE TABLE IF NOT EXISTS workers (name TEXT PRIMARY KEY, pid INTEGER NOT NULL,
 
 class JobNotFound(LookupError):
     """No job with that id (or not a valid id)."""
+
+
+class DiskFull(OSError):
+    """A write to the data folder failed for want of space (the queue's database or a job's file); nothing of
+    the write was kept. ``errno`` is ``ENOSPC``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno.ENOSPC
+
+
+class TooManyJobs(Exception):
+    """A client already has its limit of queued and running jobs."""
+
+
+class DataInUse(ImpastoError):
+    """Another ``impasto serve`` holds the data folder."""
+
+
+class DamagedDatabase(ImpastoError):
+    """The queue's database cannot be read (overwritten or truncated): one line saying where it is and what to do."""
+
+
+#: SQLite's result codes of a full disk, and of a file that is not (or no longer) a database.
+_SQLITE_FULL, _SQLITE_CORRUPT, _SQLITE_NOTADB = 13, 11, 26
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """True for a write that failed for want of space: :class:`DiskFull`, an ``OSError`` with ``ENOSPC`` or
+    ``EDQUOT`` (also :class:`impasto.errors.OutputError`, which keeps its cause's errno), SQLite's ``SQLITE_FULL``."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(err, sqlite3.OperationalError):
+        code = getattr(err, "sqlite_errorcode", None)  # Python 3.11+
+        return (code & 0xFF) == _SQLITE_FULL if code is not None else "database or disk is full" in str(err)
+    return False
+
+
+def _is_damaged(err: sqlite3.DatabaseError) -> bool:
+    code = getattr(err, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    return not isinstance(err, sqlite3.OperationalError) or "malformed" in str(err)
+
+
+def log(line: str) -> None:
+    """One line on the server's standard error (problems the server lives through: no traceback)."""
+    print(f"impasto: {line}", file=sys.stderr, flush=True)
+
+
+_held_locks: dict[Path, list[Any]] = {}  # data folder -> [open lock file, holders in this process]
+_held_guard = threading.Lock()
+
+
+@contextmanager
+def data_lock(root: str | Path) -> Iterator[None]:
+    """Hold the data folder for one server: ``root/server.lock``, locked while the server runs (also by its
+    command line, before the web server starts, and again by the app: nested holds in one process share the lock).
+    Raises :class:`DataInUse` when another process holds it."""
+    root = Path(root).resolve()
+    with _held_guard:
+        held = _held_locks.get(root)
+        if held is None:
+            handle: IO[str] = open(root / "server.lock", "a+")  # noqa: SIM115 - held until the last holder leaves
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.seek(0)
+                pid = handle.read().strip()[:12]
+                handle.close()
+                who = f"another impasto serve (pid {pid})" if pid.isdigit() else "another impasto serve"
+                message = f"{who} is using --data {root}: stop it first, or give this one another --data"
+                raise DataInUse(message) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            held = _held_locks[root] = [handle, 0]
+        held[1] += 1
+    try:
+        yield
+    finally:
+        with _held_guard:
+            held[1] -= 1
+            if held[1] == 0:
+                del _held_locks[root]
+                held[0].close()
 
 
 def new_id() -> str:
@@ -138,7 +235,33 @@ class JobStore:
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "jobs.sqlite3"
         self._local = threading.local()
-        self._db().executescript(_SCHEMA)
+        try:
+            self._db().executescript(_SCHEMA)
+        except sqlite3.DatabaseError as err:
+            self.close()
+            if _is_damaged(err):
+                raise self._damaged(str(err)) from None
+            raise
+
+    def check(self) -> None:
+        """Read the whole database once (SQLite's quick check): raises :class:`DamagedDatabase` when part of it
+        was overwritten, before a server relies on it."""
+        try:
+            rows = self._db().execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as err:
+            if _is_damaged(err):
+                raise self._damaged(str(err)) from None
+            raise
+        if [tuple(r) for r in rows] != [("ok",)]:
+            raise self._damaged(str(rows[0][0]).splitlines()[0])
+
+    def _damaged(self, reason: str) -> DamagedDatabase:
+        path = self.db_path
+        return DamagedDatabase(
+            f"the job database {path} is damaged ({reason}); the images of its jobs are kept in {self.jobs_dir}. "
+            f"To start afresh with an empty queue, move {path.name} and any {path.name}-wal and {path.name}-shm "
+            f"beside it out of {self.root}, then start impasto serve again"
+        )
 
     # -- connection ------------------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -154,15 +277,21 @@ class JobStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the database's write lock at once (no upgrade deadlock)."""
+        """A write transaction that takes the database's write lock at once (no upgrade deadlock). It is committed
+        whole or rolled back, also when the commit fails, so the connection is never left inside a transaction;
+        a full disk raises :class:`DiskFull`."""
         conn = self._db()
-        conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute("BEGIN IMMEDIATE")
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("COMMIT")
+        except BaseException as err:
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if is_disk_full(err) and not isinstance(err, DiskFull):
+                raise DiskFull(f"the disk of the data folder {self.root} is full ({err})") from err
             raise
-        conn.execute("COMMIT")
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -196,11 +325,16 @@ class JobStore:
         estimate: dict[str, Any],
         client: str = "",
         session: str = "",
+        max_active: int | None = None,
     ) -> Job:
-        """Queue a job whose input files are already in its folder."""
+        """Queue a job whose input files are already in its folder. With ``max_active``, raises
+        :class:`TooManyJobs` when the client has that many queued or running jobs: counted and inserted in one
+        transaction, so concurrent requests cannot pass the limit together."""
         now = time.time()
         size = folder_bytes(self.folder(job_id))
         with self._write() as db:
+            if max_active is not None and self._active(db, client) >= max_active:
+                raise TooManyJobs(client)
             db.execute(
                 "INSERT INTO jobs (id, state, created, updated, client, session, options, inputs, method, iterative,"
                 " estimate, total, bytes) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -234,12 +368,12 @@ class JobStore:
 
     def active_count(self, client: str) -> int:
         """Jobs of a client that are queued or running."""
-        row = (
-            self._db()
-            .execute("SELECT COUNT(*) FROM jobs WHERE client = ? AND state IN ('queued', 'running')", (client,))
-            .fetchone()
-        )
-        return int(row[0])
+        return self._active(self._db(), client)
+
+    @staticmethod
+    def _active(db: sqlite3.Connection, client: str) -> int:
+        sql = "SELECT COUNT(*) FROM jobs WHERE client = ? AND state IN ('queued', 'running')"
+        return int(db.execute(sql, (client,)).fetchone()[0])
 
     def position(self, job: Job) -> int:
         """How many queued jobs are ahead of a queued job."""

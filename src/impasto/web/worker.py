@@ -9,10 +9,16 @@ resumes it from that image and step (:func:`impasto.api.prepare`'s ``start``). N
 
 A worker exits when its server dies (Linux parent-death signal, and a check of its parent process id), and
 on SIGTERM hands its running job back to the queue at the next step.
+
+When the data folder's disk fills up, the job being run fails with a message saying so (recorded as soon as
+the queue can be written again) and the worker waits, longer after each failed write up to
+:data:`BACKOFF_MAX` seconds, logging one line when writes start failing and one when they work again; queued
+jobs run once space returns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import multiprocessing
@@ -24,6 +30,7 @@ import threading
 import time
 import traceback
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +41,17 @@ from ..core.progress import StepInfo
 from ..errors import ImpastoError, NonFiniteLossError, StylizeInterrupted
 from ..io.images import save_image, tensor_to_pil
 from ..options import Options, make_options
-from .jobs import Job, JobNotFound, JobStore
+from .jobs import DiskFull, Job, JobNotFound, JobStore, is_disk_full, log
 
 #: Seconds between preview images (at least; a slow encoder stretches it so previews cost under ~10%);
 #: ``IMPASTO_PREVIEW_SECONDS`` overrides it.
 PREVIEW_INTERVAL = 1.0
 #: Seconds between looks at the queue when it is empty.
 POLL_INTERVAL = 0.05
+#: Seconds before the first retry of a failed write (the disk is full); doubled after each failure up to
+#: :data:`BACKOFF_MAX`.
+BACKOFF_MIN = 0.25
+BACKOFF_MAX = 5.0
 
 
 class LostJob(Exception):
@@ -115,6 +126,37 @@ class Reporter:
             raise LostJob
 
 
+class Backoff:
+    """The wait after a failure of a worker's loop: :data:`BACKOFF_MIN` seconds, doubled after each further
+    failure up to :data:`BACKOFF_MAX`. One log line when failures begin (with the traceback of an unexpected
+    error, once) and one when they end, however long they last."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.failures = 0
+        self.delay = 0.0
+
+    def failed(self, err: BaseException) -> float:
+        """Count a failure; returns the seconds to wait before the next try."""
+        if self.failures == 0:
+            if is_disk_full(err):
+                log(f"worker {self.name}: {_one_line(err)}; jobs wait until space is freed (retrying every "
+                    f"{BACKOFF_MAX:g} s at most)")  # fmt: skip
+            else:
+                log(f"worker {self.name}: unexpected {type(err).__name__}: {_one_line(err)} (retrying every "
+                    f"{BACKOFF_MAX:g} s at most while it lasts)")  # fmt: skip
+                traceback.print_exception(type(err), err, err.__traceback__)
+        self.failures += 1
+        self.delay = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** (self.failures - 1))
+        return self.delay
+
+    def succeeded(self) -> None:
+        if self.failures:
+            log(f"worker {self.name}: working again after {self.failures} failed tries")
+        self.failures = 0
+        self.delay = 0.0
+
+
 class Worker:
     """One worker: a loop that claims and runs jobs until told to stop."""
 
@@ -123,6 +165,7 @@ class Worker:
         self.runners: OrderedDict[str, api.Runner] = OrderedDict()
         self.cache_size = cache_size
         self.stop = threading.Event()
+        self.backoff = Backoff(name)
 
     def runner(self, options: Options) -> api.Runner:
         """A runner for these options, kept for the next jobs with the same options."""
@@ -143,7 +186,9 @@ class Worker:
         api.run(api.prepare(image, image, opts), runner=self.runner(opts))
 
     def run_next(self) -> Job | None:
-        """Claim and run the oldest queued job; returns it (as claimed), or None when the queue is empty."""
+        """Claim and run the oldest queued job; returns it (as claimed), or None when the queue is empty. A job
+        that cannot go on because the disk is full fails with a message saying so, recorded once the queue can
+        be written (:meth:`until_written`)."""
         job = self.store.claim(self.name)
         if job is None:
             return None
@@ -152,7 +197,30 @@ class Worker:
         except Stopping:
             self.store.release(job.id, self.name)
             raise
+        except Exception as err:
+            if not is_disk_full(err):
+                with contextlib.suppress(Exception):  # not left running: its page says it failed, the log says why
+                    self.store.finish(job.id, self.name, "failed", "the server failed unexpectedly during this job")
+                raise
+            self.backoff.failed(err)
+            step = self.store.get(job.id).step
+            message = (f"the server's disk is full: the job stopped at step {step}; submit it again once the "
+                       "server has space")  # fmt: skip
+            self.until_written(lambda: self.store.finish(job.id, self.name, "failed", message))
         return job
+
+    def until_written(self, write: Callable[[], Any]) -> None:
+        """Call ``write`` (a change to the queue) until the disk takes it, waiting :attr:`backoff`'s delay between
+        tries; gives up when the worker is stopping (the server re-queues its running job)."""
+        while True:
+            try:
+                write()
+            except DiskFull as err:
+                if self.stop.wait(self.backoff.failed(err)):
+                    return
+                continue
+            self.backoff.succeeded()
+            return
 
     def run(self, job: Job) -> None:
         store, name = self.store, self.name
@@ -168,6 +236,8 @@ class Worker:
                 start, step = checkpoint, api.checkpoint_step(checkpoint)
             prepared = api.prepare(content, styles, opts, planned=plan, start=start, start_step=step)
         except (ImpastoError, JobNotFound, OSError) as err:
+            if is_disk_full(err):
+                raise
             store.finish(job.id, name, "failed", _one_line(err))
             return
         meta = api.metadata(opts, job.inputs["content"]["name"], [s["name"] for s in job.inputs["styles"]])
@@ -191,6 +261,8 @@ class Worker:
             store.finish(job.id, name, "failed", f"{err} (the last good image is the result)", result=True)
             return
         except ImpastoError as err:
+            if is_disk_full(err):  # a preview could not be saved: run_next says so
+                raise
             store.finish(job.id, name, "failed", _one_line(err))
             return
         _save(result, store.file(job.id, "result.png"), meta)
@@ -199,7 +271,8 @@ class Worker:
         store.finish(job.id, name, "done", result=True)
 
     def loop(self, parent: int | None = None) -> None:
-        """Run jobs until :attr:`stop` is set or the parent process is gone."""
+        """Run jobs until :attr:`stop` is set or the parent process is gone; after a failure (the disk is full,
+        an unexpected error) wait :attr:`backoff`'s delay before the next try."""
         while not self.stop.is_set():
             if parent is not None and os.getppid() != parent:
                 return
@@ -207,9 +280,10 @@ class Worker:
                 job = self.run_next()
             except Stopping:
                 return
-            except Exception:  # noqa: BLE001 - one job's unexpected failure must not end the worker
-                traceback.print_exc()
+            except Exception as err:  # noqa: BLE001 - one job's unexpected failure must not end the worker
+                self.stop.wait(self.backoff.failed(err))
                 continue
+            self.backoff.succeeded()
             if job is None:
                 self.stop.wait(POLL_INTERVAL)
 
@@ -255,7 +329,7 @@ def _ready(store: JobStore, worker: Worker, name: str, warm_up: bool) -> None:
             worker.warm_up()
         except Exception:  # noqa: BLE001 - a job will report the real problem
             traceback.print_exc()
-    store.worker_ready(name, os.getpid())
+    worker.until_written(lambda: store.worker_ready(name, os.getpid()))
 
 
 def actor_main(data: str, name: str, threads: int, parent: int, warm_up: bool = True) -> None:
@@ -321,6 +395,8 @@ class WorkerPool:
         while not self._stopping.wait(0.5):
             try:
                 self.check()
+            except DiskFull as err:  # a dead worker's job stays running until a write works (the next start)
+                log(f"cannot re-queue the job of a worker that died: {err}")
             except Exception:  # noqa: BLE001 - keep watching
                 traceback.print_exc()
 
@@ -347,9 +423,12 @@ class WorkerPool:
                 if proc.is_alive():
                     proc.kill()
                     proc.join(2)
-            for name in self.processes:
-                self.store.requeue_running(name)
-                self.store.forget_worker(name)
+            try:
+                for name in self.processes:
+                    self.store.requeue_running(name)
+                    self.store.forget_worker(name)
+            except DiskFull as err:  # the next start re-queues every running job
+                log(f"running jobs go back to the queue at the next start: {err}")
             self.processes.clear()
         if self._thread is not None:
             self._thread.join(2)
