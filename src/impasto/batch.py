@@ -23,6 +23,7 @@ from pathlib import Path
 from . import api
 from .errors import InputError, NonFiniteLossError
 from .io.images import load_image, save_image, tensor_to_pil
+from .io.models import model_stand_in
 from .options import Options
 from .runner import Runner
 
@@ -120,7 +121,8 @@ def run_batch(
     before stay."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     trained = options.method == "model"  # a trained network: no style image, outputs named after the model
-    jobs = plan(contents, [Path(options.model)] if trained else styles, outdir, fmt, options.style_blend is not None)
+    named = [model_stand_in(options.model)] if trained else styles
+    jobs = plan(contents, named, outdir, fmt, options.style_blend is not None)
     style_ts = [] if trained else [load_image(s, options.style_size(), "style image") for s in styles]
     runner = Runner(options)
     result = BatchResult()

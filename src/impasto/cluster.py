@@ -52,6 +52,7 @@ from . import video as videolib
 from .errors import InputError, NonFiniteLossError
 from .io.atomic import write_bytes
 from .io.images import encode_image, image_from_bytes, load_image, save_image, tensor_to_pil
+from .io.models import model_stand_in
 from .options import Options
 
 #: The one-line error when Ray is asked for and not installed.
@@ -289,7 +290,7 @@ def run_batch(
         raise InputError(f"--cluster-io must be one of {', '.join(IO_MODES)}, got {io!r}")
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
     trained = options.method == "model"
-    jobs = batch.plan(contents, [Path(options.model)] if trained else styles, outdir, fmt,
+    jobs = batch.plan(contents, [model_stand_in(options.model)] if trained else styles, outdir, fmt,
                       options.style_blend is not None)  # fmt: skip
     result = batch.BatchResult()
     total = len(jobs)

@@ -17,6 +17,7 @@ from ..errors import InputError, NonFiniteLossError, OutputError, StylizeInterru
 from ..io.atomic import check_writable
 from ..io.history import write_history
 from ..io.images import FORMATS, open_image, output_format, save_image, tensor_to_pil
+from ..io.models import model_stand_in
 from ..io.plot import plot_run
 from ..options import INIT_KINDS, PRESETS, Options, make_options
 from ..plan import check, fmt_bytes, fmt_seconds
@@ -196,7 +197,7 @@ def check_paths(args: argparse.Namespace, opts: Options) -> Path:
     """Validate output paths against inputs, and that their folders can be written; returns the output path."""
     inputs = [Path(args.content), *map(Path, args.styles), *map(Path, opts.masks or ())]
     if opts.model:
-        inputs.append(Path(opts.model))
+        inputs.append(model_stand_in(opts.model))
     if args.resume:
         inputs.append(Path(args.resume))
     if opts.mask_map:
@@ -205,7 +206,8 @@ def check_paths(args: argparse.Namespace, opts: Options) -> Path:
     if opts.init not in INIT_KINDS:
         inputs.append(Path(opts.init))
     if args.output is None:
-        args.output = f"{Path(args.content).stem}-{Path(args.styles[0] if args.styles else opts.model).stem}.png"
+        named = Path(args.styles[0]) if args.styles else model_stand_in(opts.model)
+        args.output = f"{Path(args.content).stem}-{named.stem}.png"
     output = Path(args.output)
     output_format(output)
     if output.is_dir():
@@ -350,7 +352,8 @@ def check_batch_args(args: argparse.Namespace, opts: Options) -> tuple[list[Path
     if opts.style_blend is not None and len(opts.style_blend) != len(styles):
         raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(styles)} style images")
     contents = batch.find_contents(args.content)
-    batch.plan(contents, [Path(opts.model)] if opts.model else styles, outdir, fmt, opts.style_blend is not None)
+    named = [model_stand_in(opts.model)] if opts.model else styles
+    batch.plan(contents, named, outdir, fmt, opts.style_blend is not None)
     return contents, styles, outdir, fmt
 
 

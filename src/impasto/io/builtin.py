@@ -100,8 +100,9 @@ def canonical(model: str) -> str:
 
 
 def tag(model: str) -> str:
-    """A file-name-safe name of a spec, for output names: ``builtin19``, ``builtin3-0.5_12-0.5``."""
-    return canonical(model).replace(PREFIX, "builtin").replace(":", "-").replace(",", "_")
+    """A file-name-safe name of a spec, for output names (no dot, so no suffix): ``builtin19``,
+    ``builtin3-0p5_12-0p5``."""
+    return canonical(model).replace(PREFIX, "builtin").replace(":", "-").replace(",", "_").replace(".", "p")
 
 
 def find_file() -> Path:

@@ -189,6 +189,12 @@ def load_builtin(spec: str) -> LoadedModel:
     return LoadedModel(name, "model", metadata, state)
 
 
+def model_stand_in(model: str | os.PathLike) -> Path:
+    """A path standing for a ``--model`` value where outputs are named after it: the file itself, or for the
+    built-in styles a file-name-safe name (``builtin19``, ``builtin3-0p5_12-0p5``)."""
+    return Path(builtin.tag(str(model)) if builtin.is_builtin(model) else model)
+
+
 def check_state_dict(model: LoadedModel, expected: Mapping[str, torch.Tensor]) -> None:
     """Raise :class:`InputError` unless the model's weights have exactly the names and shapes of ``expected``
     (the state dict of the network it claims to be)."""
