@@ -15,16 +15,19 @@ import torch
 from PIL import Image
 
 import impasto
+from impasto import api
 from impasto.cli import main
+from impasto.core.device import cpu_supports_bf16
 from impasto.core.tiles import tiled_apply
 from impasto.errors import InputError
 from impasto.io import builtin
 from impasto.io.images import load_image, read_metadata, tensor_to_pil
-from impasto.io.models import MULTISTYLE, load_model
+from impasto.io.models import ARCHITECTURE, MULTISTYLE, load_model, save_model
 from impasto.methods.multistyle import MultiStyleNet, strided_reflect_conv
 from impasto.methods.transformer import Stylizer, network
+from impasto.training import PerceptualLoss, Trainer, make_train_options
 
-from .conftest import EXAMPLES
+from .conftest import EXAMPLES, TINY
 
 EXAMPLES_STYLE = str(EXAMPLES / "starry_night.jpg")
 
@@ -244,3 +247,110 @@ def test_styles_sheet_shows_the_photo_and_all_26_styles(onnx_file, tmp_path, con
     assert tile(27 - 1).std() > 1 and sheet[-h:, -w:].std() == 0  # 27 pictures; the rest of the last row is blank
     assert main(["styles", str(content_path), "-o", str(tmp_path / "s.png"), "--columns", "0"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# -- training from the built-in start -----------------------------------------------------------------------------
+BUILTIN_TINY = {"train_size": 32, "style_size": 48, "batch_size": 1, "sample_every": 0, "checkpoint_every": 0}
+
+
+def test_training_defaults_depend_on_the_start():
+    o = make_train_options()
+    assert (o.start, o.lr, o.style_weight, o.fine_tune_convs, o.conv_lr) == ("builtin", 1e-2, 10.0, False, 1e-3)
+    o = make_train_options(start="scratch")
+    assert (o.lr, o.style_weight) == (1e-3, 3.0)
+    assert make_train_options(lr=5e-3).lr == 5e-3
+    for bad, why in [({"width": 8}, "--width sets the network trained --from-scratch"),
+                     ({"start": "scratch", "fine_tune_convs": True}, "--fine-tune-convs applies to the built-in"),
+                     ({"start": "elsewhere"}, "training starts from one of builtin, scratch"),
+                     ({"conv_lr": 0}, "--conv-lr must be a number > 0")]:  # fmt: skip
+        with pytest.raises(InputError, match=why):
+            make_train_options(**bad)
+
+
+def _convs(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items() if k.endswith(".w")}
+
+
+def test_new_style_starts_at_the_mean_row_and_learns_only_the_norms(onnx_file, tmp_path, photos, style_path):
+    out = tmp_path / "m.pt"
+    t = Trainer(style_path, out, make_train_options(steps=3, **BUILTIN_TINY), photos, warn=lambda m: None)
+    assert isinstance(t.net, MultiStyleNet) and t.net.styles == 1
+    table = builtin.read_weights(onnx_file)
+    assert np.allclose(t.net.state_dict()["res.2.1.norm.gamma"].numpy(), table["res.2.1.norm.gamma"].mean(0))
+    assert np.array_equal(t.net.state_dict()["contract.0.w"].numpy(), table["contract.0.w"])
+    before, gamma = _convs(t.net), t.net.state_dict()["expand.2.norm.gamma"].clone()
+    result = t.run()
+    assert all(torch.equal(before[k], v) for k, v in _convs(t.net).items())  # the shared convolutions are frozen
+    assert not torch.equal(gamma, t.net.state_dict()["expand.2.norm.gamma"])
+    m = load_model(result.model)
+    assert m.metadata["architecture"] == MULTISTYLE and m.metadata["start"]["from"] == "builtin"
+    assert m.metadata["start"]["sha256"] == builtin.SHA256 and m.metadata["start"]["trained"] == "style row"
+    assert m.metadata["training"]["start"] == "builtin" and m.metadata["loss_precision"] == "fp32"
+    # the model file stylizes like any other, and records where it started in the outputs' metadata
+    image = tmp_path / "o.png"
+    assert main([str(style_path), "--model", str(out), "-o", str(image), "--size", "48", "-q"]) == 0
+    assert read_metadata(image)["model"]["start"]["from"] == "builtin"
+
+
+def test_fine_tuning_trains_the_convolutions_at_their_own_rate(onnx_file, tmp_path, photos, style_path):
+    opts = make_train_options(steps=2, fine_tune_convs=True, conv_lr=2e-3, **BUILTIN_TINY)
+    t = Trainer(style_path, tmp_path / "m.pt", opts, photos, warn=lambda m: None)
+    assert [g["lr"] for g in t.optimizer.param_groups] == [1e-2, 2e-3]
+    before = _convs(t.net)
+    t.run()
+    changed = [k for k, v in _convs(t.net).items() if not torch.equal(before[k], v)]
+    assert len(changed) == len(before)
+    assert load_model(tmp_path / "m.pt").metadata["start"]["trained"] == "style row and convolutions"
+
+
+def test_builtin_start_resumes_bit_for_bit_and_old_checkpoints_resume_from_scratch(onnx_file, tmp_path, photos,
+                                                                                  style_path):  # fmt: skip
+    quiet = {"warn": lambda m: None}
+    straight = api.train(style_path, tmp_path / "s.pt", data=photos, steps=4, **quiet, **BUILTIN_TINY)
+    first = api.train(style_path, tmp_path / "r.pt", data=photos, steps=2, **quiet,
+                      **{**BUILTIN_TINY, "checkpoint_every": 1})  # fmt: skip
+    resumed = api.train(style_path, None, resume=tmp_path / "r.ckpt.pt", steps=4, **quiet)
+    assert first.steps == 2 and resumed.steps == 4
+    a, b = load_model(straight.model).state_dict, load_model(resumed.model).state_dict
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a checkpoint that predates the start option (Johnson's network) resumes as it was trained
+    old = api.train(style_path, tmp_path / "o.pt", data=photos, steps=1, **quiet,
+                    **{**TINY, "checkpoint_every": 1})  # fmt: skip
+    ckpt = load_model(tmp_path / "o.ckpt.pt", kind="checkpoint")
+    del ckpt.metadata["training"]["start"], ckpt.metadata["training"]["fine_tune_convs"]
+    del ckpt.metadata["training"]["conv_lr"]
+    save_model(tmp_path / "o.ckpt.pt", ckpt.state_dict, ckpt.metadata, "checkpoint", optimizer=ckpt.optimizer,
+               rng=ckpt.rng, history=ckpt.history)  # fmt: skip
+    again = api.train(style_path, None, resume=tmp_path / "o.ckpt.pt", steps=2, **quiet)
+    assert old.steps == 1 and again.steps == 2
+    assert load_model(again.model).metadata["architecture"] == ARCHITECTURE
+
+
+def test_without_the_package_training_says_so_and_from_scratch_still_works(monkeypatch, tmp_path, photos,
+                                                                          style_path, capsys):  # fmt: skip
+    monkeypatch.setattr(builtin.importlib.util, "find_spec", lambda name: None)
+    assert main(["train", str(style_path), "--data", str(photos), "-o", str(tmp_path / "m.pt"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'impasto[builtin]'" in err and "--from-scratch" in err
+    argv = ["train", str(style_path), "--data", str(photos), "-o", str(tmp_path / "s.pt"), "--from-scratch",
+            "--width", "8", "--train-size", "32", "--style-size", "48", "--batch-size", "1", "--steps", "1",
+            "--sample-every", "0", "--checkpoint-every", "0", "-q"]  # fmt: skip
+    assert main(argv) == 0 and load_model(tmp_path / "s.pt").metadata["start"] == {"from": "scratch"}
+
+
+def test_bf16_loss_network_only_where_the_cpu_has_it(style_path, content_path):
+    style = load_image(style_path, 48)
+    opts = make_train_options(**BUILTIN_TINY)
+    assert PerceptualLoss(opts, style, torch.device("cpu")).bf16 == cpu_supports_bf16()
+    y = load_image(content_path, 32)[..., :32, :32].requires_grad_()
+    parts = {}
+    for bf16 in (False, True):
+        loss = PerceptualLoss(opts, style, torch.device("cpu"), bf16=bf16)
+        out = loss(y, loss.content_targets(y.detach()))
+        assert all(v.dtype == torch.float32 for v in out.values())
+        parts[bf16] = {k: float(v.detach()) for k, v in out.items()}
+        (out["style"] + out["content"]).backward()
+        assert y.grad is not None and torch.isfinite(y.grad).all()
+        y.grad = None
+    assert parts[True]["style"] == pytest.approx(parts[False]["style"], rel=0.1)
+    assert parts[True]["content"] == pytest.approx(parts[False]["content"], rel=0.1, abs=1e-3)
