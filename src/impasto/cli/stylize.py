@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gatys: optimization (default); fast: AdaIN, ~1 s; model: a trained network (--model); "
                    "photo: photorealistic optimization (Luan et al.; --preset photo); photo-fast: photorealistic "
                    "in seconds (Li et al.)")  # fmt: skip
-    p.add_argument("--model", metavar="FILE", help="stylize with a network trained by 'impasto train' (no style image)")
+    p.add_argument("--model", metavar="FILE", help="stylize with a network trained by 'impasto train' (no style "
+                   "image), or a built-in style: builtin:19, builtin:3:0.5,12:0.5 (see: impasto styles PHOTO)")
     g = p.add_argument_group("size")
     g.add_argument("-s", "--size", type=int, help="longest side of the result in pixels (default 512)")
     g.add_argument("--style-scale", type=float, help="style image size relative to the result (default 1)")
