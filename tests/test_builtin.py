@@ -354,3 +354,15 @@ def test_bf16_loss_network_only_where_the_cpu_has_it(style_path, content_path):
         y.grad = None
     assert parts[True]["style"] == pytest.approx(parts[False]["style"], rel=0.1)
     assert parts[True]["content"] == pytest.approx(parts[False]["content"], rel=0.1, abs=1e-3)
+
+
+def test_video_with_a_builtin_style_is_named_after_it(onnx_file, tmp_path, content_path, monkeypatch):
+    pytest.importorskip("av")
+    from . import clips
+
+    clip = clips.write(clips.render(Image.open(content_path), frames=6, size=(96, 64)), tmp_path / "clip.mp4")
+    monkeypatch.chdir(tmp_path)
+    assert main(["video", str(clip.path), "--model", "builtin:19", "-q"]) == 0
+    frames, _ = clips.decode(tmp_path / "clip-builtin19.mp4")
+    assert len(frames) == 6 and frames[0].shape == (64, 96, 3)
+    assert np.abs(frames[3].astype(float) - clip.frames[3]).mean() > 10  # stylized, not the clip as it was
