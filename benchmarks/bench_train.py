@@ -85,7 +85,7 @@ def main() -> None:
     data = args.data or (SHARED / "content" if (SHARED / "content").is_dir() else ROOT / "examples")
     style = SHARED / "style" / "starry_night.jpg"
     style = style if style.exists() else ROOT / "examples" / "starry_night.jpg"
-    opts = make_train_options(train_size=args.size, batch_size=args.batch, width=args.width, seed=0,
+    opts = make_train_options(start="scratch", train_size=args.size, batch_size=args.batch, width=args.width, seed=0,
                               sample_every=0, checkpoint_every=0, steps=10**6)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(style, Path(tmp) / "m.pt", opts, data, warn=lambda m: None)

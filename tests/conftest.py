@@ -93,7 +93,8 @@ def np_channel_stats(feat: torch.Tensor, mask: torch.Tensor | None = None) -> tu
 
 
 #: A tiny trained network (width 8, 32 px crops): trains in seconds, for tests of everything around training.
-TINY = {"width": 8, "train_size": 32, "style_size": 48, "batch_size": 2, "sample_every": 0, "checkpoint_every": 0}
+TINY = {"start": "scratch", "width": 8, "train_size": 32, "style_size": 48, "batch_size": 2, "sample_every": 0,
+        "checkpoint_every": 0}
 
 
 @pytest.fixture(scope="session")

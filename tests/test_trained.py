@@ -252,8 +252,8 @@ def test_resumed_training_equals_uninterrupted_training_bit_for_bit(tmp_path, ph
 def test_sigterm_writes_a_checkpoint_that_resumes(tmp_path, photos, style_path):
     out = tmp_path / "m.pt"
     args = [sys.executable, "-m", "impasto", "train", str(style_path), "--data", str(photos), "-o", str(out),
-            "--width", "8", "--train-size", "32", "--style-size", "48", "--batch-size", "2", "--steps", "100000",
-            "--sample-every", "1", "--checkpoint-every", "0", "-q"]  # fmt: skip
+            "--from-scratch", "--width", "8", "--train-size", "32", "--style-size", "48", "--batch-size", "2",
+            "--steps", "100000", "--sample-every", "1", "--checkpoint-every", "0", "-q"]  # fmt: skip
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while not (tmp_path / "m-samples" / "step000002.png").exists() and time.time() < deadline:

@@ -15,22 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from . import estimate
 from .core import malloc
 from .core.color import PRESERVE_COLOR
+from .core.device import pick_device
 from .core.progress import Callback
 from .core.regions import match_regions
 from .core.sizes import resize_tensor
 from .errors import InputError, OutputError
+from .io import builtin
 from .io.atomic import write_bytes
 from .io.images import ImageLike, image_size, load_image, open_image, read_metadata, tensor_to_pil
 from .io.labels import check_label_pair, load_label_map
 from .io.masks import load_masks
 from .io.models import describe, load_model
 from .methods import METHODS
-from .methods.transformer import onnx_bytes, onnx_difference
+from .methods.transformer import Stylizer, onnx_bytes, onnx_difference
 from .options import _CHOICES as CHOICES
 from .options import INIT_KINDS, PRESETS, Options, make_options
 from .plan import Plan, check
@@ -41,7 +43,7 @@ from .version import __version__
 __all__ = [
     "Prepared", "Runner", "TrainInfo", "TrainOptions", "TrainResult", "TrainingInterrupted", "as_list", "catalog",
     "check_onnx", "checkpoint_step", "export_onnx", "make_train_options", "metadata", "model_info", "plan",
-    "plan_sizes", "prepare", "preview", "run", "stylize", "stylize_tensors", "train",
+    "plan_sizes", "prepare", "preview", "run", "style_sheet", "stylize", "stylize_tensors", "train",
 ]  # fmt: skip
 
 
@@ -64,6 +66,9 @@ def metadata(options: Options, content: ImageLike, styles: Sequence[ImageLike]) 
         m = load_model(options.model)
         meta["model"] = {"name": os.path.basename(options.model), "style": m.metadata.get("style"),
                          "step": m.step, "width": m.width}  # fmt: skip
+        for key in ("source", "start"):  # built-in styles: where the weights come from; trained ones: their start
+            if key in m.metadata:
+                meta["model"][key] = m.metadata[key]
     return meta
 
 
@@ -371,3 +376,37 @@ def check_onnx(model: str | os.PathLike, onnx_file: str | os.PathLike) -> float 
 def model_info(model: str | os.PathLike) -> str:
     """One line about a model file: width, steps, style and its sha256, impasto version, losses."""
     return describe(load_model(model))
+
+
+# -- the built-in styles -----------------------------------------------------------------------------------------
+def style_sheet(content: ImageLike, tile: int = 256, columns: int = 7, device: str = "auto") -> Image.Image:
+    """A contact sheet of the built-in styles (``model="builtin:N"``): ``content`` (its longest side ``tile``
+    pixels) as it is, then stylized with each of the 26 styles, each labelled with the index to pass as
+    ``builtin:N``, ``columns`` to a row."""
+    if not isinstance(tile, int) or isinstance(tile, bool) or not 32 <= tile <= 2048:
+        raise InputError(f"--tile must be a whole number from 32 to 2048, got {tile!r}")
+    if not isinstance(columns, int) or isinstance(columns, bool) or not 1 <= columns <= builtin.STYLES + 1:
+        raise InputError(f"--columns must be a whole number from 1 to {builtin.STYLES + 1}, got {columns!r}")
+    x = load_image(content, tile, "content image")
+    stylizer = Stylizer(load_model(f"{builtin.PREFIX}0"), pick_device(device))
+    tiles = [("original", x)]
+    for i in range(builtin.STYLES):
+        stylizer.net.set_style([float(i == j) for j in range(builtin.STYLES)])  # type: ignore[union-attr]
+        tiles.append((str(i), stylizer(x)))
+    h, w = x.shape[-2:]
+    pad, label = 6, 20
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (columns * (w + pad) + pad, rows * (h + label + pad) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    try:
+        font: Any = ImageFont.load_default(size=15)
+    except (TypeError, OSError, ImportError):  # Pillow without FreeType: its bitmap font
+        font = ImageFont.load_default()
+    for n, (name, t) in enumerate(tiles):
+        r, c = divmod(n, columns)
+        left, top = pad + c * (w + pad), pad + r * (h + label + pad)
+        sheet.paste(tensor_to_pil(t), (left, top + label))
+        draw.text((left + 2, top + 2), name, fill="black", font=font)
+    sheet.info["impasto"] = {"impasto": __version__, "content": _describe(content), "sheet": "builtin styles 0-25",
+                             "source": dict(builtin.SOURCE)}  # fmt: skip
+    return sheet

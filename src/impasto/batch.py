@@ -23,6 +23,7 @@ from pathlib import Path
 from . import api
 from .errors import InputError, NonFiniteLossError
 from .io.images import load_image, save_image, tensor_to_pil
+from .io.models import model_stand_in
 from .options import Options
 from .runner import Runner
 
@@ -70,7 +71,7 @@ def make_jobs(
     input."""
     blend = options.style_blend is not None
     if options.method == "model":
-        styles = [Path(options.model)]
+        styles = [model_stand_in(options.model)]
     groups = [list(range(len(styles)))] if blend else [[i] for i in range(len(styles))]
     jobs: list[Job] = []
     seen: dict[Path, Path] = {}

@@ -16,6 +16,7 @@ from .core.losses import GRAM_NORMS
 from .core.schedule import scale_sizes, schedule
 from .core.vgg import resolve_layers
 from .errors import InputError
+from .io.builtin import is_builtin, parse_spec
 from .io.images import MAX_SIZE
 from .io.masks import parse_color
 from .presets import PRESETS, preset_values
@@ -27,7 +28,7 @@ class Options:
 
     preset: str = "default"
     method: str = "gatys"  # gatys, fast (AdaIN), model (a trained network), photo (Luan), photo-fast (Li)
-    model: str | None = None  # model file of a trained network (method "model"; see impasto train)
+    model: str | None = None  # model file of a trained network (method "model"; see impasto train) or builtin:N
     size: int = 512  # longest side of the result, pixels
     style_scale: float = 1.0  # style image size relative to the result's size
     style_blend: tuple[float, ...] | None = None  # weights of several style images
@@ -141,6 +142,8 @@ def _validate_controls(opts: Options) -> None:
         raise InputError("--style-blend does not apply with masks: each region takes its own style")
     if opts.method == "model" and not opts.model:
         raise InputError("--method model needs a model file: --model FILE (made by impasto train)")
+    if is_builtin(opts.model):
+        parse_spec(opts.model)  # a bad index or weight: one line, before anything is read
     if opts.model is not None and opts.method != "model":
         raise InputError(f"--model cannot be combined with --method {opts.method} (the model is the method)")
     if opts.method == "model" and opts.preserve_color == "histogram":

@@ -1,6 +1,12 @@
-"""Training a per-style network (Johnson, Alahi & Fei-Fei 2016): :class:`Trainer` runs Adam over random crops
-of a folder of photos, with impasto's VGG-19 as the loss network, and writes a model file
-(:mod:`impasto.io.models`).
+"""Training a per-style network: :class:`Trainer` runs Adam over random crops of a folder of photos, with
+impasto's VGG-19 as the loss network, and writes a model file (:mod:`impasto.io.models`).
+
+By default (``start="builtin"``) it starts from the built-in styles' network (Dumoulin et al. 2017,
+:mod:`impasto.io.builtin`): the new style is one more row of every conditional instance norm's scales and shifts,
+initialized to the mean of the 26 built-in rows, and only that row learns (``lr`` 1e-2, style weight 10), the
+shared convolutions frozen; ``fine_tune_convs`` trains the convolutions too (at ``conv_lr``, 1e-3). With
+``start="scratch"`` it trains Johnson, Alahi & Fei-Fei's network (2016) from random weights (``lr`` 1e-3, style
+weight 3). The model file records where it started (``start`` in its metadata).
 
 The loss is the optimization method's objective on a batch: content at ``relu2_2`` (Johnson et al.'s layer),
 style Gram matrices at ``relu1_1 ... relu4_1`` and total variation, each loss divided by its target's mean
@@ -39,15 +45,17 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .core.device import pick_device
+from .core.device import cpu_supports_bf16, pick_device
 from .core.losses import gram_matrix, gram_mse_tap
 from .core.sizes import fit_size
 from .core.vgg import VGG19, build_vgg, resolve_layers
 from .errors import InputError
+from .io import builtin
 from .io.atomic import check_writable
 from .io.history import write_history
 from .io.images import load_image, open_image, save_image, tensor_to_pil, to_rgb
-from .io.models import ARCHITECTURE, LoadedModel, check_state_dict, load_model, save_model
+from .io.models import ARCHITECTURE, MULTISTYLE, LoadedModel, check_state_dict, load_model, save_model
+from .methods.multistyle import CINConv, MultiStyleNet
 from .methods.transformer import DEFAULT_WIDTH, TransformerNet
 from .version import __version__
 
@@ -62,13 +70,20 @@ CROP_RATIO = (3 / 4, 4 / 3)
 CACHE_BYTES = 512 << 20
 #: Steps averaged for the losses recorded in a model file.
 LOSS_WINDOW = 50
+#: Where training starts: the built-in styles' network (a new style row) or random weights (Johnson et al.).
+STARTS = ("builtin", "scratch")
+#: Defaults that depend on the start: Adam's learning rate (of the style row / of the whole network), style weight.
+START_DEFAULTS = {"builtin": {"lr": 1e-2, "style_weight": 10.0}, "scratch": {"lr": 1e-3, "style_weight": 3.0}}
 
 
 @dataclass
 class TrainOptions:
     """Every setting of a training run; all of them are recorded in the model file."""
 
-    style_weight: float = 3.0  # README: "Trained networks" (how it was chosen)
+    start: str = "builtin"  # builtin | scratch
+    fine_tune_convs: bool = False  # builtin start: train the shared convolutions too
+    conv_lr: float = 1e-3  # their learning rate
+    style_weight: float = 3.0  # README: "Trained networks" (how it was chosen); 10 from the builtin start
     content_weight: float = 1.0
     tv_weight: float = 0.0
     content_layers: tuple[str, ...] = ("relu2_2",)
@@ -76,7 +91,7 @@ class TrainOptions:
     style_size: int = 512  # longest side of the style image
     train_size: int = 256  # side of the square training crops
     batch_size: int = 4
-    lr: float = 1e-3
+    lr: float = 1e-3  # 1e-2 from the builtin start (the style row)
     steps: int | None = None  # None: from epochs, else DEFAULT_STEPS
     epochs: float | None = None
     width: int = DEFAULT_WIDTH
@@ -89,8 +104,10 @@ class TrainOptions:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
 
-#: Steps when neither --steps nor --epochs is given.
+#: Steps when neither --steps nor --epochs is given (from scratch; from the built-in start, which learns only a
+#: style row, 125 steps of 4 x 256 px gave clean pictures in the painting's palette).
 DEFAULT_STEPS = 2000
+DEFAULT_STEPS_BUILTIN = 200
 
 
 def _whole(name: str, value: Any, lo: int, hi: int) -> None:
@@ -112,6 +129,17 @@ def make_train_options(**overrides: Any) -> TrainOptions:
     if unknown:
         raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     o = TrainOptions(**{k: v for k, v in overrides.items() if v is not None})
+    if o.start not in STARTS:
+        raise InputError(f"training starts from one of {', '.join(STARTS)}, got {o.start!r}")
+    for name, value in START_DEFAULTS[o.start].items():
+        if overrides.get(name) is None:
+            setattr(o, name, value)
+    if o.start == "builtin" and o.width != DEFAULT_WIDTH:
+        raise InputError(f"--width sets the network trained --from-scratch; the built-in start has {DEFAULT_WIDTH} "
+                         "channels")  # fmt: skip
+    if o.fine_tune_convs and o.start != "builtin":
+        raise InputError("--fine-tune-convs applies to the built-in start, not --from-scratch (which trains all)")
+    _positive("conv_lr", o.conv_lr, allow_zero=False)
     for name in ("style_weight", "content_weight", "tv_weight"):
         _positive(name, getattr(o, name))
     _positive("lr", o.lr, allow_zero=False)
@@ -280,10 +308,16 @@ def file_sha256(path: str | os.PathLike) -> str:
 # -- the loss ----------------------------------------------------------------------------------------------
 class PerceptualLoss:
     """Content, style and TV losses of a batch of outputs (Johnson et al.), normalized as the default preset:
-    each content/style loss divided by its target's mean square."""
+    each content/style loss divided by its target's mean square.
 
-    def __init__(self, options: TrainOptions, style: torch.Tensor, device: torch.device) -> None:
+    On a CPU with native bf16 (oneDNN avx512_bf16 / AMX: :func:`impasto.core.device.cpu_supports_bf16`) the
+    loss network runs under bf16 autocast (``bf16``); Gram matrices, targets and losses stay fp32. Elsewhere (an
+    AVX2 CPU, which would emulate bf16 slowly) it runs in fp32."""
+
+    def __init__(self, options: TrainOptions, style: torch.Tensor, device: torch.device,
+                 bf16: bool | None = None) -> None:  # fmt: skip
         self.options = options
+        self.bf16 = (device.type == "cpu" and cpu_supports_bf16()) if bf16 is None else bf16
         self.content_layers = resolve_layers(options.content_layers)
         self.style_layers = resolve_layers(options.style_layers)
         net = build_vgg(self.content_layers + self.style_layers, device=device)
@@ -298,13 +332,17 @@ class PerceptualLoss:
         """The content layers' features of the input batch (no autograd; only up to the content layers)."""
         if not self.content_layers:
             return {}
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             return {n: f.float() for n, f in self.net(x, self.content_layers).items()}
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def __call__(self, y: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Unweighted ``content``, ``style`` and ``tv`` losses of outputs ``y`` (differentiable)."""
         taps = {n: (lambda f, n=n: gram_mse_tap(f, self.grams[n])) for n in self.style_layers}
-        feats, tapped = self.net.forward_with_taps(y, self.content_layers, taps)
+        with self._autocast():
+            feats, tapped = self.net.forward_with_taps(y, self.content_layers, taps)
         zero = torch.zeros((), device=y.device)
         content = sum((F.mse_loss(feats[n].float(), t) / t.pow(2).mean().clamp_min(1e-12)
                        for n, t in targets.items()), zero)  # fmt: skip
@@ -312,6 +350,24 @@ class PerceptualLoss:
         yf = y.float()
         tv = (yf[..., 1:, :] - yf[..., :-1, :]).pow(2).mean() + (yf[..., :, 1:] - yf[..., :, :-1]).pow(2).mean()
         return {"content": content, "style": style, "tv": tv}
+
+
+def builtin_start() -> MultiStyleNet:
+    """The built-in styles' network with one style row, the mean of its 26 (where a new style starts); a
+    one-line :class:`InputError` when the built-in styles are not installed."""
+    try:
+        base = load_model(f"{builtin.PREFIX}0")
+    except InputError as err:
+        raise InputError(f"{err} (or train Johnson et al.'s network: --from-scratch)") from None
+    full = MultiStyleNet.for_state_dict(base.state_dict)
+    full.load_state_dict(base.state_dict)
+    net = MultiStyleNet(1, int(full.contract[0].w.shape[0]), (int(full.expand[0].w.shape[0]),
+                        int(full.expand[1].w.shape[0])), len(full.res))  # fmt: skip
+    state = {k: (v.mean(0, keepdim=True) if k.endswith((".gamma", ".beta")) else v)
+             for k, v in full.state_dict().items()}  # fmt: skip
+    net.load_state_dict(state)
+    net.set_style([1.0])
+    return net
 
 
 # -- the loop ----------------------------------------------------------------------------------------------
@@ -411,14 +467,21 @@ class Trainer:
         check_writable(self.output.parent)
         if self.history_path and self.history_path.suffix.lower() not in (".json", ".csv"):
             raise InputError(f"--history file must end in .json or .csv: {self.history_path}")
+        # the built-in start's network before the photos: a missing package fails first, in one line
+        start = builtin_start() if o.start == "builtin" and state is None else None
         self.data_folder = str(Path(data).expanduser()) if data else None
         files = find_photos(data) if data else [f for f in default_data() if file_sha256(f) != self.style_sha256]
         self.data = PhotoFolder(files, o.train_size, o.seed, self.warn)
         self.total = o.steps if o.steps is not None else (
-            math.ceil(o.epochs * len(self.data) / o.batch_size) if o.epochs is not None else DEFAULT_STEPS)  # fmt: skip
+            math.ceil(o.epochs * len(self.data) / o.batch_size) if o.epochs is not None
+            else DEFAULT_STEPS_BUILTIN if o.start == "builtin" else DEFAULT_STEPS)  # fmt: skip
         self.device = pick_device(o.device)
         torch.manual_seed(o.seed)
-        self.net = TransformerNet(o.width)
+        self.net: TransformerNet | MultiStyleNet
+        if o.start == "builtin":
+            self.net = MultiStyleNet.for_state_dict(state.state_dict) if start is None else start
+        else:
+            self.net = TransformerNet(o.width)
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.seconds_before = 0.0
@@ -436,7 +499,7 @@ class Trainer:
         # (measured slower overall); the loss network runs channels-last and converts its input itself.
         self.memory_format = torch.contiguous_format
         self.net = self.net.to(self.device, memory_format=self.memory_format).train()
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=o.lr)
+        self.optimizer = torch.optim.Adam(self._param_groups(), lr=o.lr)
         if state is not None and state.optimizer:
             try:
                 self.optimizer.load_state_dict(state.optimizer)
@@ -455,6 +518,8 @@ class Trainer:
         """Continue the training a checkpoint recorded, with its options (``steps``/``epochs`` may extend it)."""
         state = load_model(source, kind="checkpoint")
         recorded = dict(state.metadata.get("training", {}))
+        # a checkpoint that predates the choice of start trained Johnson et al.'s network from scratch
+        recorded.setdefault("start", "builtin" if state.metadata.get("architecture") == MULTISTYLE else "scratch")
         if steps is not None or epochs is not None:
             recorded.update(steps=steps, epochs=epochs)
         try:
@@ -469,6 +534,21 @@ class Trainer:
         kwargs["checkpoint"] = kwargs.get("checkpoint") or source
         return cls(style, output, options, data, state=state, **kwargs)
 
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """What Adam trains: the whole network from scratch; from the built-in start the style row of every norm
+        (``lr``), and with ``fine_tune_convs`` the convolutions too (``conv_lr``); the rest is frozen."""
+        o = self.options
+        if not isinstance(self.net, MultiStyleNet):
+            return [{"params": list(self.net.parameters())}]
+        norms = [p for n in self.net.norms() for p in n.parameters()]
+        convs = [m.w for m in self.net.modules() if isinstance(m, CINConv)]
+        for p in convs:
+            p.requires_grad_(o.fine_tune_convs)
+        groups = [{"params": norms}]
+        if o.fine_tune_convs:
+            groups.append({"params": convs, "lr": o.conv_lr})
+        return groups
+
     def _sample_input(self) -> torch.Tensor:
         """The picture samples are made from: the first photo, its longest side twice the crop size."""
         return load_image(self.data.files[0], 2 * self.options.train_size, "sample photo")
@@ -481,11 +561,19 @@ class Trainer:
         )
         with Image.open(self.style_path) as im:
             style_size = list(im.size)
+        multi = isinstance(self.net, MultiStyleNet)
+        start: dict[str, Any] = {"from": "scratch"}
+        if multi:
+            trained = "style row and convolutions" if self.options.fine_tune_convs else "style row"
+            start = {"from": "builtin", **builtin.SOURCE, "style_row": "mean of the 26 built-in rows",
+                     "trained": trained}
         return {
             "impasto": __version__,
             "torch": torch.__version__,
-            "architecture": ARCHITECTURE,
-            "width": self.options.width,
+            "architecture": MULTISTYLE if multi else ARCHITECTURE,
+            "width": int(self.net.contract[0].w.shape[0]) if multi else self.options.width,  # type: ignore[union-attr]
+            "start": start,
+            "loss_precision": "bf16" if self.loss.bf16 else "fp32",
             "step": self.step,
             "images_seen": self.step * self.options.batch_size,
             "epochs": round(self.step * self.options.batch_size / len(self.data), 4),

@@ -14,11 +14,12 @@ from types import ModuleType
 
 from .. import api
 from ..errors import ImpastoError, OutputError
-from . import export, serve, stylize, train, video
+from . import export, serve, styles, stylize, train, video
 from .progress import handle_sigterm, stop_code, stop_word
 
 #: Subcommands: name -> module with ``build_parser()`` and ``run(args) -> int``.
-COMMANDS: dict[str, ModuleType] = {"train": train, "export": export, "serve": serve, "video": video}
+COMMANDS: dict[str, ModuleType] = {"train": train, "export": export, "serve": serve, "video": video,
+                                   "styles": styles}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

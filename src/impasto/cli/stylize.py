@@ -17,6 +17,7 @@ from ..errors import InputError, NonFiniteLossError, OutputError, StylizeInterru
 from ..io.atomic import check_writable
 from ..io.history import write_history
 from ..io.images import FORMATS, open_image, output_format, save_image, tensor_to_pil
+from ..io.models import model_stand_in
 from ..io.plot import plot_run
 from ..options import INIT_KINDS, PRESETS, Options, make_options
 from ..plan import check, fmt_bytes, fmt_seconds
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gatys: optimization (default); fast: AdaIN, ~1 s; model: a trained network (--model); "
                    "photo: photorealistic optimization (Luan et al.; --preset photo); photo-fast: photorealistic "
                    "in seconds (Li et al.)")  # fmt: skip
-    p.add_argument("--model", metavar="FILE", help="stylize with a network trained by 'impasto train' (no style image)")
+    p.add_argument("--model", metavar="FILE", help="stylize with a network trained by 'impasto train' (no style "
+                   "image), or a built-in style: builtin:19, builtin:3:0.5,12:0.5 (see: impasto styles PHOTO)")
     g = p.add_argument_group("size")
     g.add_argument("-s", "--size", type=int, help="longest side of the result in pixels (default 512)")
     g.add_argument("--style-scale", type=float, help="style image size relative to the result (default 1)")
@@ -196,7 +198,7 @@ def check_paths(args: argparse.Namespace, opts: Options) -> Path:
     """Validate output paths against inputs, and that their folders can be written; returns the output path."""
     inputs = [Path(args.content), *map(Path, args.styles), *map(Path, opts.masks or ())]
     if opts.model:
-        inputs.append(Path(opts.model))
+        inputs.append(model_stand_in(opts.model))
     if args.resume:
         inputs.append(Path(args.resume))
     if opts.mask_map:
@@ -205,7 +207,8 @@ def check_paths(args: argparse.Namespace, opts: Options) -> Path:
     if opts.init not in INIT_KINDS:
         inputs.append(Path(opts.init))
     if args.output is None:
-        args.output = f"{Path(args.content).stem}-{Path(args.styles[0] if args.styles else opts.model).stem}.png"
+        named = Path(args.styles[0]) if args.styles else model_stand_in(opts.model)
+        args.output = f"{Path(args.content).stem}-{named.stem}.png"
     output = Path(args.output)
     output_format(output)
     if output.is_dir():

@@ -1,5 +1,7 @@
-"""``impasto train STYLE [--data FOLDER] -o model.pt [options]``: train a per-style network (Johnson et al.
-2016), then stylize in one pass with ``impasto photo.jpg --model model.pt``.
+"""``impasto train STYLE [--data FOLDER] -o model.pt [options]``: train a per-style network, then stylize in one
+pass with ``impasto photo.jpg --model model.pt``. By default a new style of the built-in styles' network
+(Dumoulin et al. 2017: its norms' scales and shifts, the convolutions shared and frozen; ``--fine-tune-convs``
+trains them too); ``--from-scratch`` trains Johnson et al.'s network (2016) from random weights.
 
 Exit codes: 0 done, 1 an output could not be written, 2 bad input (before any training), 130 / 143 stopped by
 Ctrl-C / SIGTERM after writing a checkpoint (``--resume`` continues it).
@@ -22,29 +24,38 @@ from .stylize import Parser, _layers
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="impasto train", description="Train a network that paints photos like STYLE in one pass "
-               "(Johnson et al. 2016); use it with: impasto PHOTO --model MODEL")  # fmt: skip
+    p = Parser(prog="impasto train", description="Train a network that paints photos like STYLE in one pass: by "
+               "default a new style of the built-in network (Dumoulin et al. 2017), --from-scratch Johnson et al.'s "
+               "(2016); use it with: impasto PHOTO --model MODEL")  # fmt: skip
     p.add_argument("style", help="the style image (a painting)")
     p.add_argument("-o", "--output", help="model file to write (default: STYLE.pt in this folder)")
     p.add_argument("--data", metavar="FOLDER", help="folder of photos (searched recursively) to train on; "
                    "default: the bundled example photos, for a first try")  # fmt: skip
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue a training from its checkpoint, exactly")
     g = p.add_argument_group("training")
-    g.add_argument("--steps", type=int, help="Adam steps (default 2000)")
+    g.add_argument("--from-scratch", dest="start", action="store_const", const="scratch",
+                   help="train Johnson et al.'s network from random weights (default: a new style of the built-in "
+                   "network, --model builtin:N, from the mean of its 26 styles)")  # fmt: skip
+    g.add_argument("--fine-tune-convs", action="store_true", default=None,
+                   help="built-in start: train the shared convolutions too (default: only the new style's norms)")
+    g.add_argument("--conv-lr", type=float, help="learning rate of the convolutions with --fine-tune-convs "
+                   "(default 1e-3)")  # fmt: skip
+    g.add_argument("--steps", type=int, help="Adam steps (default 200; 2000 --from-scratch)")
     g.add_argument("--epochs", type=float, help="passes over the photos, instead of --steps")
     g.add_argument("--minutes", type=float, help="stop after this many minutes (the model is written as finished)")
     g.add_argument("--batch-size", type=int, help="photos per step (default 4)")
-    g.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    g.add_argument("--lr", type=float, help="Adam learning rate (default 1e-2 for the new style's norms, 1e-3 "
+                   "--from-scratch)")  # fmt: skip
     g.add_argument("--train-size", type=int, metavar="PX", help="side of the square training crops (default 256)")
     g.add_argument("--style-size", type=int, metavar="PX", help="longest side of the style image (default 512; "
                    "larger: finer strokes)")  # fmt: skip
-    g.add_argument("--width", type=int, help="channels of the network's first layer (default 32 as published; "
-                   "16: ~3x faster, smaller strokes of detail)")  # fmt: skip
+    g.add_argument("--width", type=int, help="--from-scratch: channels of the network's first layer (default 32 as "
+                   "published; 16: ~3x faster, smaller strokes of detail)")  # fmt: skip
     g.add_argument("--seed", type=int, help="random seed: weights, photo order, crops (default 0)")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
     g = p.add_argument_group("losses (each divided by its target's mean square)")
     g.add_argument("--content-weight", type=float, help="content loss weight (default 1)")
-    g.add_argument("--style-weight", type=float, help="style loss weight (default 3)")
+    g.add_argument("--style-weight", type=float, help="style loss weight (default 10; 3 --from-scratch)")
     g.add_argument("--tv-weight", type=float, help="total-variation weight (default 0)")
     g.add_argument("--content-layers", type=_layers, help="default relu2_2")
     g.add_argument("--style-layers", type=_layers, help="default relu1_1,relu2_1,relu3_1,relu4_1")
@@ -62,9 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_OPTIONS = ["steps", "epochs", "batch_size", "lr", "train_size", "style_size", "width", "seed", "device",
-            "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "checkpoint_every",
-            "sample_every"]  # fmt: skip
+_OPTIONS = ["start", "fine_tune_convs", "conv_lr", "steps", "epochs", "batch_size", "lr", "train_size", "style_size",
+            "width", "seed", "device", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
+            "checkpoint_every", "sample_every"]  # fmt: skip
 
 
 class TrainBar:

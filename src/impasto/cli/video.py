@@ -18,6 +18,7 @@ from tqdm import tqdm
 from .. import cluster, video
 from ..core.progress import StepInfo
 from ..errors import InputError, NonFiniteLossError
+from ..io.models import model_stand_in
 from ..options import Options
 from ..plan import fmt_seconds
 from ..version import __version__
@@ -151,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.styles and getattr(opts, "model", None) is None:
         raise InputError("give a style image after the input video (see impasto video --help)")
     if args.output is None:
-        tag = Path(args.styles[0]).stem if args.styles else Path(str(getattr(opts, "model", "model"))).stem
+        named = Path(args.styles[0]) if args.styles else model_stand_in(str(getattr(opts, "model", "model")))
+        tag = named.stem
         args.output = f"{Path(args.input).stem}-{tag}.mp4"
     for style in args.styles:
         if Path(style).resolve() == Path(args.output).resolve():

@@ -30,14 +30,18 @@ import torch
 
 from ..errors import InputError
 from ..version import __version__
+from . import builtin
 from .atomic import write_bytes
 
 #: What the ``format`` entry of every impasto model file says.
 FORMAT = "impasto-model"
 #: The model file format this version writes and reads (a newer one is refused with a clear message).
 FORMAT_VERSION = 1
-#: The architecture the state dict belongs to.
+#: The architecture the state dict belongs to: Johnson et al.'s network (trained from scratch) ...
 ARCHITECTURE = "johnson2016-instancenorm"
+#: ... or Dumoulin et al.'s conditional-instance-norm network (the built-in styles, and networks trained from them).
+MULTISTYLE = "dumoulin2017-conditional-instancenorm"
+ARCHITECTURES = (ARCHITECTURE, MULTISTYLE)
 KINDS = ("model", "checkpoint")
 
 
@@ -111,6 +115,10 @@ def load_model(path: str | os.PathLike, kind: str | None = None) -> LoadedModel:
     PyTorch file, an image, a pickle of Python objects, which is never executed), a truncated or corrupt file,
     or one written in a newer format.
     """
+    if builtin.is_builtin(path):
+        if kind == "checkpoint":
+            raise InputError(f"not a training checkpoint: {path} names the built-in styles")
+        return load_builtin(str(path))
     p = os.fspath(path)
     if not os.path.exists(p):
         raise InputError(f"model file not found: {p}")
@@ -148,8 +156,8 @@ def load_model(path: str | os.PathLike, kind: str | None = None) -> LoadedModel:
         history = json.loads(data.get("history", "[]"))
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise _refuse(p, f"corrupt impasto model file ({_first_line(exc)})") from None
-    if not isinstance(metadata, dict) or metadata.get("architecture") != ARCHITECTURE:
-        raise _refuse(p, f"unsupported network in model file (expected architecture {ARCHITECTURE})")
+    if not isinstance(metadata, dict) or metadata.get("architecture") not in ARCHITECTURES:
+        raise _refuse(p, f"unsupported network in model file (expected architecture {' or '.join(ARCHITECTURES)})")
     if not isinstance(metadata.get("width"), int):
         raise _refuse(p, "corrupt impasto model file (no network width)")
     if not isinstance(state, dict) or not state:
@@ -162,6 +170,29 @@ def load_model(path: str | os.PathLike, kind: str | None = None) -> LoadedModel:
     optimizer = data.get("optimizer") if file_kind == "checkpoint" else None
     rng = data.get("rng", {}) if file_kind == "checkpoint" else {}
     return LoadedModel(p, file_kind, metadata, state, optimizer, rng if isinstance(rng, dict) else {}, history)
+
+
+def load_builtin(spec: str) -> LoadedModel:
+    """The built-in styles as a model (:mod:`impasto.io.builtin`): the 26-style network's weights, and the spec's
+    normalized style weights in the metadata (``style_weights``)."""
+    weights = builtin.parse_spec(spec)
+    name = builtin.canonical(spec)
+    state = {k: torch.from_numpy(v.copy()) for k, v in builtin.read_weights().items()}
+    metadata = {
+        "architecture": MULTISTYLE,
+        "width": int(state["contract.0.w"].shape[0]) if "contract.0.w" in state else 0,
+        "styles": builtin.STYLES,
+        "style_weights": weights,
+        "style": {"name": name, "sha256": builtin.SHA256},
+        "source": dict(builtin.SOURCE),
+    }
+    return LoadedModel(name, "model", metadata, state)
+
+
+def model_stand_in(model: str | os.PathLike) -> Path:
+    """A path standing for a ``--model`` value where outputs are named after it: the file itself, or for the
+    built-in styles a file-name-safe name (``builtin19``, ``builtin3-0p5_12-0p5``)."""
+    return Path(builtin.tag(str(model)) if builtin.is_builtin(model) else model)
 
 
 def check_state_dict(model: LoadedModel, expected: Mapping[str, torch.Tensor]) -> None:

@@ -33,13 +33,15 @@ from torch import nn
 from ..core.device import pick_device
 from ..core.progress import Callback
 from ..core.sizes import fit_size, resize_tensor
-from ..core.subpixel import upsample_conv2d
 from ..core.tiles import tiled_apply
 from ..errors import InputError
-from ..io.models import LoadedModel, check_state_dict, load_model
+from ..io import builtin
+from ..io.models import MULTISTYLE, LoadedModel, check_state_dict, load_model
 from ..options import Options
 from ..plan import Plan
 from .base import Inputs
+from .layers import InstanceNorm, UpsampleConv, WideConv, conv, relu
+from .multistyle import MultiStyleNet
 
 #: The network's total downsampling (two stride-2 convs); inputs are padded to a multiple of it.
 STRIDE = 4
@@ -53,56 +55,6 @@ DEFAULT_WIDTH = 32
 RESIDUAL_BLOCKS = 5
 
 
-class InstanceNorm(nn.Module):
-    """Instance normalization with a per-channel affine map (``weight``, ``bias``), as ``nn.InstanceNorm2d(
-    affine=True)`` computes it (biased variance, eps 1e-5).
-
-    ``fixed`` replaces the per-image statistics by given ones (tiles of one picture share them), and
-    ``record`` makes the next forward pass keep the statistics it computed.
-    """
-
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-        self.fixed: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.record = False
-        #: Inference on channels-last tensors: statistics over an (N, H*W, C) view (no layout conversion).
-        self.channels_last_inference = False
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fixed is None and not self.record:
-            if self.channels_last_inference and x.is_contiguous(memory_format=torch.channels_last):
-                n, c, h, w = x.shape
-                v = x.permute(0, 2, 3, 1).reshape(n, h * w, c)
-                # two passes (mean, then mean square of the centred values): ~3x faster than var_mean over
-                # the strided positions, and as exact
-                mean = v.mean(1, keepdim=True)
-                var = (v - mean).square_().mean(1, keepdim=True)
-                scale = self.weight * torch.rsqrt(var + self.eps)
-                return torch.addcmul(self.bias - mean * scale, v, scale).view(n, h, w, c).permute(0, 3, 1, 2)
-            return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
-        if self.fixed is not None:
-            mean, var = (t.to(x.device, x.dtype) for t in self.fixed)
-        else:
-            var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
-            self.fixed = (mean.detach(), var.detach())
-            self.record = False
-        scale = self.weight.view(1, -1, 1, 1) * torch.rsqrt(var + self.eps)
-        return x * scale + (self.bias.view(1, -1, 1, 1) - mean * scale)
-
-
-def conv(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Conv2d:
-    """A convolution with reflection padding of half its kernel."""
-    return nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, padding_mode="reflect")
-
-
-def _relu(x: torch.Tensor) -> torch.Tensor:
-    """ReLU, in place when no gradient is recorded (inference: one full-size copy fewer per layer)."""
-    return F.relu(x, inplace=not torch.is_grad_enabled())
-
-
 class ResidualBlock(nn.Module):
     """conv -> IN -> ReLU -> conv -> IN, plus the input (He et al. 2016, as Johnson et al.'s supplement)."""
 
@@ -112,67 +64,8 @@ class ResidualBlock(nn.Module):
         self.conv2, self.in2 = conv(channels, channels, 3), InstanceNorm(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = _relu(self.in1(self.conv1(x)))
+        y = relu(self.in1(self.conv1(x)))
         return x + self.in2(self.conv2(y))
-
-
-def _selection(kernel: int, taps: int, offset: int) -> torch.Tensor:
-    """S[a, p, u, t] = 1 where tap ``t`` of a ``kernel``-wide filter at output phase ``a`` reads input phase ``p``
-    at low-resolution offset ``u`` (2u + p = a + t + ``offset``); the rest 0. Maps a full-resolution kernel
-    to the kernels of the four phases of a stride-2 (space-to-depth) formulation."""
-    s = torch.zeros(2, 2, taps, kernel)
-    for a in range(2):
-        for p in range(2):
-            for u in range(taps):
-                t = 2 * u + p - a - offset
-                if 0 <= t < kernel:
-                    s[a, p, u, t] = 1.0
-    return s
-
-
-class UpsampleConv(nn.Module):
-    """Nearest-neighbour upsampling x2, then a 3x3 conv with reflection padding (Odena et al. 2016: no
-    checkerboard artefacts).
-
-    ``forward`` computes it as written. :meth:`fast` computes exactly the same map at the low resolution
-    (:func:`impasto.core.subpixel.upsample_conv2d`): each output phase (2i + a, 2j + b) is a 2x2 conv of the
-    replicate-padded input whose kernel sums the 3x3 kernel's taps, so 4 multiply-adds per output pixel and
-    channel pair instead of 9, and no upsampled copy (an earlier form, one 3x3 conv with 4x the outputs and a
-    pixel shuffle, saved the copy but not the arithmetic: 6-8% slower at width 32, ``benchmarks/bench_layers.py``)."""
-
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__()
-        self.conv = conv(c_in, c_out, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
-
-    def fast(self, x: torch.Tensor) -> torch.Tensor:
-        return upsample_conv2d(x, self.conv.weight, self.conv.bias)
-
-
-class WideConv(nn.Module):
-    """A 9x9 conv with reflection padding between 3 and ``channels`` channels (the network's first or last).
-
-    ``forward`` computes it as written. :meth:`fast` computes the same map on the space-to-depth picture
-    (pixel unshuffle by 2 of the mirrored input, a 5x5 conv between 4x the channels, pixel shuffle back): oneDNN
-    runs a conv with 3 output channels far below its speed (its backward pass was a fifth of a training step),
-    one with 12 outputs from 128 inputs near it, for 23% more arithmetic. Needs even input sides."""
-
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__()
-        self.conv = conv(c_in, c_out, 9)
-        self.register_buffer("_sel", _selection(9, 5, 0), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
-
-    def fast(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.conv.weight
-        c_out, c_in = w.shape[:2]
-        k = torch.einsum("aput,bqvs,octs->oabcpquv", self._sel, self._sel, w).reshape(4 * c_out, 4 * c_in, 5, 5)
-        u = F.pixel_unshuffle(F.pad(x, (4, 4, 4, 4), mode="reflect"), 2)
-        return F.pixel_shuffle(F.conv2d(u, k, self.conv.bias.repeat_interleave(4)), 2)
 
 
 class TransformerNet(nn.Module):
@@ -200,16 +93,16 @@ class TransformerNet(nn.Module):
         h, w = x.shape[-2:]
         # Mirror out at the right and bottom to a multiple of 4; a pixel keeps its place on the 4-pixel grid.
         x = F.pad(x, (0, (-w) % STRIDE, 0, (-h) % STRIDE), mode="reflect")
-        y = _relu(self.in1(self.conv1(x)))
-        y = _relu(self.in2(self.conv2(y)))
-        y = _relu(self.in3(self.conv3(y)))
+        y = relu(self.in1(self.conv1(x)))
+        y = relu(self.in2(self.conv2(y)))
+        y = relu(self.in3(self.conv3(y)))
         y = self.res(y)
         if self.fast:
-            y = _relu(self.in4(self.up1.fast(y)))
-            y = _relu(self.in5(self.up2.fast(y)))
+            y = relu(self.in4(self.up1.fast(y)))
+            y = relu(self.in5(self.up2.fast(y)))
             return self.conv_out.fast(y)[..., :h, :w]
-        y = _relu(self.in4(self.up1(y)))
-        y = _relu(self.in5(self.up2(y)))
+        y = relu(self.in4(self.up1(y)))
+        y = relu(self.in5(self.up2(y)))
         return self.conv_out(y)[..., :h, :w]
 
     def norms(self) -> list[InstanceNorm]:
@@ -235,8 +128,16 @@ class TransformerNet(nn.Module):
         return stats  # type: ignore[return-value]
 
 
-def network(model: LoadedModel) -> TransformerNet:
-    """The network of a loaded model file, its weights checked against the architecture (one-line error)."""
+def network(model: LoadedModel) -> TransformerNet | MultiStyleNet:
+    """The network of a loaded model file, its weights checked against the architecture (one-line error); a
+    multi-style network set to the model's ``style_weights`` (default: its first style)."""
+    if model.metadata.get("architecture") == MULTISTYLE:
+        multi = MultiStyleNet.for_state_dict(model.state_dict)
+        check_state_dict(model, multi.state_dict())
+        multi.load_state_dict(model.state_dict)
+        weights = model.metadata.get("style_weights") or [1.0] + [0.0] * (multi.styles - 1)
+        multi.set_style(weights)
+        return multi
     net = TransformerNet(model.width)
     check_state_dict(model, net.state_dict())
     net.load_state_dict(model.state_dict)
@@ -366,7 +267,10 @@ def _shared(path: str, mtime_ns: int, size: int, device: str) -> Stylizer:
 
 
 def shared_stylizer(path: str, device: torch.device) -> Stylizer:
-    """One :class:`Stylizer` per model file (as it is now) and device, built once per process."""
+    """One :class:`Stylizer` per model file (as it is now) or built-in style mix, and device, built once per
+    process."""
+    if builtin.is_builtin(path):
+        return _shared(builtin.canonical(path), 0, 0, str(device))
     try:
         st = os.stat(path)
     except OSError:
