@@ -605,7 +605,9 @@ def test_ctrl_c_while_the_command_imports_is_one_line(tmp_path: Path) -> None:
         "sys.exit(main())\n"
     )
     cmd = [sys.executable, str(script), "video", "in.mp4", "style.jpg", "-o", str(tmp_path / "o.mp4")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          # a shell's background job starts with SIGINT ignored, which the child would inherit
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip() == "impasto: interrupted while starting; nothing written"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["impasto"]
