@@ -28,6 +28,8 @@ def _quit(signum: int, frame: FrameType | None) -> None:
 def is_command(argv: list[str] | None = None, orig_argv: list[str] | None = None) -> bool:
     """Whether this process is the ``impasto`` command: its script is named ``impasto``, or Python was started
     with ``-m impasto`` (``runpy`` imports the package while ``sys.argv[0]`` is still ``-m``)."""
+    if argv is None and getattr(sys.modules.get("__main__"), "__name__", "__main__") != "__main__":
+        return False  # a child that multiprocessing started (its copy of the command's script runs as __mp_main__)
     argv = sys.argv if argv is None else argv
     orig = getattr(sys, "orig_argv", []) if orig_argv is None else orig_argv
     if not argv:
