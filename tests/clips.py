@@ -86,11 +86,12 @@ def _object(side: int) -> Image.Image:
 
 
 def write(clip: Clip, path: Path, audio: bool = True, rotation: int = 0, codec: str = "libx264",
-          crf: int = 12) -> Clip:  # fmt: skip
-    """Encode ``clip`` to ``path`` with PyAV (a display rotation and an AAC tone optional)."""
+          crf: int = 12, faststart: bool = False) -> Clip:  # fmt: skip
+    """Encode ``clip`` to ``path`` with PyAV (a display rotation and an AAC tone optional; ``faststart``: an MP4's
+    index before the frames, so that a file cut short still opens)."""
     import av
 
-    out = av.open(str(path), "w")
+    out = av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {})
     h, w = clip.frames[0].shape[:2]
     stored = (h, w) if rotation in (90, 270) else (w, h)
     v = out.add_stream(codec, rate=clip.fps)

@@ -20,6 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "impasto"
 LAYERS = {
     "impasto.errors": 0,
     "impasto.version": 0,
+    "impasto.startup": 0,
     "impasto.core": 1,
     "impasto.io": 1,
     "impasto.options": 2,

@@ -578,3 +578,149 @@ def test_a_write_killed_midway_leaves_a_hidden_tmp_file_that_a_resumed_video_cle
     cache.begin({"run": 1}, keep=1)
     assert sorted(p.name for p in cache.folder.iterdir() if p.name.startswith(".frame")) == []
     assert (cache.folder / "frame_000001.png").read_bytes() == b"frame"
+
+
+# -- sizes, interruptions, resuming, truncated inputs ------------------------------------------------------------
+def test_a_size_too_large_is_refused_before_any_frame_is_scaled(clip: clips.Clip, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    def no_scaling(self: vio.VideoReader, frame: object) -> np.ndarray:
+        raise AssertionError("a frame was scaled before the size was checked")
+
+    monkeypatch.setattr(vio.VideoReader, "_array", no_scaling)
+    square = clips.write(clips.render(Image.open(CHELSEA), frames=3, size=(32, 32), moving_object=False),
+                         tmp_path / "square.mp4", audio=False).path  # fmt: skip
+    o = str(tmp_path / "o.mp4")
+    cases = [
+        ([str(clip.path), str(STARRY), "-o", o, "--size", "100000"], "--size must be a whole number of pixels from 16"),
+        ([str(square), str(STARRY), "-o", o, "--size", "16384"], "more than FFmpeg can scale or encode"),
+    ]
+    monkeypatch.setattr("impasto.estimate.available_memory", lambda device="cpu": 2**30)  # 1 GB: 4000 px is too big
+    cases.append(([str(clip.path), str(STARRY), "-o", o, "--size", "4000"], "not enough memory"))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for args, words in cases:
+        code, err = _run_cli(args, capsys)
+        assert code == 2, (args, err)
+        assert words in err and len(err.strip().splitlines()) == 1 and err.startswith("impasto: error:"), (args, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    # x264 takes at most 16384 pixels a side (FFmpeg alone would take a 16386-pixel-wide strip).
+    vio.check_frame_size(16384, 10922, "libx264")
+    vio.check_frame_size(16386, 100, "ffv1")
+    with pytest.raises(InputError, match="libx264 cannot encode frames of 16386x100"):
+        vio.check_frame_size(16386, 100, "libx264")
+
+
+def test_ctrl_c_while_the_command_imports_is_one_line(tmp_path: Path) -> None:
+    # The command as its console script starts it, with a Ctrl-C arriving while torch is being imported.
+    script = tmp_path / "impasto"
+    script.write_text(
+        "import os, signal, sys\n"
+        "class Hook:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Hook())\n"
+        "from impasto.cli import main\n"
+        "sys.exit(main())\n"
+    )
+    cmd = [sys.executable, str(script), "video", "in.mp4", "style.jpg", "-o", str(tmp_path / "o.mp4")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          # a shell's background job starts with SIGINT ignored, which the child would inherit
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip() == "impasto: interrupted while starting; nothing written"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["impasto"]
+
+
+def test_only_the_command_installs_its_startup_handler() -> None:
+    from impasto import startup
+
+    assert startup.is_command(["/usr/bin/impasto", "video"], [])
+    assert startup.is_command(["-m", "video"], ["python3", "-m", "impasto", "video"])
+    assert startup.is_command(["-m"], ["python3", "-X", "importtime", "-mimpasto"])
+    assert not startup.is_command(["-m", "x"], ["python3", "-m", "pytest", "impasto"])
+    assert not startup.is_command(["/usr/bin/myapp"], ["python3", "/usr/bin/myapp"])
+    assert signal.getsignal(signal.SIGINT) is not startup._quit  # a program that imports impasto keeps its own
+
+
+def test_a_second_ctrl_c_while_the_partial_video_is_written_is_reported_truly(
+    clip: clips.Clip, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from impasto.cli import video as cli_video
+
+    finish = vio.VideoWriter.finish
+
+    def stopped_again(self: vio.VideoWriter, path: Path | None = None) -> Path:
+        if path is not None:  # the partial video
+            self.abort()
+            raise KeyboardInterrupt
+        return finish(self, path)
+
+    def stop_at_5(self: cli_video.Bar, info: video.FrameInfo) -> None:
+        if info.done == 5 and not info.cached:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out.mp4"
+    args = [str(clip.path), str(STARRY), "-o", str(out), "--size", "64", "-q"]
+    with monkeypatch.context() as m:
+        m.setattr(vio.VideoWriter, "finish", stopped_again)
+        m.setattr(cli_video.Bar, "frame", stop_at_5)
+        code, err = _run_cli(args, capsys)
+    assert code == 130, err
+    assert len(err.strip().splitlines()) == 1 and "before the run started" not in err, err
+    assert err.startswith("impasto: interrupted after 5 frame(s)") and "--resume continues from frame 6" in err
+    assert len(list((tmp_path / "out.mp4.frames").glob("frame_*.png"))) == 5
+    assert not out.exists() and not (tmp_path / "out.partial.mp4").exists()
+    code, err = _run_cli([*args, "--resume"], capsys)
+    assert code == 0, err
+    assert len(clips.decode(out)[0]) == 24 and _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("output", ["frames/", "out.mp4"])
+def test_resume_is_frame_for_frame_the_uninterrupted_run(clip: clips.Clip, tmp_path: Path, output: str) -> None:
+    """Stopped after 1, 9 or 17 frames and resumed, the result is the uninterrupted run's, exactly: the PNG frames
+    of a folder output, and the decoded frames of an H.264 one (the same frames encode the same way)."""
+
+    def frames(path: Path) -> list[np.ndarray]:
+        return _png_frames(path) if path.is_dir() else clips.decode(path)[0]
+
+    ref = tmp_path / "ref" / output
+    ref.parent.mkdir()
+    video.stylize_video(clip.path, STARRY, ref, method="fast", size=64)
+    expected = frames(ref)
+    assert len(expected) == 24
+    for stop in (1, 9, 17):
+        out = tmp_path / str(stop) / output
+        out.parent.mkdir()
+        with pytest.raises(video.VideoStopped):
+            video.stylize_video(clip.path, STARRY, out, method="fast", size=64, on_frame=_StopAfter(stop))
+        result = video.stylize_video(clip.path, STARRY, out, method="fast", size=64, resume=True)
+        assert result.resumed_from == stop and result.frames == 24
+        got = frames(out)
+        differing = [i for i, (a, b) in enumerate(zip(got, expected, strict=True)) if not np.array_equal(a, b)]
+        assert differing == [], (stop, differing)
+
+
+def test_a_truncated_input_is_warned_about_and_recorded(tmp_path: Path) -> None:
+    c = clips.render(Image.open(CHELSEA), frames=50, size=(96, 64))
+    whole = clips.write(c, tmp_path / "whole.mp4", audio=False, faststart=True).path
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])  # the index (at the front) still lists 50 frames
+    warnings: list[str] = []
+    out = tmp_path / "out.mp4"
+    result = video.stylize_video(cut, STARRY, out, method="fast", size=64, warn=warnings.append)
+    truncated = [w for w in warnings if "truncated" in w]
+    assert len(truncated) == 1 and "the header gives 50 frames" in truncated[0], warnings
+    in_file = int(truncated[0].split("only ")[1].split()[0])
+    assert result.frames <= in_file < 40
+    frames, facts = clips.decode(out)
+    assert len(frames) == result.frames
+    meta = json.loads(facts["comment"])
+    assert meta["video"]["truncated_input"] == {"frames_in_header": 50, "frames_in_file": in_file}
+    # A whole file: no such warning, nothing recorded.
+    warnings.clear()
+    video.stylize_video(whole, STARRY, tmp_path / "whole-out.mp4", method="fast", size=64, warn=warnings.append)
+    meta = json.loads(clips.decode(tmp_path / "whole-out.mp4")[1]["comment"])
+    assert warnings == [] and "truncated_input" not in meta["video"]

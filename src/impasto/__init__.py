@@ -1,5 +1,7 @@
 """impasto: neural style transfer (Gatys et al., AdaIN) for the command line, Python and the web."""
 
+# First: a Ctrl-C while the command imports its modules ends it in one line (see impasto.startup).
+from . import startup  # noqa: F401  # isort: skip
 from .api import stylize
 from .options import PRESETS, Options, make_options
 from .version import __version__

@@ -52,8 +52,18 @@ from .core.color import match_color
 from .core.progress import Callback
 from .errors import InputError, NonFiniteLossError
 from .io.atomic import check_writable
-from .io.images import ImageLike
-from .io.video import Frame, FrameCache, VideoWriter, encoder_for, even_size, is_frame_folder, open_source
+from .io.images import MAX_SIZE, ImageLike
+from .io.video import (
+    Frame,
+    FrameCache,
+    VideoReader,
+    VideoWriter,
+    check_frame_size,
+    encoder_for,
+    even_size,
+    is_frame_folder,
+    open_source,
+)
 from .options import Options, make_options, validate
 from .plan import Plan, fmt_seconds
 from .runner import Runner
@@ -153,7 +163,8 @@ def _signals_deferred() -> Iterator[None]:
 
 class VideoStopped(KeyboardInterrupt):
     """Ctrl-C or SIGTERM during a video run: ``partial`` is the playable video of the ``frames`` done so far
-    (None when no frame was done), ``cache`` the folder a ``--resume`` continues from."""
+    (None when no frame was done, or when a second Ctrl-C stopped its writing), ``cache`` the folder of those
+    frames that a ``--resume`` continues from."""
 
     def __init__(self, partial: Path | None, frames: int, cache: Path) -> None:
         super().__init__("interrupted")
@@ -318,8 +329,9 @@ class VideoJob:
             raise InputError(f"--flow must be one of {', '.join(flowlib.PRESETS)}, got {s.flow!r}")
         if s.temporal is not None and (not isinstance(s.temporal, (int, float)) or not s.temporal >= 0):
             raise InputError(f"--temporal must be a number >= 0, got {s.temporal!r}")
-        if s.size is not None and (not isinstance(s.size, int) or isinstance(s.size, bool) or not 16 <= s.size):
-            raise InputError(f"--size must be a whole number of pixels >= 16, got {s.size!r}")
+        if s.size is not None and (not isinstance(s.size, int) or isinstance(s.size, bool)
+                                   or not 16 <= s.size <= MAX_SIZE):  # fmt: skip
+            raise InputError(f"--size must be a whole number of pixels from 16 to {MAX_SIZE}, got {s.size!r}")
         if _same(out, self.source):
             raise InputError(f"output {out} is the input; refusing to overwrite it")
         parent = out.parent if str(out.parent) else Path(".")
@@ -345,10 +357,13 @@ class VideoJob:
                  masks: torch.Tensor | None) -> None:  # fmt: skip
         s, r = self.settings, self.reader
         w, h = even_size(*r.display, s.size)
+        # Before any frame is scaled to it: a size FFmpeg or the encoder cannot take, or one past the image size
+        # limit (then the memory plan, in api.prepare), fails here in one line.
+        if not self.folder_output or isinstance(r, VideoReader):
+            check_frame_size(w, h, None if self.folder_output else self.codec)
         r.size = (w, h)
         self.size = (w, h)
-        first = r.first_image()
-        probe = torch.zeros(1, 3, h, w)
+        probe = torch.zeros(1, 3, 1, 1).expand(1, 3, h, w)  # the frame's size, no memory
         opts = validate(dataclasses.replace(options, size=max(w, h)))
         styles = [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style]
         plan = api.plan(probe, styles, opts)
@@ -364,6 +379,7 @@ class VideoJob:
         self.plan: Plan = prepared.plan
         self.styles, self.masks = prepared.styles, prepared.masks
         self.run_options = self.options
+        first = r.first_image()
         if self.options.preserve_color == "histogram":
             # Recolour the styles once, to the first frame: their statistics then stay fixed for the whole video.
             self.styles = [match_color(st, _tensor(first)) for st in self.styles]
@@ -375,6 +391,9 @@ class VideoJob:
             "flow": f"OpenCV DIS {s.flow}", "start": s.start, "duration": s.duration,
             "size": [w, h],
         }  # fmt: skip
+        if r.info.missing:  # a truncated input: the output is that much shorter than its header said
+            self.metadata["video"]["truncated_input"] = {"frames_in_header": r.info.frames + r.info.missing,
+                                                         "frames_in_file": r.info.frames}  # fmt: skip
         self.manifest = {
             "impasto": __version__,
             "source": _source_identity(self.source),
@@ -500,7 +519,10 @@ class VideoJob:
         except KeyboardInterrupt:
             partial = None
             if writer is not None and writer.frames and self.partial is not None:
-                partial = writer.finish(self.partial)
+                try:
+                    partial = writer.finish(self.partial)
+                except KeyboardInterrupt:  # stopped again while it was written: no partial video, the cache stays
+                    partial = None
                 writer = None
             raise VideoStopped(partial, done, cache.folder) from None
         except NonFiniteLossError as err:

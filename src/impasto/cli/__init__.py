@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from .. import api
+from .. import api, startup
 from ..errors import ImpastoError, OutputError
 from . import export, serve, styles, stylize, train, video
 from .progress import handle_sigterm, stop_code, stop_word
@@ -24,13 +24,26 @@ COMMANDS: dict[str, ModuleType] = {"train": train, "export": export, "serve": se
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``impasto`` command; returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = COMMANDS.get(argv[0]) if argv else None
-    module = command or stylize
-    args = module.build_parser().parse_args(argv[1:] if command else argv)
-    handle_sigterm()
-    api.tune_allocator()
+    startup.started()  # everything is imported: Ctrl-C raises KeyboardInterrupt again
+    code = 1
     try:
+        code = _main(argv)
+    except SystemExit as exc:  # argparse: --help, --version, a bad argument
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        raise
+    finally:
+        startup.finishing(code)  # said and done: a Ctrl-C while Python shuts down ends it quietly
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    try:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        command = COMMANDS.get(argv[0]) if argv else None
+        module = command or stylize
+        args = module.build_parser().parse_args(argv[1:] if command else argv)
+        handle_sigterm()
+        api.tune_allocator()
         return module.run(args)
     except OutputError as err:  # an output of a finished run could not be written
         print(f"impasto: error: {err}", file=sys.stderr)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
@@ -29,6 +31,22 @@ def handle_sigterm() -> None:
     global _terminated
     _terminated = False
     signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+@contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C and SIGTERM while the block runs (in the main thread): a stopped run's report is printed
+    whole however often the keys are pressed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = (signal.SIGINT, signal.SIGTERM)
+    before = {n: signal.signal(n, signal.SIG_IGN) for n in names}
+    try:
+        yield
+    finally:
+        for n, handler in before.items():
+            signal.signal(n, handler)
 
 
 def stop_word() -> str:

@@ -23,7 +23,7 @@ from ..options import Options
 from ..plan import fmt_seconds
 from ..version import __version__
 from . import stylize
-from .progress import stop_code, stop_word
+from .progress import signals_ignored, stop_code, stop_word
 
 #: Groups of the still-image command whose options do not apply to a video (every other group's do, so a group
 #: added there is offered here too); the video command has its own cluster group.
@@ -173,6 +173,14 @@ def run(args: argparse.Namespace) -> int:
     return _run(args, opts, settings, styles, None)
 
 
+def _kept(stop: video.VideoStopped) -> str:
+    """What a stopped run leaves, and how to go on."""
+    if not stop.frames:
+        return "no frame finished"
+    kept = f"playable partial video {stop.partial}" if stop.partial else "no partial video (stopped while writing it)"
+    return f"{kept}; the same command with --resume continues from frame {stop.frames + 1} ({stop.cache}/)"
+
+
 def _run(args: argparse.Namespace, opts: Options, settings: video.VideoSettings, styles: list[str],
          connection: cluster.Cluster | None) -> int:  # fmt: skip
     with video.VideoJob(args.input, styles, args.output, opts, settings) as job:
@@ -193,11 +201,10 @@ def _run(args: argparse.Namespace, opts: Options, settings: video.VideoSettings,
             else:
                 result = job.run(bar.frame, bar.step if job.iterative else None)
         except video.VideoStopped as stop:
-            bar.close()
-            kept = f"playable partial video {stop.partial}" if stop.partial else "no frame finished"
-            if stop.frames:
-                kept += f"; the same command with --resume continues from frame {stop.frames + 1} ({stop.cache}/)"
-            print(f"impasto: {stop_word()} after {stop.frames} frame(s); {kept}", file=sys.stderr)
+            with signals_ignored():  # a second Ctrl-C does not cut the report short
+                bar.close()
+                job.close()
+                print(f"impasto: {stop_word()} after {stop.frames} frame(s); {_kept(stop)}", file=sys.stderr)
             return stop_code()
         except NonFiniteLossError as err:
             bar.close()

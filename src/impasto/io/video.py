@@ -43,6 +43,11 @@ FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 ENCODERS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".webm": "libvpx-vp9"}
 #: Encoders that take a constant rate factor (``--crf``), with their range.
 CRF_RANGE = {"libx264": (0, 51), "libx265": (0, 51), "libvpx-vp9": (0, 63), "libvpx": (4, 63), "libsvtav1": (0, 63)}
+#: Largest side each encoder takes (x264: 16384, measured); others are held to FFmpeg's own frame limit alone.
+MAX_SIDE = {"libx264": 16384, "gif": 65535}
+#: FFmpeg's frame limit (``av_image_check_size``): 8 x (width + 128) x (height + 128) below 2^31 - 1, beyond
+#: which neither a frame can be scaled nor an encoder opened.
+_FFMPEG_FRAME_LIMIT = 2**31 - 1
 #: FFmpeg demuxers that read single images: such a file is a picture, not a video.
 _IMAGE_DEMUXERS = re.compile(r"^(image2|.*_pipe|apng)$")
 
@@ -83,6 +88,7 @@ class VideoInfo:
     frames: int | None  # frames expected after ``start`` / ``duration`` (an estimate; None when unknown)
     audio: str | None = None  # the audio codec, None without audio
     folder: bool = False
+    missing: int = 0  # frames the header promises that are not in the file (a truncated file), left out of ``frames``
 
 
 @dataclass
@@ -102,6 +108,26 @@ def even_size(width: int, height: int, longest: int | None = None) -> tuple[int,
         scale = longest / max(width, height)
         width, height = max(1, round(width * scale)), max(1, round(height * scale))
     return max(2, width - width % 2), max(2, height - height % 2)
+
+
+def _ffmpeg_takes(width: int, height: int) -> bool:
+    return 8 * (width + 128) * (height + 128) < _FFMPEG_FRAME_LIMIT
+
+
+def check_frame_size(width: int, height: int, codec: str | None = None) -> None:
+    """Raise :class:`InputError` (naming a ``--size`` that would do) when frames of ``width`` x ``height`` are
+    more than FFmpeg can scale or ``codec`` (None: no encoder) can encode."""
+    longest = max(width, height)
+    limit = MAX_SIDE.get(codec or "")
+    if limit is not None and longest > limit:
+        raise InputError(f"{codec} cannot encode frames of {width}x{height} (at most {limit} pixels a side); "
+                         f"use --size {limit} or smaller")  # fmt: skip
+    if not _ffmpeg_takes(width, height):
+        fits = longest - longest % 64
+        while fits > 64 and not _ffmpeg_takes(*even_size(width, height, fits)):
+            fits -= 64
+        raise InputError(f"frames of {width}x{height} are more than FFmpeg can scale or encode; "
+                         f"use a smaller --size (at most about {fits})")  # fmt: skip
 
 
 def is_frame_folder(path: str | os.PathLike) -> bool:
@@ -186,6 +212,33 @@ class VideoReader:
             n = round(min(left, duration if duration is not None else left) * float(self.fps))
         self.info = VideoInfo(path, w, h, self.rotation, self.fps, self.time_base, n or None,
                               self.audio.codec_context.name if self.audio is not None else None)  # fmt: skip
+        if n:
+            present = self._frames_in_file()
+            if present is not None and n - present > max(1, n // 100):  # duration-based counts may be 1 off
+                self.info.frames, self.info.missing = present, n - present
+                part = " in the part taken" if start > 0 or duration is not None else ""
+                self.warn(f"{path.name}: the header gives {n} frames{part} but only {present} are in the file "
+                          f"(truncated?); the output will be {self.info.missing} or more frames short")  # fmt: skip
+
+    def _frames_in_file(self) -> int | None:
+        """Video packets in the selected part, counted without decoding (one frame each), by a second reading of
+        the file; None when it cannot be read through."""
+        av = _av()
+        try:
+            with av.open(str(self.path), "r") as c:
+                stream = c.streams.video[0]
+                tb, count = Fraction(stream.time_base), 0
+                low = self.start - 0.5 / float(self.fps)
+                for packet in c.demux(stream):
+                    if not packet.size:
+                        continue
+                    t = float(packet.pts * tb) if packet.pts is not None else None
+                    if t is not None and (t < low or (self.end is not None and t >= self.end - 1e-6)):
+                        continue
+                    count += 1
+        except (av.FFmpegError, OSError):
+            return None
+        return count
 
     def _decoded(self) -> Iterator[Any]:
         """Decoded video frames from ``start`` on (audio packets passed on or kept), corrupt ones skipped."""
