@@ -93,6 +93,10 @@ class Options:
         return schedule(self.size, self.start_size, self.scale_factor, self.steps, self.scale_steps)
 
 
+#: Both layer lists empty: an empty list leaves its loss out, and with neither there is nothing to minimize.
+NO_LAYERS = ("--content-layers and --style-layers are both empty: give layers for at least one of them "
+             "(an empty list leaves that loss out)")  # fmt: skip
+
 #: The named start images of ``init`` (anything else is an image file).
 INIT_KINDS = ("content", "noise", "style", "colors")
 
@@ -245,7 +249,7 @@ def validate(opts: Options) -> Options:
     opts.style_layers = tuple(opts.style_layers)
     resolve_layers(opts.content_layers + opts.style_layers)
     if not opts.style_layers and not opts.content_layers:
-        raise InputError("at least one content or style layer is needed")
+        raise InputError(NO_LAYERS)
     if opts.style_layer_weights is not None:
         opts.style_layer_weights = tuple(float(w) for w in opts.style_layer_weights)
         if len(opts.style_layer_weights) != len(opts.style_layers):
@@ -261,6 +265,8 @@ def validate(opts: Options) -> Options:
         opts.style_blend = tuple(float(w) for w in opts.style_blend)
         for w in opts.style_blend:
             _check_range("style_blend", w, 0.0)
+        if not opts.style_blend:
+            raise InputError("--style-blend needs one weight per style image")
         if sum(opts.style_blend) <= 0:
             raise InputError("--style-blend weights must not all be zero")
     return opts
@@ -276,6 +282,8 @@ def make_options(preset: str = "default", **overrides: Any) -> Options:
     values = {**preset_values(preset), **explicit, "preset": preset}
     if "start_size" not in explicit and (values.get("start_size") or 0) >= values.get("size", Options.size):
         values["start_size"] = None  # a preset's coarsest scale at or above the picture's size: one scale
+    if "style_layers" in explicit and "style_layer_weights" not in explicit:
+        values["style_layer_weights"] = None  # a preset's per-layer weights belong to the preset's layers
     if values.get("model") is not None and overrides.get("method") is None:
         values["method"] = "model"  # a model file names the method
     return validate(Options(**values))

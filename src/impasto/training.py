@@ -49,6 +49,7 @@ from .io.history import write_history
 from .io.images import load_image, open_image, save_image, tensor_to_pil, to_rgb
 from .io.models import ARCHITECTURE, LoadedModel, check_state_dict, load_model, save_model
 from .methods.transformer import DEFAULT_WIDTH, TransformerNet
+from .options import NO_LAYERS
 from .version import __version__
 
 #: File extensions taken from a data folder.
@@ -120,7 +121,7 @@ def make_train_options(**overrides: Any) -> TrainOptions:
     o.content_layers, o.style_layers = tuple(o.content_layers), tuple(o.style_layers)
     resolve_layers(o.content_layers + o.style_layers)
     if not o.content_layers and not o.style_layers:
-        raise InputError("at least one content or style layer is needed")
+        raise InputError(NO_LAYERS)
     _whole("style_size", o.style_size, 16, 4096)
     _whole("train_size", o.train_size, 32, 2048)
     if o.train_size % 4:
