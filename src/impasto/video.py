@@ -55,7 +55,7 @@ from .core.progress import Callback
 from .errors import InputError, NonFiniteLossError
 from .io.atomic import check_writable
 from .io.images import MAX_SIZE, ImageLike
-from .io.video import Frame, FrameCache, VideoWriter, encoder_for, even_size, is_frame_folder, open_source
+from .io.video import MIN_FPS, Frame, FrameCache, VideoWriter, encoder_for, even_size, is_frame_folder, open_source
 from .options import Options, make_options, validate
 from .plan import Plan, fmt_seconds
 from .runner import Runner
@@ -96,7 +96,7 @@ class VideoSettings:
     codec: str | None = None  # video encoder (None: by the output's extension)
     start: float = option(0.0, lo=0.0)  # seconds into the input
     duration: float | None = option(None, lo=0.0, lo_open=True)  # seconds to take (None: to the end)
-    fps: float | None = option(None, lo=0.0, hi=1000.0, lo_open=True)  # frame rate of a folder of frames (25)
+    fps: float | None = option(None, lo=MIN_FPS, hi=1000.0)  # frame rate of a folder of frames (default 25)
     audio: bool = True  # copy the audio stream
     resume: bool = False  # continue an interrupted run from its frame cache
     flow: str = option("medium", choices=tuple(FLOW_PRESETS))  # DIS preset: ultrafast, fast, medium
