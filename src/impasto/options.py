@@ -31,44 +31,56 @@ class Options:
     method: str = option("gatys", choices=("gatys", "fast", "model", "photo", "photo-fast"))
     model: str | None = option(None, path=True)  # model file of a trained network (method "model"; impasto train)
     size: int = option(512, lo=16, hi=MAX_SIZE)  # longest side of the result, pixels
-    style_scale: float = option(1.0, lo=0.0, hi=8.0, lo_open=True)  # style image size relative to the result's
+    style_scale: float = option(1.0, lo=0.0, hi=8.0, lo_open=True)  # style image size relative to the result's size
     style_blend: tuple[float, ...] | None = option(None, lo=0.0)  # weights of several style images
-    strength: float = option(1.0, lo=0.0, hi=1.0)  # style strength: AdaIN's alpha (fast); style/content (gatys)
+    # style strength 0..1: AdaIN's alpha (fast); scales the style/content ratio (gatys)
+    strength: float = option(1.0, lo=0.0, hi=1.0)
     preserve_color: str | None = None  # None | luminance | histogram (Gatys et al. 2017)
-    masks: tuple[str, ...] | None = option(None, path=True)  # one grayscale mask file per style image: where it goes
+    masks: tuple[str, ...] | None = option(None, path=True)  # one grayscale mask file per style: where it goes
     mask_map: str | None = option(None, path=True)  # or one colour-coded mask image ...
     mask_colors: tuple[str, ...] | None = None  # ... with the colour of each style's region, in style order
     content_layers: tuple[str, ...] = ("relu4_2",)  # empty: no content loss
     style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")  # empty: no style loss
     style_layer_weights: tuple[float, ...] | None = option(None, lo=0.0)
     content_weight: float = option(1.0, lo=0.0)  # alpha
-    style_weight: float = option(5.0, lo=0.0)  # beta (normalized losses: README, "How the default was chosen")
+    # beta (losses normalized by their targets: see README, "How the default was chosen")
+    style_weight: float = option(5.0, lo=0.0)
     tv_weight: float = option(0.0, lo=0.0)
-    photo_weight: float = option(0.0, lo=0.0)  # photorealism regularizer (matting Laplacian, Luan et al.); photo
-    content_seg: str | None = option(None, path=True)  # label map of the content image (photo methods)
-    style_seg: str | None = option(None, path=True)  # label map of the style image
-    smooth: str = option("guided", choices=("exact", "guided", "none"))  # photo-fast: Li et al.'s smoothing
-    transform: str = option("adain", choices=("wct", "adain"))  # photo-fast feature transform at relu4_1
-    temporal_weight: float = option(0.0, lo=0.0, flag="--temporal")  # video, optimizing: Ruder et al.'s loss
+    # photorealism regularizer (matting Laplacian, Luan et al. 2017); photo method
+    photo_weight: float = option(0.0, lo=0.0)
+    # label maps of the content and the style image (photo methods: regions matched by label)
+    content_seg: str | None = option(None, path=True)
+    style_seg: str | None = option(None, path=True)
+    # photo-fast: Li et al.'s smoothing: guided-filter approximation, exact solve, or none
+    smooth: str = option("guided", choices=("exact", "guided", "none"))
+    # photo-fast feature transform at relu4_1: adain or wct (whitening and colouring)
+    transform: str = option("adain", choices=("wct", "adain"))
+    # video, optimization methods: Ruder et al.'s temporal loss (see impasto.video)
+    temporal_weight: float = option(0.0, lo=0.0, flag="--temporal")
     gram_norm: str = option("positions", choices=GRAM_NORMS)
     normalize_losses: bool = True  # divide each loss by its target's mean square
     style_layer_norm: str = option("none", choices=("none", "elements"))  # the article divides by C*H*W per layer
-    init: str = option("content", path=True)  # content | noise | style | colors (content recoloured) | image file
+    # content | noise | style | colors (content recoloured to the style) | image file
+    init: str = option("content", path=True)
     optimizer: str = option("lbfgs", choices=("lbfgs", "adam"))
     lr: float = option(0.02, lo=0.0, hi=10.0, lo_open=True)  # Adam learning rate (pixels in [0, 1])
     steps: int = option(300, lo=0, hi=100_000)  # loss evaluations (L-BFGS) or Adam steps
-    lbfgs_history: int = option(50, lo=1, hi=1000)  # L-BFGS memory (pairs kept): 2 image-sized fp32 vectors each
-    start_size: int | None = option(None, lo=32, hi=MAX_SIZE)  # multi-scale: longest side of the coarsest scale
+    lbfgs_history: int = option(50, lo=1, hi=1000)  # L-BFGS memory (pairs kept); each pair: 2 image-sized vectors
+    # multi-scale: longest side of the coarsest scale (None: single scale)
+    start_size: int | None = option(None, lo=32, hi=MAX_SIZE)
     scale_factor: float = option(2.0, lo=1.0, hi=4.0, lo_open=True)  # multi-scale: size ratio between scales
-    scale_steps: tuple[int, ...] | None = option(None, lo=0, hi=100_000)  # steps per scale, coarse to fine
-    tile: int | None = option(None, lo=0, hi=MAX_SIZE)  # tile side: None when memory requires, 0 never tiles
-    tile_overlap: int | None = option(None, lo=0, hi=MAX_SIZE)  # pixels shared by neighbouring tiles (tile // 8)
+    # multi-scale: steps per scale, coarse to fine (None: share steps)
+    scale_steps: tuple[int, ...] | None = option(None, lo=0, hi=100_000)
+    # tile side in pixels: None picks tiles when memory requires, 0 never tiles
+    tile: int | None = option(None, lo=0, hi=MAX_SIZE)
+    tile_overlap: int | None = option(None, lo=0, hi=MAX_SIZE)  # pixels shared by neighbouring tiles (None: tile // 8)
     tile_passes: int = option(2, lo=1, hi=8)  # passes over the tiles, grid shifted between passes
     pooling: str = option("max", choices=("max", "avg"))
     padding: str = option("zeros", choices=("zeros", "reflect"))
     weights: str | None = option(None, path=True)  # path to a user VGG-19 state dict
     device: str = "auto"
-    precision: str = option("auto", choices=("auto", "fp32", "bf16", "fp16", "mixed"))  # mixed: bf16 gradients
+    # mixed: fp32 forward, bf16 gradients
+    precision: str = option("auto", choices=("auto", "fp32", "bf16", "fp16", "mixed"))
     seed: int = option(0, lo=0, hi=2**63 - 1)
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,7 +120,7 @@ _CHOICES = {f.name: f.metadata["check"].choices for f in dataclasses.fields(Opti
 
 
 def _validate_controls(opts: Options) -> None:
-    """Strength, colour preservation, masks, and what the fast method supports."""
+    """Colour preservation, masks, and what the fast method supports."""
     if opts.preserve_color in ("none", ""):
         opts.preserve_color = None
     if opts.preserve_color is not None and opts.preserve_color not in PRESERVE_COLOR:
