@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import estimate
 from .core import malloc
+from .core.checks import Spec, check_arguments, check_fields
 from .core.color import PRESERVE_COLOR
 from .core.device import pick_device
 from .core.progress import Callback
@@ -34,7 +35,7 @@ from .io.models import describe, load_model
 from .methods import METHODS
 from .methods.transformer import Stylizer, onnx_bytes, onnx_difference
 from .options import _CHOICES as CHOICES
-from .options import INIT_KINDS, PRESETS, Options, make_options
+from .options import INIT_KINDS, PRESETS, Options, make_options, validate
 from .plan import Plan, check
 from .runner import Runner, finish
 from .training import Trainer, TrainInfo, TrainingInterrupted, TrainOptions, TrainResult, make_train_options
@@ -161,6 +162,7 @@ def prepare(
     interrupted run's image) after ``start_step`` steps (default: the step recorded in the file, see
     :func:`checkpoint_step`): only the remaining steps run, at the scale that step falls in.
     """
+    validate(options)
     styles = as_list(style, options)
     if options.style_blend is not None and len(options.style_blend) != len(styles):
         raise InputError(f"--style-blend has {len(options.style_blend)} weights for {len(styles)} style images")
@@ -303,6 +305,7 @@ def stylize(
     ``preset``. ``callback`` receives a :class:`impasto.core.progress.StepInfo` after every step.
     The returned image carries the options in ``image.info["impasto"]``.
     """
+    check_arguments(stylize, {"preset": preset, "callback": callback})  # the images: when loaded, before the run
     opts = make_options(preset, **options)
     result = tensor_to_pil(stylize_tensors(content, style, opts, callback))
     result.info["impasto"] = metadata(opts, content, as_list(style, opts))
@@ -316,11 +319,11 @@ def train(
     *,
     data: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
-    callback: Any = None,
+    callback: Callable[[TrainInfo], None] | None = None,
     checkpoint: str | os.PathLike | None = None,
     samples: str | os.PathLike | None = None,
     history: str | os.PathLike | None = None,
-    warn: Any = None,
+    warn: Callable[[str], None] | None = None,
     max_minutes: float | None = None,
     **options: Any,
 ) -> TrainResult:
@@ -336,19 +339,24 @@ def train(
     after every step. ``max_minutes`` ends the run after that long as if its steps were done (the model file records
     the steps it took).
     """
-    if max_minutes is not None and not (isinstance(max_minutes, (int, float)) and max_minutes > 0):
-        raise InputError(f"--minutes must be a number > 0, got {max_minutes!r}")
     kw = {"checkpoint": checkpoint, "samples": samples, "history": history, "warn": warn}
+    named = {"style": style, "output": output, "data": data, "resume": resume, "callback": callback,
+             "max_minutes": max_minutes, **kw}  # fmt: skip
+    check_arguments(train, named, {"max_minutes": Spec(lo=0.0, lo_open=True, flag="--minutes")})
     if resume is not None:
         extra = {k: v for k, v in options.items() if v is not None and k not in ("steps", "epochs")}
         if extra:
             raise InputError(f"--resume continues with the checkpoint's options; drop {', '.join(sorted(extra))} "
                              "(only --steps or --epochs may be given, to extend it)")  # fmt: skip
-        trainer = Trainer.resume(resume, style, output, data, options.get("steps"), options.get("epochs"), **kw)
+        extend = check_fields(TrainOptions, {k: v for k, v in options.items() if v is not None})
+        tune_allocator()
+        trainer = Trainer.resume(resume, style, output, data, extend.get("steps"), extend.get("epochs"), **kw)
     elif output is None:
         raise InputError("give the model file to write (-o MODEL.pt)")
     else:
-        trainer = Trainer(style, output, make_train_options(**options), data, **kw)
+        train_options = make_train_options(**options)
+        tune_allocator()
+        trainer = Trainer(style, output, train_options, data, **kw)
     return trainer.run(callback, None if max_minutes is None else 60.0 * max_minutes)
 
 

@@ -7,10 +7,10 @@ A preset (:mod:`impasto.presets`) is a set of option values; anything given expl
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from .core.checks import check_fields, option
 from .core.color import PRESERVE_COLOR
 from .core.losses import GRAM_NORMS
 from .core.schedule import scale_sizes, schedule
@@ -24,51 +24,65 @@ from .presets import PRESETS, preset_values
 
 @dataclass
 class Options:
-    """Every setting of a style transfer run. See :data:`PRESETS` for named starting points."""
+    """Every setting of a run. See :data:`PRESETS` for named starting points. Each field's type and its
+    :func:`~impasto.core.checks.option` spec (bounds, choices, paths) are what :func:`validate` checks first."""
 
     preset: str = "default"
-    method: str = "gatys"  # gatys, fast (AdaIN), model (a trained network), photo (Luan), photo-fast (Li)
-    model: str | None = None  # model file of a trained network (method "model"; see impasto train) or builtin:N
-    size: int = 512  # longest side of the result, pixels
-    style_scale: float = 1.0  # style image size relative to the result's size
-    style_blend: tuple[float, ...] | None = None  # weights of several style images
-    strength: float = 1.0  # style strength 0..1: AdaIN's alpha (fast); scales the style/content ratio (gatys)
+    # gatys, fast (AdaIN), model (a trained network), photo (Luan), photo-fast (Li)
+    method: str = option("gatys", choices=("gatys", "fast", "model", "photo", "photo-fast"))
+    model: str | None = option(None, path=True)  # a trained network's file (impasto train) or builtin:N
+    size: int = option(512, lo=16, hi=MAX_SIZE)  # longest side of the result, pixels
+    style_scale: float = option(1.0, lo=0.0, hi=8.0, lo_open=True)  # style image size relative to the result's size
+    style_blend: tuple[float, ...] | None = option(None, lo=0.0)  # weights of several style images
+    # style strength 0..1: AdaIN's alpha (fast); scales the style/content ratio (gatys)
+    strength: float = option(1.0, lo=0.0, hi=1.0)
     preserve_color: str | None = None  # None | luminance | histogram (Gatys et al. 2017)
-    masks: tuple[str, ...] | None = None  # one grayscale mask file per style image: where that style goes
-    mask_map: str | None = None  # or one colour-coded mask image ...
+    masks: tuple[str, ...] | None = option(None, path=True)  # one grayscale mask file per style: where it goes
+    mask_map: str | None = option(None, path=True)  # or one colour-coded mask image ...
     mask_colors: tuple[str, ...] | None = None  # ... with the colour of each style's region, in style order
-    content_layers: tuple[str, ...] = ("relu4_2",)
-    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-    style_layer_weights: tuple[float, ...] | None = None
-    content_weight: float = 1.0  # alpha
-    style_weight: float = 5.0  # beta (losses normalized by their targets: see README, "How the default was chosen")
-    tv_weight: float = 0.0
-    photo_weight: float = 0.0  # photorealism regularizer (matting Laplacian, Luan et al. 2017); photo method
-    content_seg: str | None = None  # label map of the content image (photo methods: regions matched by label)
-    style_seg: str | None = None  # label map of the style image
-    smooth: str = "guided"  # photo-fast: Li et al.'s smoothing: guided-filter approximation, exact solve, or none
-    transform: str = "adain"  # photo-fast feature transform at relu4_1: adain or wct (whitening and colouring)
-    temporal_weight: float = 0.0  # video, optimization methods: Ruder et al.'s temporal loss (see impasto.video)
-    gram_norm: str = "positions"  # positions | elements | none
+    content_layers: tuple[str, ...] = ("relu4_2",)  # empty: no content loss
+    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")  # empty: no style loss
+    style_layer_weights: tuple[float, ...] | None = option(None, lo=0.0)
+    content_weight: float = option(1.0, lo=0.0)  # alpha
+    # beta (losses normalized by their targets: see README, "How the default was chosen")
+    style_weight: float = option(5.0, lo=0.0)
+    tv_weight: float = option(0.0, lo=0.0)
+    # photorealism regularizer (matting Laplacian, Luan et al. 2017); photo method
+    photo_weight: float = option(0.0, lo=0.0)
+    # label maps of the content and the style image (photo methods: regions matched by label)
+    content_seg: str | None = option(None, path=True)
+    style_seg: str | None = option(None, path=True)
+    # photo-fast: Li et al.'s smoothing: guided-filter approximation, exact solve, or none
+    smooth: str = option("guided", choices=("exact", "guided", "none"))
+    # photo-fast feature transform at relu4_1: adain or wct (whitening and colouring)
+    transform: str = option("adain", choices=("wct", "adain"))
+    # video, optimization methods: Ruder et al.'s temporal loss (see impasto.video)
+    temporal_weight: float = option(0.0, lo=0.0, flag="--temporal")
+    gram_norm: str = option("positions", choices=GRAM_NORMS)
     normalize_losses: bool = True  # divide each loss by its target's mean square
-    style_layer_norm: str = "none"  # none | elements (the article divides by C*H*W per layer)
-    init: str = "content"  # content | noise | style | colors (content recoloured to the style) | image file
-    optimizer: str = "lbfgs"  # lbfgs | adam
-    lr: float = 0.02  # Adam learning rate (pixels in [0, 1])
-    steps: int = 300  # loss evaluations (L-BFGS) or Adam steps
-    lbfgs_history: int = 50  # L-BFGS memory (pairs kept); each pair costs 2 image-sized fp32 vectors
-    start_size: int | None = None  # multi-scale: longest side of the coarsest scale (None: single scale)
-    scale_factor: float = 2.0  # multi-scale: size ratio between consecutive scales
-    scale_steps: tuple[int, ...] | None = None  # multi-scale: steps per scale, coarse to fine (None: share steps)
-    tile: int | None = None  # tile side in pixels: None picks tiles when memory requires, 0 never tiles
-    tile_overlap: int | None = None  # pixels shared by neighbouring tiles (None: tile // 8)
-    tile_passes: int = 2  # passes over the tiles, grid shifted between passes
-    pooling: str = "max"
-    padding: str = "zeros"
-    weights: str | None = None  # path to a user VGG-19 state dict
+    style_layer_norm: str = option("none", choices=("none", "elements"))  # the article divides by C*H*W per layer
+    # content | noise | style | colors (content recoloured to the style) | image file
+    init: str = option("content", path=True)
+    optimizer: str = option("lbfgs", choices=("lbfgs", "adam"))
+    lr: float = option(0.02, lo=0.0, hi=10.0, lo_open=True)  # Adam learning rate (pixels in [0, 1])
+    steps: int = option(300, lo=0, hi=100_000)  # loss evaluations (L-BFGS) or Adam steps
+    lbfgs_history: int = option(50, lo=1, hi=1000)  # L-BFGS memory (pairs kept); each pair: 2 image-sized vectors
+    # multi-scale: longest side of the coarsest scale (None: single scale)
+    start_size: int | None = option(None, lo=32, hi=MAX_SIZE)
+    scale_factor: float = option(2.0, lo=1.0, hi=4.0, lo_open=True)  # multi-scale: size ratio between scales
+    # multi-scale: steps per scale, coarse to fine (None: share steps)
+    scale_steps: tuple[int, ...] | None = option(None, lo=0, hi=100_000)
+    # tile side in pixels: None picks tiles when memory requires, 0 never tiles
+    tile: int | None = option(None, lo=0, hi=MAX_SIZE)
+    tile_overlap: int | None = option(None, lo=0, hi=MAX_SIZE)  # pixels shared by neighbouring tiles (None: tile // 8)
+    tile_passes: int = option(2, lo=1, hi=8)  # passes over the tiles, grid shifted between passes
+    pooling: str = option("max", choices=("max", "avg"))
+    padding: str = option("zeros", choices=("zeros", "reflect"))
+    weights: str | None = option(None, path=True)  # path to a user VGG-19 state dict
     device: str = "auto"
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 | mixed (fp32 forward, bf16 gradients)
-    seed: int = 0
+    # mixed: fp32 forward, bf16 gradients
+    precision: str = option("auto", choices=("auto", "fp32", "bf16", "fp16", "mixed"))
+    seed: int = option(0, lo=0, hi=2**63 - 1)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON view of the options."""
@@ -94,42 +108,25 @@ class Options:
         return schedule(self.size, self.start_size, self.scale_factor, self.steps, self.scale_steps)
 
 
+#: Both layer lists empty: an empty list leaves its loss out, and with neither there is nothing to minimize.
+NO_LAYERS = ("--content-layers and --style-layers are both empty: give layers for at least one of them "
+             "(an empty list leaves that loss out)")  # fmt: skip
+
 #: The named start images of ``init`` (anything else is an image file).
 INIT_KINDS = ("content", "noise", "style", "colors")
 
-_CHOICES = {
-    "method": ("gatys", "fast", "model", "photo", "photo-fast"),
-    "smooth": ("exact", "guided", "none"),
-    "transform": ("wct", "adain"),
-    "gram_norm": GRAM_NORMS,
-    "style_layer_norm": ("none", "elements"),
-    "optimizer": ("lbfgs", "adam"),
-    "pooling": ("max", "avg"),
-    "padding": ("zeros", "reflect"),
-    "precision": ("auto", "fp32", "bf16", "fp16", "mixed"),
-}
-
-
-def _check_range(name: str, value: float, lo: float, hi: float | None = None, lo_open: bool = False) -> None:
-    bad = not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
-    bad = bad or (value <= lo if lo_open else value < lo) or (hi is not None and value > hi)
-    if bad:
-        bound = f"> {lo}" if lo_open else f">= {lo}"
-        bound += f" and <= {hi}" if hi is not None else ""
-        raise InputError(f"--{name.replace('_', '-')} must be a number {bound}, got {value!r}")
+#: The options with a fixed set of values, and those values (what a front end offers).
+_CHOICES = {f.name: f.metadata["check"].choices for f in dataclasses.fields(Options)
+            if "check" in f.metadata and f.metadata["check"].choices}  # fmt: skip
 
 
 def _validate_controls(opts: Options) -> None:
-    """Strength, colour preservation, masks, and what the fast method supports."""
-    _check_range("strength", opts.strength, 0.0, 1.0)
+    """Colour preservation, masks, and what the fast method supports."""
     if opts.preserve_color in ("none", ""):
         opts.preserve_color = None
     if opts.preserve_color is not None and opts.preserve_color not in PRESERVE_COLOR:
         raise InputError(f"--preserve-color must be one of {', '.join(PRESERVE_COLOR)}, got {opts.preserve_color!r}")
-    if opts.masks is not None:
-        opts.masks = (opts.masks,) if isinstance(opts.masks, str) else tuple(str(m) for m in opts.masks)
     if opts.mask_colors is not None:
-        opts.mask_colors = (opts.mask_colors,) if isinstance(opts.mask_colors, str) else tuple(opts.mask_colors)
         for c in opts.mask_colors:
             parse_color(c)
     if opts.masks and opts.mask_map is not None:
@@ -180,24 +177,13 @@ def _validate_photo(opts: Options) -> None:
         raise InputError("--photo-weight needs --method photo (the optimization with the photorealism regularizer)")
 
 
-def _whole(name: str, value: Any, lo: int, hi: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise InputError(f"--{name.replace('_', '-')} must be a whole number from {lo} to {hi}, got {value!r}")
-
-
 def _validate_scales(opts: Options) -> None:
     """Multi-scale and tiling options (see :mod:`impasto.core.schedule`, :mod:`impasto.core.tiles`)."""
-    if opts.start_size is not None:
-        _whole("start_size", opts.start_size, 32, MAX_SIZE)
-        if opts.start_size > opts.size:
-            raise InputError(f"--start-size ({opts.start_size}) must not be larger than --size ({opts.size})")
-    _check_range("scale_factor", opts.scale_factor, 1.0, 4.0, lo_open=True)
+    if opts.start_size is not None and opts.start_size > opts.size:
+        raise InputError(f"--start-size ({opts.start_size}) must not be larger than --size ({opts.size})")
     if opts.scale_steps is not None:
-        opts.scale_steps = (opts.scale_steps,) if isinstance(opts.scale_steps, int) else tuple(opts.scale_steps)
         if not opts.scale_steps:
             raise InputError("--scale-steps needs at least one number")
-        for k in opts.scale_steps:
-            _whole("scale_steps", k, 0, 100_000)
         sizes = scale_sizes(opts.size, opts.start_size, opts.scale_factor)
         if len(opts.scale_steps) != len(sizes):
             listing = ", ".join(str(s) for s in sizes)
@@ -205,80 +191,51 @@ def _validate_scales(opts: Options) -> None:
                 f"--scale-steps has {len(opts.scale_steps)} value(s) for {len(sizes)} scale(s) ({listing} px): "
                 "give one per scale"
             )
-    if opts.tile is not None:
-        _whole("tile", opts.tile, 0, MAX_SIZE)
-        if 0 < opts.tile < 64:
-            raise InputError(f"--tile must be 0 (never tile) or at least 64 pixels, got {opts.tile}")
-    if opts.tile_overlap is not None:
-        _whole("tile_overlap", opts.tile_overlap, 0, MAX_SIZE)
-        if opts.tile and opts.tile_overlap > opts.tile // 3:
-            third = opts.tile // 3
-            raise InputError(f"--tile-overlap must be at most a third of --tile ({third}), got {opts.tile_overlap}")
-    _whole("tile_passes", opts.tile_passes, 1, 8)
+    if opts.tile is not None and 0 < opts.tile < 64:
+        raise InputError(f"--tile must be 0 (never tile) or at least 64 pixels, got {opts.tile}")
+    if opts.tile and opts.tile_overlap is not None and opts.tile_overlap > opts.tile // 3:
+        third = opts.tile // 3
+        raise InputError(f"--tile-overlap must be at most a third of --tile ({third}), got {opts.tile_overlap}")
 
 
 def validate(opts: Options) -> Options:
-    """Check every option; raise :class:`InputError` naming the first bad one."""
-    for name, choices in _CHOICES.items():
-        value = getattr(opts, name)
-        if value not in choices:
-            raise InputError(f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, got {value!r}")
+    """Check every option, first each field against its type and spec (made canonical: lists as tuples, paths as
+    str), then how they combine; raise :class:`InputError` naming the first bad one."""
+    current = {f.name: getattr(opts, f.name) for f in dataclasses.fields(Options)}
+    for name, value in check_fields(Options, current).items():
+        setattr(opts, name, value)
     if opts.preset not in PRESETS:
         raise InputError(f"unknown preset '{opts.preset}' (choose from {', '.join(PRESETS)})")
-    if not isinstance(opts.size, int) or isinstance(opts.size, bool) or not 16 <= opts.size <= MAX_SIZE:
-        raise InputError(f"--size must be a whole number of pixels from 16 to {MAX_SIZE}, got {opts.size!r}")
-    if not isinstance(opts.steps, int) or isinstance(opts.steps, bool) or not 0 <= opts.steps <= 100_000:
-        raise InputError(f"--steps must be a whole number from 0 to 100000, got {opts.steps!r}")
-    if (
-        not isinstance(opts.lbfgs_history, int)
-        or isinstance(opts.lbfgs_history, bool)
-        or not 1 <= opts.lbfgs_history <= 1000
-    ):
-        raise InputError(f"--lbfgs-history must be a whole number from 1 to 1000, got {opts.lbfgs_history!r}")
-    if not isinstance(opts.seed, int) or isinstance(opts.seed, bool) or not 0 <= opts.seed < 2**63:
-        raise InputError(f"--seed must be a whole number >= 0, got {opts.seed!r}")
-    _check_range("style_scale", opts.style_scale, 0.0, 8.0, lo_open=True)
-    _check_range("content_weight", opts.content_weight, 0.0)
-    _check_range("style_weight", opts.style_weight, 0.0)
-    _check_range("tv_weight", opts.tv_weight, 0.0)
-    _check_range("photo_weight", opts.photo_weight, 0.0)
-    _check_range("temporal", opts.temporal_weight, 0.0)
-    _check_range("lr", opts.lr, 0.0, 10.0, lo_open=True)
-    opts.content_layers = tuple(opts.content_layers)
-    opts.style_layers = tuple(opts.style_layers)
     resolve_layers(opts.content_layers + opts.style_layers)
     if not opts.style_layers and not opts.content_layers:
-        raise InputError("at least one content or style layer is needed")
-    if opts.style_layer_weights is not None:
-        opts.style_layer_weights = tuple(float(w) for w in opts.style_layer_weights)
-        if len(opts.style_layer_weights) != len(opts.style_layers):
-            raise InputError(
-                f"--style-layer-weights has {len(opts.style_layer_weights)} values "
-                f"for {len(opts.style_layers)} style layers"
-            )
-        for w in opts.style_layer_weights:
-            _check_range("style_layer_weights", w, 0.0)
+        raise InputError(NO_LAYERS)
+    weights, layers = opts.style_layer_weights, opts.style_layers
+    if weights is not None and len(weights) != len(layers):
+        raise InputError(f"--style-layer-weights has {len(weights)} values for {len(layers)} style layers")
     _validate_controls(opts)
     _validate_scales(opts)
     if opts.style_blend is not None:
-        opts.style_blend = tuple(float(w) for w in opts.style_blend)
-        for w in opts.style_blend:
-            _check_range("style_blend", w, 0.0)
+        if not opts.style_blend:
+            raise InputError("--style-blend needs one weight per style image")
         if sum(opts.style_blend) <= 0:
             raise InputError("--style-blend weights must not all be zero")
     return opts
 
 
 def make_options(preset: str = "default", **overrides: Any) -> Options:
-    """Options of a preset with explicit ``overrides`` (None values are ignored), validated."""
+    """Options of a preset with explicit ``overrides`` (None values are ignored), validated: the overrides are
+    checked against their types before anything is computed from them."""
     fields = {f.name for f in dataclasses.fields(Options)}
     unknown = set(overrides) - fields
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    explicit = {k: v for k, v in overrides.items() if v is not None}
+    explicit = check_fields(Options, {k: v for k, v in overrides.items() if v is not None})
+    preset = check_fields(Options, {"preset": preset})["preset"]
     values = {**preset_values(preset), **explicit, "preset": preset}
     if "start_size" not in explicit and (values.get("start_size") or 0) >= values.get("size", Options.size):
         values["start_size"] = None  # a preset's coarsest scale at or above the picture's size: one scale
+    if "style_layers" in explicit and "style_layer_weights" not in explicit:
+        values["style_layer_weights"] = None  # a preset's per-layer weights belong to the preset's layers
     if values.get("model") is not None and overrides.get("method") is None:
         values["method"] = "model"  # a model file names the method
     return validate(Options(**values))

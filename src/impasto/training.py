@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .core.checks import check_fields, option
 from .core.device import cpu_supports_bf16, pick_device
 from .core.losses import gram_matrix, gram_mse_tap
 from .core.sizes import fit_size
@@ -57,6 +58,7 @@ from .io.images import load_image, open_image, save_image, tensor_to_pil, to_rgb
 from .io.models import ARCHITECTURE, MULTISTYLE, LoadedModel, check_state_dict, load_model, save_model
 from .methods.multistyle import CINConv, MultiStyleNet
 from .methods.transformer import DEFAULT_WIDTH, TransformerNet
+from .options import NO_LAYERS
 from .version import __version__
 
 #: File extensions taken from a data folder.
@@ -78,26 +80,27 @@ START_DEFAULTS = {"builtin": {"lr": 1e-2, "style_weight": 10.0}, "scratch": {"lr
 
 @dataclass
 class TrainOptions:
-    """Every setting of a training run; all of them are recorded in the model file."""
+    """Every setting of a training run; all of them are recorded in the model file. Each field's type and
+    :func:`~impasto.core.checks.option` spec are what :func:`make_train_options` checks first."""
 
-    start: str = "builtin"  # builtin | scratch
+    start: str = option("builtin", choices=("builtin", "scratch"))  # builtin | scratch (see STARTS)
     fine_tune_convs: bool = False  # builtin start: train the shared convolutions too
-    conv_lr: float = 1e-3  # their learning rate
-    style_weight: float = 3.0  # README: "Trained networks" (how it was chosen); 10 from the builtin start
-    content_weight: float = 1.0
-    tv_weight: float = 0.0
-    content_layers: tuple[str, ...] = ("relu2_2",)
-    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
-    style_size: int = 512  # longest side of the style image
-    train_size: int = 256  # side of the square training crops
-    batch_size: int = 4
-    lr: float = 1e-3  # 1e-2 from the builtin start (the style row)
-    steps: int | None = None  # None: from epochs, else DEFAULT_STEPS
-    epochs: float | None = None
-    width: int = DEFAULT_WIDTH
-    seed: int = 0
-    checkpoint_every: int = 200  # steps; a killed training loses at most this many
-    sample_every: int = 100  # steps; 0: no samples
+    conv_lr: float = option(1e-3, lo=0.0, hi=1.0, lo_open=True)  # their learning rate
+    style_weight: float = option(3.0, lo=0.0)  # README: "Trained networks"; 10 from the builtin start
+    content_weight: float = option(1.0, lo=0.0)
+    tv_weight: float = option(0.0, lo=0.0)
+    content_layers: tuple[str, ...] = ("relu2_2",)  # empty: no content loss
+    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # empty: no style loss
+    style_size: int = option(512, lo=16, hi=4096)  # longest side of the style image
+    train_size: int = option(256, lo=32, hi=2048)  # side of the square training crops (a multiple of 4)
+    batch_size: int = option(4, lo=1, hi=256)
+    lr: float = option(1e-3, lo=0.0, hi=1.0, lo_open=True)  # 1e-2 from the builtin start (the style row)
+    steps: int | None = option(None, lo=1, hi=10_000_000)  # None: from epochs, else DEFAULT_STEPS
+    epochs: float | None = option(None, lo=0.0, lo_open=True)
+    width: int = option(DEFAULT_WIDTH, lo=4, hi=128)
+    seed: int = option(0, lo=0, hi=2**62)
+    checkpoint_every: int = option(200, lo=0, hi=10_000_000)  # steps; a killed training loses at most this many
+    sample_every: int = option(100, lo=0, hi=10_000_000)  # steps; 0: no samples
     device: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,27 +113,14 @@ DEFAULT_STEPS = 2000
 DEFAULT_STEPS_BUILTIN = 200
 
 
-def _whole(name: str, value: Any, lo: int, hi: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise InputError(f"--{name.replace('_', '-')} must be a whole number from {lo} to {hi}, got {value!r}")
-
-
-def _positive(name: str, value: Any, allow_zero: bool = True) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise InputError(f"--{name.replace('_', '-')} must be a number {bound}, got {value!r}")
-
-
 def make_train_options(**overrides: Any) -> TrainOptions:
-    """Training options with ``overrides`` (None values ignored), validated."""
+    """Training options with ``overrides`` (None values ignored), validated: each against its field's type and
+    spec, then how they combine."""
     fields = {f.name for f in dataclasses.fields(TrainOptions)}
     unknown = set(overrides) - fields
     if unknown:
         raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-    o = TrainOptions(**{k: v for k, v in overrides.items() if v is not None})
-    if o.start not in STARTS:
-        raise InputError(f"training starts from one of {', '.join(STARTS)}, got {o.start!r}")
+    o = TrainOptions(**check_fields(TrainOptions, {k: v for k, v in overrides.items() if v is not None}))
     for name, value in START_DEFAULTS[o.start].items():
         if overrides.get(name) is None:
             setattr(o, name, value)
@@ -139,31 +129,13 @@ def make_train_options(**overrides: Any) -> TrainOptions:
                          "channels")  # fmt: skip
     if o.fine_tune_convs and o.start != "builtin":
         raise InputError("--fine-tune-convs applies to the built-in start, not --from-scratch (which trains all)")
-    _positive("conv_lr", o.conv_lr, allow_zero=False)
-    for name in ("style_weight", "content_weight", "tv_weight"):
-        _positive(name, getattr(o, name))
-    _positive("lr", o.lr, allow_zero=False)
-    if o.lr > 1:
-        raise InputError(f"--lr must be at most 1, got {o.lr}")
-    o.content_layers, o.style_layers = tuple(o.content_layers), tuple(o.style_layers)
     resolve_layers(o.content_layers + o.style_layers)
     if not o.content_layers and not o.style_layers:
-        raise InputError("at least one content or style layer is needed")
-    _whole("style_size", o.style_size, 16, 4096)
-    _whole("train_size", o.train_size, 32, 2048)
+        raise InputError(NO_LAYERS)
     if o.train_size % 4:
         raise InputError(f"--train-size must be a multiple of 4, got {o.train_size}")
-    _whole("batch_size", o.batch_size, 1, 256)
-    if o.steps is not None:
-        _whole("steps", o.steps, 1, 10_000_000)
-    if o.epochs is not None:
-        _positive("epochs", o.epochs, allow_zero=False)
-        if o.steps is not None:
-            raise InputError("give --steps or --epochs, not both")
-    _whole("width", o.width, 4, 128)
-    _whole("seed", o.seed, 0, 2**62)
-    _whole("checkpoint_every", o.checkpoint_every, 0, 10_000_000)
-    _whole("sample_every", o.sample_every, 0, 10_000_000)
+    if o.steps is not None and o.epochs is not None:
+        raise InputError("give --steps or --epochs, not both")
     return o
 
 

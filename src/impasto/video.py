@@ -48,12 +48,14 @@ import torch
 
 from . import api
 from .core import flow as flowlib
+from .core.checks import check_arguments, check_fields, option
 from .core.color import match_color
 from .core.progress import Callback
 from .errors import InputError, NonFiniteLossError
 from .io.atomic import check_writable
 from .io.images import MAX_SIZE, ImageLike
 from .io.video import (
+    MIN_FPS,
     Frame,
     FrameCache,
     VideoReader,
@@ -95,18 +97,19 @@ FLOW_PRESETS = flowlib.PRESETS
 
 @dataclass
 class VideoSettings:
-    """How a video is read, made consistent and written (the method's options are an :class:`Options`)."""
+    """How a video is read, made consistent and written (the method's options are an :class:`Options`). Each
+    field's type and :func:`~impasto.core.checks.option` spec are checked before the video is opened."""
 
-    size: int | None = None  # longest side of the frames (None: the video's own)
-    temporal: float | None = None  # blend weight 0..1 (feed-forward) or temporal loss weight (optimizing)
-    crf: int | None = 18  # constant rate factor of x264/x265/VP9/AV1 (lower: better and larger)
+    size: int | None = option(None, lo=16, hi=MAX_SIZE)  # longest side of the frames (None: the video's own)
+    temporal: float | None = option(None, lo=0.0)  # blend weight 0..1 (feed-forward) or temporal loss weight
+    crf: int | None = option(18, lo=0, hi=63)  # constant rate factor of x264/x265 (0..51)/VP9/AV1 (lower: better)
     codec: str | None = None  # video encoder (None: by the output's extension)
-    start: float = 0.0  # seconds into the input
-    duration: float | None = None  # seconds to take (None: to the end)
-    fps: float | None = None  # frame rate of a folder of frames (default 25)
+    start: float = option(0.0, lo=0.0)  # seconds into the input
+    duration: float | None = option(None, lo=0.0, lo_open=True)  # seconds to take (None: to the end)
+    fps: float | None = option(None, lo=MIN_FPS, hi=1000.0)  # frame rate of a folder of frames (default 25)
     audio: bool = True  # copy the audio stream
     resume: bool = False  # continue an interrupted run from its frame cache
-    flow: str = "medium"  # DIS preset: ultrafast, fast, medium
+    flow: str = option("medium", choices=tuple(FLOW_PRESETS))  # DIS preset: ultrafast, fast, medium
 
 
 @dataclass
@@ -310,7 +313,8 @@ class VideoJob:
         warn: Callable[[str], None] | None = None,
         masks: torch.Tensor | None = None,
     ) -> None:
-        self.settings = s = settings or VideoSettings()
+        settings = settings or VideoSettings()
+        self.settings = s = VideoSettings(**check_fields(VideoSettings, dataclasses.asdict(settings)))
         self.warn = warn or (lambda message: print(f"impasto: warning: {message}", file=sys.stderr))
         self.source, self.output = Path(source), Path(output)
         self.folder_output = is_frame_folder(self.output)
@@ -325,13 +329,6 @@ class VideoJob:
     # -- checks ----------------------------------------------------------------------------------------------
     def _check_output(self) -> None:
         s, out = self.settings, self.output
-        if s.flow not in flowlib.PRESETS:
-            raise InputError(f"--flow must be one of {', '.join(flowlib.PRESETS)}, got {s.flow!r}")
-        if s.temporal is not None and (not isinstance(s.temporal, (int, float)) or not s.temporal >= 0):
-            raise InputError(f"--temporal must be a number >= 0, got {s.temporal!r}")
-        if s.size is not None and (not isinstance(s.size, int) or isinstance(s.size, bool)
-                                   or not 16 <= s.size <= MAX_SIZE):  # fmt: skip
-            raise InputError(f"--size must be a whole number of pixels from 16 to {MAX_SIZE}, got {s.size!r}")
         if _same(out, self.source):
             raise InputError(f"output {out} is the input; refusing to overwrite it")
         parent = out.parent if str(out.parent) else Path(".")
@@ -347,7 +344,7 @@ class VideoJob:
                 raise InputError(f"output folder does not exist: {parent}")
             self.codec = encoder_for(out, s.codec)
             lo, hi = {"libx264": (0, 51), "libx265": (0, 51)}.get(self.codec, (0, 63))
-            if s.crf is not None and (not isinstance(s.crf, int) or isinstance(s.crf, bool) or not lo <= s.crf <= hi):
+            if s.crf is not None and not lo <= s.crf <= hi:
                 raise InputError(f"--crf must be a whole number from {lo} to {hi} for {self.codec}, got {s.crf!r}")
         check_writable(parent)
         self.cache = FrameCache(out.with_name(out.name + ".frames"))
@@ -597,7 +594,11 @@ def stylize_video(
     gets a :class:`FrameInfo` after each frame, ``callback`` each optimization step. Ctrl-C raises
     :class:`VideoStopped` after writing the partial video.
     """
-    opts = make_options(preset, **options)
+    named = {"source": source, "output": output, "preset": preset, "on_frame": on_frame, "callback": callback,
+             "warn": warn}  # fmt: skip
+    check_arguments(stylize_video, named)  # the style images: when loaded, before any frame is stylized
     settings = VideoSettings(size, temporal, crf, codec, start, duration, fps, audio, resume, flow)
+    settings = VideoSettings(**check_fields(VideoSettings, dataclasses.asdict(settings)))
+    opts = make_options(preset, **options)
     with VideoJob(source, style, output, opts, settings, warn) as job:
         return job.run(on_frame, callback)

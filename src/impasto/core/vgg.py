@@ -205,6 +205,8 @@ class VGG19(nn.Module):
         missing = wanted - set(self.layers)
         if missing:
             raise InputError(f"layer(s) {sorted(missing)} lie beyond this network's last layer {self.last_layer}")
+        if not wanted:  # nothing asked for (a run without content or without style layers): no forward pass
+            return {}, {}
         deepest = max(_INDEX[n] for n in wanted)
         out: dict[str, torch.Tensor] = {}
         values: dict[str, torch.Tensor] = {}

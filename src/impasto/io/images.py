@@ -227,7 +227,7 @@ def image_size(image: ImageLike) -> tuple[int, int]:
     """(width, height) of an image (see :data:`ImageLike`) without decoding a file's pixels; (1, 1) for a file
     that cannot be read (reported when it is loaded)."""
     if isinstance(image, torch.Tensor):
-        return int(image.shape[-1]), int(image.shape[-2])
+        return (int(image.shape[-1]), int(image.shape[-2])) if image.ndim >= 2 else (1, 1)
     if isinstance(image, np.ndarray):
         return (int(image.shape[1]), int(image.shape[0])) if image.ndim >= 2 else (1, 1)
     if isinstance(image, Image.Image):

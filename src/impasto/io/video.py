@@ -416,6 +416,10 @@ class FrameFolder:
         pass
 
 
+#: The lowest frame rate of a folder of frames (time stamps are kept in 1/1001 s ticks at the lowest).
+MIN_FPS = 0.01
+
+
 def open_source(path: str | os.PathLike, start: float = 0.0, duration: float | None = None,
                 fps: float | None = None, warn: Warn | None = None) -> VideoReader | FrameFolder:  # fmt: skip
     """A video file or a folder of frames, opened and checked (its first frame decoded)."""
@@ -424,8 +428,8 @@ def open_source(path: str | os.PathLike, start: float = 0.0, duration: float | N
         raise InputError(f"--start must be a number of seconds >= 0, got {start!r}")
     if duration is not None and (not isinstance(duration, (int, float)) or not duration > 0):
         raise InputError(f"--duration must be a number of seconds > 0, got {duration!r}")
-    if fps is not None and (not isinstance(fps, (int, float, Fraction)) or not 0 < fps <= 1000):
-        raise InputError(f"--fps must be a number of frames per second from 0 to 1000, got {fps!r}")
+    if fps is not None and (not isinstance(fps, (int, float, Fraction)) or not MIN_FPS <= fps <= 1000):
+        raise InputError(f"--fps must be a number of frames per second from {MIN_FPS} to 1000, got {fps!r}")
     if p.is_dir():
         return FrameFolder(p, fps if fps is not None else 25, start, duration, warn)
     if fps is not None:

@@ -118,6 +118,10 @@ class ContentTerm(Term):
         self.losses = dict(losses)
 
     @classmethod
+    def wanted(cls, options: Options) -> bool:
+        return bool(options.content_layers)  # no content layers: no content term
+
+    @classmethod
     def handwritten(cls, options: Options) -> bool:
         return True
 
@@ -151,6 +155,10 @@ class StyleTerm(Term):
     def plain(self) -> bool:
         """Plain Gram losses (no regions): computed as taps, and by the hand-written pass."""
         return all(type(loss) is StyleLoss for loss in self.losses.values())
+
+    @classmethod
+    def wanted(cls, options: Options) -> bool:
+        return bool(options.style_layers)  # no style layers: no style term
 
     @classmethod
     def handwritten(cls, options: Options) -> bool:
