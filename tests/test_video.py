@@ -592,7 +592,7 @@ def test_a_size_too_large_is_refused_before_any_frame_is_scaled(clip: clips.Clip
                          tmp_path / "square.mp4", audio=False).path  # fmt: skip
     o = str(tmp_path / "o.mp4")
     cases = [
-        ([str(clip.path), str(STARRY), "-o", o, "--size", "100000"], "--size must be a whole number of pixels from 16"),
+        ([str(clip.path), str(STARRY), "-o", o, "--size", "100000"], "--size must be a whole number from 16 to 16384"),
         ([str(square), str(STARRY), "-o", o, "--size", "16384"], "more than FFmpeg can scale or encode"),
     ]
     monkeypatch.setattr("impasto.estimate.available_memory", lambda device="cpu": 2**30)  # 1 GB: 4000 px is too big

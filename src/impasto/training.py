@@ -83,7 +83,7 @@ class TrainOptions:
     """Every setting of a training run; all of them are recorded in the model file. Each field's type and
     :func:`~impasto.core.checks.option` spec are what :func:`make_train_options` checks first."""
 
-    start: str = option("builtin", choices=("builtin", "scratch"))  # builtin | scratch (see STARTS)
+    start: str = "builtin"  # one of STARTS
     fine_tune_convs: bool = False  # builtin start: train the shared convolutions too
     conv_lr: float = option(1e-3, lo=0.0, hi=1.0, lo_open=True)  # their learning rate
     style_weight: float = option(3.0, lo=0.0)  # README: "Trained networks"; 10 from the builtin start
@@ -121,6 +121,8 @@ def make_train_options(**overrides: Any) -> TrainOptions:
     if unknown:
         raise TypeError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     o = TrainOptions(**check_fields(TrainOptions, {k: v for k, v in overrides.items() if v is not None}))
+    if o.start not in STARTS:
+        raise InputError(f"training starts from one of {', '.join(STARTS)}, got {o.start!r}")
     for name, value in START_DEFAULTS[o.start].items():
         if overrides.get(name) is None:
             setattr(o, name, value)
