@@ -264,6 +264,7 @@ def run(args: argparse.Namespace) -> int:
         api.model_info(opts.model)  # a bad model file fails here, in one line, before any heavy work
     # Memory and time before any heavy work: refuse what cannot fit, print the plan on --dry-run.
     plan = api.plan(content_im, style_ims, opts)
+    plan.startup_seconds = api.startup_seconds()  # the wait so far; a --dry-run's run waits as long to start
     long_run = plan.seconds > LONG_RUN_SECONDS
     hint = api.coarse_to_fine_hint(plan, content_im, style_ims, opts) if long_run else None
     if args.dry_run:
@@ -271,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
         return 0 if plan.fits else _refuse(plan)
     check(plan)  # refuse what cannot fit before announcing it
     if long_run and not args.quiet:  # say so before a long run, not after
-        print(f"impasto: estimated {fmt_seconds(plan.seconds)} and {fmt_bytes(plan.peak_bytes)} on this machine "
+        print(f"impasto: estimated {plan.time_text} and {fmt_bytes(plan.peak_bytes)} on this machine "
               "(--dry-run shows the plan); Ctrl-C keeps the best image so far", file=sys.stderr)  # fmt: skip
         if hint:
             print(f"impasto: {hint}", file=sys.stderr)
@@ -281,9 +282,15 @@ def run(args: argparse.Namespace) -> int:
     meta = api.metadata(opts, args.content, args.styles)
     if args.resume:
         meta["resumed"] = {"from": Path(args.resume).name, "step": prepared.start_step}
+    h, w = plan.scales[-1].hw
+    say = (lambda text: None) if args.quiet else (lambda text: print(f"impasto: {text}", file=sys.stderr))
+    estimated = "" if long_run else f": estimated {plan.time_text} in all on this machine"
+    say(f"{opts.method}, {w}x{h}{estimated}; loading the networks...")
+    runner = api.Runner(opts)
+    if not plan.iterative:
+        say("stylizing (one pass)...")
     progress = Progress(sum(s.steps for s in plan.scales), args.quiet or not plan.iterative, args.save_every,
                         lambda step: sibling(output, f"step{step:05d}"), meta)  # fmt: skip
-    runner = api.Runner(opts)
     try:
         result = api.run(prepared, progress, runner)
     except StylizeInterrupted as stop:
@@ -307,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         plot_run(args.plot, content_im.convert("RGB"), [s.convert("RGB") for s in style_ims], image, runner.history)
     if not args.quiet:
-        print(f"impasto: wrote {output}", file=sys.stderr)
+        print(f"impasto: wrote {output} (took {fmt_seconds(api.startup_seconds())} in all)", file=sys.stderr)
     return 0
 
 

@@ -40,7 +40,7 @@ from ..cli import stylize as cli_stylize
 from ..errors import ImpastoError, InputError
 from ..io.images import open_image
 from ..options import INIT_KINDS, Options
-from ..plan import check, fmt_bytes, fmt_seconds
+from ..plan import check, fmt_bytes
 from ..version import __version__
 from .config import LOOPBACK_NAMES, ServerConfig, is_loopback
 from .jobs import FINISHED, Job, JobNotFound, JobStore, folder_bytes, new_id
@@ -226,11 +226,16 @@ def _header(path: Path) -> tuple[int, int, str | None]:
 
 
 def _estimate(plan: Any) -> dict[str, Any]:
+    """The estimate of a plan: ``seconds`` of the run itself, ``total_seconds`` with loading the networks, and
+    ``range`` (shortest, longest) of the whole wait from this machine's measured speed; ``text`` says it."""
+    lo, hi = plan.seconds_range
     return {
-        "seconds": round(plan.seconds, 2), "peak_bytes": plan.peak_bytes, "available_bytes": plan.available_bytes,
-        "fits": plan.fits, "iterative": plan.iterative, "steps": sum(s.steps for s in plan.scales),
-        "text": f"~{fmt_seconds(plan.seconds)}, peak memory {fmt_bytes(plan.peak_bytes)} "
-        f"of {fmt_bytes(plan.available_bytes)} available",
+        "seconds": round(plan.seconds, 2), "total_seconds": round(plan.total_seconds, 2),
+        "range": [round(lo, 1), round(hi, 1)], "peak_bytes": plan.peak_bytes,
+        "available_bytes": plan.available_bytes, "fits": plan.fits, "iterative": plan.iterative,
+        "steps": sum(s.steps for s in plan.scales),
+        "text": f"{plan.time_text}, peak memory {fmt_bytes(plan.peak_bytes)} of {fmt_bytes(plan.available_bytes)} "
+        "available",
         "plan": plan.describe(),
     }  # fmt: skip
 

@@ -274,6 +274,7 @@ async function plan() {
   const takesStyles = methodInfo() && methodInfo().styles !== "none";
   // A picture this browser cannot read has no size: no estimate; the server checks the file on Start.
   const unsized = !state.content || !state.content.size || (takesStyles && state.styles.some((s) => !s.size));
+  if (isRunning()) return; // the running job's own time is shown
   if (!ready() || unsized) { $("estimate").textContent = ""; return; }
   const form = new FormData();
   form.append("content_size", state.content.size.join("x"));
@@ -281,7 +282,7 @@ async function plan() {
   for (const [k, v] of optionFields()) form.append(k, v);
   try {
     const est = await api("/api/plan", { method: "POST", body: form });
-    if (seq !== state.planSeq) return;
+    if (seq !== state.planSeq || isRunning()) return;
     $("estimate").textContent = `Estimate: ${est.text}${est.fits ? "" : " — does not fit in memory"}.`;
     if (!isRunning()) showError(est.fits ? "" : "This run does not fit in memory: choose a smaller size.");
   } catch (err) {
@@ -350,10 +351,25 @@ async function poll() {
   if (isRunning()) state.timer = setTimeout(poll, 1000);
 }
 
-function eta(seconds) {
-  if (seconds === null || seconds === undefined) return "";
-  if (seconds < 90) return `about ${Math.max(1, Math.round(seconds))} s left`;
-  return `about ${Math.round(seconds / 60)} min left`;
+// 45 s, 3 min, 1 min 20 s (precise), 2.5 h.
+function duration(seconds, precise = false) {
+  const s = Math.max(1, Math.round(seconds));
+  if (s < 90) return `${s} s`;
+  if (s >= 5400) return `${(s / 3600).toFixed(1)} h`;
+  if (precise && s < 600 && s % 60) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.round(s / 60)} min`;
+}
+
+// What the estimate line says about a job: the server's estimate until the run has made progress, then the
+// time left measured from that progress, and once finished, how long it took from Start.
+function timeText(job) {
+  const progressed = job.state === "running" && job.eta !== null && job.step > (job.resumed_from || 0);
+  if (progressed) return `About ${duration(job.eta)} left (measured from the steps done so far).`;
+  if (job.state === "done" && job.finished && job.created) {
+    return `Took ${duration(job.finished - job.created, true)} from Start to result.`;
+  }
+  if (["queued", "running"].includes(job.state) && job.estimate) return `Estimate: ${job.estimate.text}.`;
+  return "";
 }
 
 function render(job) {
@@ -361,7 +377,8 @@ function render(job) {
   state.job = job;
   const words = {
     queued: job.position ? `Queued: ${job.position} job(s) ahead.` : "Queued: starting…",
-    running: job.iterative ? `Step ${job.step} of ${job.total}${job.eta !== null ? ", " + eta(job.eta) : ""}.` : "Running…",
+    running: job.iterative ? (job.step > 0 ? `Step ${job.step} of ${job.total}.` : "Loading the networks and preparing…")
+      : "Running…",
     done: `Done${job.iterative ? ` after ${job.total} steps` : ""}.`,
     failed: `Failed: ${job.error || "unknown error"}`,
     cancelled: "Cancelled.",
@@ -370,6 +387,7 @@ function render(job) {
   if (job.resumed_from && job.state === "running") text += ` (resumed at step ${job.resumed_from})`;
   $("status").textContent = text;
   $("status").className = `state-${job.state}`;
+  $("estimate").textContent = timeText(job);
   const bar = $("bar");
   bar.hidden = !job.iterative;
   bar.max = Math.max(1, job.total);
