@@ -30,7 +30,12 @@ LONG_RUN_SECONDS = 600
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors."""
 
+    #: Said after a "required" error: what the command looks like (the top-level parser names the commands).
+    missing_hint = ""
+
     def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        if self.missing_hint and "required" in message:
+            message = f"{message}; {self.missing_hint}"
         self.exit(2, f"impasto: error: {message} (see impasto --help)\n")
 
 
