@@ -106,3 +106,20 @@ def test_batch_builds_the_network_and_style_statistics_once(tmp_path, photos, st
     result = batch.run_batch(contents, [style_path], tmp_path, make_options(method="fast", size=40))
     assert len(result.written) == 3 and not result.skipped and result.images_per_second > 0
     assert len(built) == 1 and len(calls) == 3 + 1  # each content once, the style once
+
+
+def test_the_batch_bar_counts_the_images_to_make_from_the_start(tmp_path, photos, style_path, monkeypatch, capsys):
+    from impasto.cli import stylize as cli_stylize
+
+    seen = {}
+
+    def fake_run(contents, styles, outdir, opts, fmt, skip, on_image):  # noqa: ANN001, ANN202 - the bar as given
+        seen["total"] = on_image.bar.total
+        return batch.BatchResult()
+
+    monkeypatch.setattr(cli_stylize.batch, "run_batch", fake_run)
+    style2 = tmp_path / "noise.png"
+    Image.effect_noise((40, 40), 60).convert("RGB").save(style2)
+    assert main([str(photos), str(style_path), str(style2), "-o", str(tmp_path / "out"), "--method", "fast"]) == 0
+    assert seen["total"] == 4 * 2  # every readable-looking picture x each style, before the first is made
+    assert "8 image(s) to make: loading the networks..." in capsys.readouterr().err

@@ -204,3 +204,11 @@ def test_help_and_the_bare_command_name_every_command(capsys):
     with pytest.raises(SystemExit):
         main(["-o", "out.png"])  # options but no pictures: the same pointer to the commands
     assert "other commands: train, video, serve, export" in capsys.readouterr().err
+
+
+def test_a_one_pass_method_says_what_it_does_before_it_finishes(tmp_path, content_path, style_path, capsys):
+    out = tmp_path / "fast.png"
+    assert main([str(content_path), str(style_path), "-o", str(out), "--method", "fast", "--size", "48"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("impasto: fast, 48x32: estimated ") and lines[0].endswith("loading the networks...")
+    assert lines[1] == "impasto: stylizing (one pass)..." and lines[-1].startswith(f"impasto: wrote {out} (took ")

@@ -16,6 +16,7 @@ from .. import cluster
 from ..errors import InputError
 from ..web.config import ENV_VAR, ServerConfig, is_loopback
 from . import stylize as stylize_cli
+from .progress import status
 from .stylize import Parser
 
 DEFAULT_DATA = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "impasto" / "serve"
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     settings = uvicorn.Config("impasto.web.app:app_from_environment", factory=True, host=config.host,
                               port=config.port, log_level="warning", timeout_graceful_shutdown=5)  # fmt: skip
     server = uvicorn.Server(settings)
+    status("starting the web app (each worker loads its networks first)...")
     original = server.startup
 
     async def startup(sockets=None) -> None:  # noqa: ANN001 - print the URL once the port is bound

@@ -21,7 +21,7 @@ from ..io.plot import plot_run
 from ..options import INIT_KINDS, PRESETS, Options, make_options
 from ..plan import check, fmt_bytes, fmt_seconds
 from ..version import __version__
-from .progress import Progress, ScalarBar, stop_code, stop_word
+from .progress import Progress, ScalarBar, status, stop_code, stop_word
 
 #: Runs estimated to take longer than this announce their estimate first.
 LONG_RUN_SECONDS = 600
@@ -288,12 +288,11 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         meta["resumed"] = {"from": Path(args.resume).name, "step": prepared.start_step}
     h, w = plan.scales[-1].hw
-    say = (lambda text: None) if args.quiet else (lambda text: print(f"impasto: {text}", file=sys.stderr))
     estimated = "" if long_run else f": estimated {plan.time_text} in all on this machine"
-    say(f"{opts.method}, {w}x{h}{estimated}; loading the networks...")
+    status(f"{opts.method}, {w}x{h}{estimated}; loading the networks...", args.quiet)
     runner = api.Runner(opts)
     if not plan.iterative:
-        say("stylizing (one pass)...")
+        status("stylizing (one pass)...", args.quiet)
     progress = Progress(sum(s.steps for s in plan.scales), args.quiet or not plan.iterative, args.save_every,
                         lambda step: sibling(output, f"step{step:05d}"), meta)  # fmt: skip
     try:
@@ -382,7 +381,10 @@ def run_batch(args: argparse.Namespace, opts: Options) -> int:
 def _run_batch(args: argparse.Namespace, opts: Options, contents: list[Path], styles: list[Path], outdir: Path,
                fmt: str, connection: cluster.Cluster | None) -> int:  # fmt: skip
     outdir.mkdir(exist_ok=True)
-    bar = None if args.quiet else ScalarBar("image")
+    where = "starting the cluster's workers" if connection is not None else "loading the networks"
+    per_content = 1 if opts.model or opts.style_blend is not None else len(styles)
+    status(f"{len(contents) * per_content} image(s) to make: {where}...", args.quiet)
+    bar = None if args.quiet else ScalarBar("image", len(contents) * per_content)
     try:
         if connection is not None:
             result = cluster.run_batch(

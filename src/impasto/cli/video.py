@@ -22,7 +22,7 @@ from ..options import Options
 from ..plan import fmt_seconds
 from ..version import __version__
 from . import stylize
-from .progress import stop_code, stop_word
+from .progress import status, stop_code, stop_word
 
 #: Groups of the still-image command whose options do not apply to a video (every other group's do, so a group
 #: added there is offered here too); the video command has its own cluster group.
@@ -173,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, opts: Options, settings: video.VideoSettings, styles: list[str],
          connection: cluster.Cluster | None) -> int:  # fmt: skip
+    status("reading the video and loading the networks...", args.quiet or args.dry_run)
     with video.VideoJob(args.input, styles, args.output, opts, settings) as job:
         if args.dry_run:
             print(job.describe())
