@@ -34,7 +34,7 @@ _BENCH_SIDE = 64
 OBSERVATION_WEIGHT = 0.5
 #: Estimate range, as factors of the estimate: before any run of the method was observed on this machine, and
 #: after (the measurement alone misses what a run does besides convolutions; load from other programs varies).
-RANGE_MEASURED = (0.6, 2.5)
+RANGE_MEASURED = (0.6, 2.0)
 RANGE_OBSERVED = (0.75, 1.5)
 
 _lock = threading.Lock()
