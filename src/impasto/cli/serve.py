@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-hours", type=float, default=168, help="finished jobs are deleted after this (1 week)")
     p.add_argument("--max-disk-mb", type=float, default=2048, help="the oldest finished jobs are deleted beyond this")
     g = stylize_cli.add_cluster_args(p, "the workers (actors pulling jobs from the same queue; --data at the same "
-                                     "path on every node)", io=False)  # fmt: skip
+                                     "path on every node)", io=False, verbose=False)  # fmt: skip
     g.description += "; --workers and --threads do not apply"
     return p
 

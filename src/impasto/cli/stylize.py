@@ -152,15 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_cluster_args(p: argparse.ArgumentParser, what: str = "batch mode", io: bool = True
+def add_cluster_args(p: argparse.ArgumentParser, what: str = "batch mode", io: bool = True, verbose: bool = True
                      ) -> argparse._ArgumentGroup:  # fmt: skip
-    """``--cluster``, ``--cluster-actors`` and (``io``) ``--cluster-io`` (README "Scale-out on Ray")."""
+    """``--cluster``, ``--cluster-actors``, (``verbose``) ``--cluster-verbose`` and (``io``) ``--cluster-io``
+    (README "Scale-out on Ray")."""
     g = p.add_argument_group("cluster", f"{what} on a Ray cluster (needs pip install 'impasto[cluster]')")
     g.add_argument("--cluster", metavar="RAY", help="ray: a local Ray instance on this machine's cores; "
                    "ray:auto: the cluster this machine is a node of (ray start); ray://HOST:10001: a remote one "
                    "(Ray Client)")  # fmt: skip
     g.add_argument("--cluster-actors", type=int, metavar="N", help="workers (one CPU and one torch thread each; "
                    "default: one per CPU of the cluster)")  # fmt: skip
+    if verbose:
+        g.add_argument("--cluster-verbose", action="store_true", help="show Ray's own notices and log lines "
+                       "(hidden by default), and the workers' output")  # fmt: skip
     if not io:
         return g
     g.add_argument("--cluster-io", choices=list(cluster.IO_MODES), default="store", help="store (default): the "
@@ -370,7 +374,8 @@ def run_batch(args: argparse.Namespace, opts: Options) -> int:
     contents, styles, outdir, fmt = check_batch_args(args, opts)
     connection = None
     if args.cluster:  # Ray missing or the cluster unreachable: one line, before the progress bar
-        connection = cluster.Cluster(args.cluster, args.cluster_actors)
+        status(f"connecting to Ray ({args.cluster})...", args.quiet)
+        connection = cluster.Cluster(args.cluster, args.cluster_actors, args.cluster_verbose)
     try:
         return _run_batch(args, opts, contents, styles, outdir, fmt, connection)
     finally:

@@ -163,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
         cluster.ray_module()  # not installed: one line saying how, before any work
         if args.chunk_frames < 1 or args.chunk_overlap < 0:
             raise InputError("--chunk-frames must be at least 1 and --chunk-overlap at least 0")
-        connection = cluster.Cluster(args.cluster, args.cluster_actors)  # unreachable: one line, before the bar
+        status(f"connecting to Ray ({args.cluster})...", args.quiet)
+        # unreachable: one line, before the bar
+        connection = cluster.Cluster(args.cluster, args.cluster_actors, args.cluster_verbose)
         try:
             return _run(args, opts, settings, styles, connection)
         finally:
