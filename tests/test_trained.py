@@ -282,8 +282,12 @@ def test_onnx_export_matches_pytorch_with_dynamic_sizes(tmp_path, trained):
             ref = net(x).clamp(0, 1).numpy()
         out = session.run(None, {"image": x.numpy()})[0]
         assert out.shape == ref.shape and np.abs(out - ref).max() < 1e-3
-    meta = {p.key: p.value for p in __import__("onnx").load(str(onnx_file)).metadata_props}
+    proto = __import__("onnx").load(str(onnx_file))
+    meta = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(meta["impasto_model"])["step"] == 4
+    for value in (*proto.graph.input, *proto.graph.output):  # sizes that read as names, the same in and out
+        dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+        assert dims == ["batch", 3, "height", "width"], (value.name, dims)
 
 
 # -- stylizing --------------------------------------------------------------------------------------------
