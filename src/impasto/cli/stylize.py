@@ -374,6 +374,8 @@ def run_batch(args: argparse.Namespace, opts: Options) -> int:
     contents, styles, outdir, fmt = check_batch_args(args, opts)
     connection = None
     if args.cluster:  # Ray missing or the cluster unreachable: one line, before the progress bar
+        cluster.parse_address(args.cluster)
+        cluster.ray_module()  # not installed: one line saying how, and nothing else
         status(f"connecting to Ray ({args.cluster})...", args.quiet)
         connection = cluster.Cluster(args.cluster, args.cluster_actors, args.cluster_verbose)
     try:

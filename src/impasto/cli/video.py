@@ -19,7 +19,7 @@ from .. import cluster, video
 from ..core.progress import StepInfo
 from ..errors import InputError, NonFiniteLossError
 from ..options import Options
-from ..plan import fmt_seconds
+from ..plan import fmt_range
 from ..version import __version__
 from . import stylize
 from .progress import status, stop_code, stop_word
@@ -175,14 +175,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, opts: Options, settings: video.VideoSettings, styles: list[str],
          connection: cluster.Cluster | None) -> int:  # fmt: skip
-    status("reading the video and loading the networks...", args.quiet or args.dry_run)
-    with video.VideoJob(args.input, styles, args.output, opts, settings) as job:
+    with video.VideoJob(args.input, styles, args.output, opts, settings) as job:  # bad input: one line
         if args.dry_run:
             print(job.describe())
             return 0
+        status(f"{job.total} frames: loading the networks..." if job.total else "loading the networks...", args.quiet)
         seconds = job.plan.seconds * (job.total or 0)
         if not args.quiet and seconds > stylize.LONG_RUN_SECONDS:
-            print(f"impasto: estimated {fmt_seconds(seconds)} for {job.total} frames (--dry-run shows the plan); "
+            lo, hi = job.plan.spread
+            print(f"impasto: estimated {fmt_range(seconds * lo, seconds * hi)} for {job.total} frames (--dry-run "
+                  "shows the plan); "
                   "Ctrl-C keeps a playable partial video and --resume continues", file=sys.stderr)  # fmt: skip
         if job.resume_from and not args.quiet:
             print(f"impasto: resuming after frame {job.resume_from}", file=sys.stderr)

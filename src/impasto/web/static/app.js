@@ -254,6 +254,7 @@ async function addStyles(files) {
 // job stays on screen with its own inputs until it ends).
 function inputsChanged() {
   if (!state.job || isRunning()) return;
+  if (state.job.state === "failed" && $("error").textContent === state.job.error) showError("");
   stopFollowing();
   state.job = null;
   clearResult("Press Start to paint the photo with these settings.");
