@@ -109,8 +109,10 @@ def test_batch_builds_the_network_and_style_statistics_once(tmp_path, photos, st
 
 
 def test_the_batch_bar_counts_the_images_to_make_from_the_start(tmp_path, photos, style_path, monkeypatch, capsys):
+    from impasto.cli import progress
     from impasto.cli import stylize as cli_stylize
 
+    monkeypatch.setattr(progress, "interactive", lambda: True)  # on a terminal: the status line too
     seen = {}
 
     def fake_run(contents, styles, outdir, opts, fmt, skip, on_image):  # noqa: ANN001, ANN202 - the bar as given

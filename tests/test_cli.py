@@ -206,7 +206,11 @@ def test_help_and_the_bare_command_name_every_command(capsys):
     assert "other commands: train, video, serve, export" in capsys.readouterr().err
 
 
-def test_a_one_pass_method_says_what_it_does_before_it_finishes(tmp_path, content_path, style_path, capsys):
+def test_a_one_pass_method_says_what_it_does_before_it_finishes(tmp_path, content_path, style_path, capsys,
+                                                                monkeypatch):  # fmt: skip
+    from impasto.cli import progress
+
+    monkeypatch.setattr(progress, "interactive", lambda: True)  # on a terminal
     out = tmp_path / "fast.png"
     assert main([str(content_path), str(style_path), "-o", str(out), "--method", "fast", "--size", "48"]) == 0
     lines = capsys.readouterr().err.splitlines()

@@ -41,10 +41,16 @@ def stop_code() -> int:
     return 143 if _terminated else 130
 
 
+def interactive() -> bool:
+    """Whether someone watches stderr (a terminal): status lines are for them; a script reading stderr gets the
+    bars, the results and the one-line errors only."""
+    return sys.stderr.isatty()
+
+
 def status(text: str, quiet: bool = False) -> None:
     """One line saying what the command is doing, before work that shows no bar (loading networks, reading a
-    video); nothing when ``quiet``."""
-    if not quiet:
+    video), on a terminal; nothing when ``quiet``."""
+    if not quiet and interactive():
         print(f"impasto: {text}", file=sys.stderr, flush=True)
 
 
