@@ -169,13 +169,16 @@ def test_runs_observed_here_correct_later_estimates_and_narrow_their_range(monke
     monkeypatch.setenv("IMPASTO_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(speed, "_memory", None)
     monkeypatch.setattr(speed, "_loaded_here", set())
-    monkeypatch.setattr(speed, "measured_rate", lambda device, precision: 1e11)
+    monkeypatch.setattr(speed, "measured_rate", lambda device, precision: 1e9)
     opts = make_options(method="fast", size=256, device="cpu")
     before = plan(opts, TUBINGEN, [STARRY], available=PLENTY)
     assert before.load_seconds == estimate.DEFAULT_LOAD_SECONDS and before.total_seconds > before.seconds
     lo, hi = before.seconds_range
     assert hi / lo > 3  # nothing observed yet: a wide range
     predicted = before.seconds / before.factor
+    assert predicted > speed.MIN_OBSERVED_SECONDS
+    speed.observe("fast", "cpu", before.precision, 0.5, 50.0)  # too short a run to say anything: left out
+    assert speed.correction("fast", "cpu", before.precision) is None
     speed.observe("fast", "cpu", before.precision, predicted, 20 * predicted)  # the run took 20 times longer
     speed.observe_load("fast", "cpu", 7.0)
     after = plan(opts, TUBINGEN, [STARRY], available=PLENTY)

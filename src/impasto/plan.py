@@ -89,8 +89,8 @@ class Plan:
             steps = f"{s.steps:>5} steps" if self.iterative else "one pass"
             lines.append(f"  {s.hw[1]:>5}x{s.hw[0]:<5} {steps}, {where:<24} peak {fmt_bytes(s.peak_bytes):>9}, "
                          f"~{fmt_seconds(s.seconds)}")  # fmt: skip
-        before = [f"{what} ~{fmt_seconds(t)}" for what, t in (("start-up", self.startup_seconds),
-                  ("loading the networks", self.load_seconds)) if t >= 0.5]  # fmt: skip
+        before = [f"{what} ~{fmt_seconds(max(t, 1.0))}" for what, t in (("start-up", self.startup_seconds),
+                  ("loading the networks", self.load_seconds)) if t > 0]  # fmt: skip
         if before:
             lines.append(f"  before the first step: {', '.join(before)}")
         verdict = "fits" if self.fits else "does NOT fit"

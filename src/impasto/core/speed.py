@@ -30,6 +30,8 @@ import torch
 _BENCH_LAYERS = ((3, 64, 1), (64, 64, 1), (64, 128, 2), (128, 128, 2), (128, 256, 4))
 #: Side of the measured image (small: the measurement takes a fraction of a second on a CPU core).
 _BENCH_SIDE = 64
+#: Runs predicted shorter than this are not observed (see :func:`observe`).
+MIN_OBSERVED_SECONDS = 1.0
 #: Weight of a new observation in the running correction (the rest is the earlier ones).
 OBSERVATION_WEIGHT = 0.5
 #: Estimate range, as factors of the estimate: before any run of the method was observed on this machine, and
@@ -164,8 +166,9 @@ def correction(method: str, device: str, precision: str) -> float | None:
 
 def observe(method: str, device: str, precision: str, predicted: float, actual: float) -> None:
     """Record a finished run of ``method`` that took ``actual`` seconds where the measured rate alone predicted
-    ``predicted`` (runs shorter than a tenth of a second say little, and are left out)."""
-    if predicted <= 0 or actual < 0.1:
+    ``predicted``. Runs predicted under :data:`MIN_OBSERVED_SECONDS` are left out: their fixed costs (targets,
+    copies, Python) outweigh the convolutions, and would make the estimates of real pictures too long."""
+    if predicted < MIN_OBSERVED_SECONDS or actual <= 0:
         return
     ratio = actual / predicted
     with _lock:
