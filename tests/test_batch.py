@@ -134,3 +134,22 @@ def test_batch_writes_the_good_results_and_names_the_failed_one(tmp_path, conten
     monkeypatch.setattr(Gatys, "loss_and_grad", real)
     expected = Runner(opts)(load_image(photos / "a.png", 40), [load_image(style_path, 40)])
     assert np.array_equal(np.asarray(Image.open(out / "a-starry_night.png")), np.asarray(tensor_to_pil(expected)))
+
+
+def test_the_batch_bar_counts_the_images_to_make_from_the_start(tmp_path, photos, style_path, monkeypatch, capsys):
+    from impasto.cli import progress
+    from impasto.cli import stylize as cli_stylize
+
+    monkeypatch.setattr(progress, "interactive", lambda: True)  # on a terminal: the status line too
+    seen = {}
+
+    def fake_run(contents, styles, outdir, opts, fmt, skip, on_image):  # noqa: ANN001, ANN202 - the bar as given
+        seen["total"] = on_image.bar.total
+        return batch.BatchResult()
+
+    monkeypatch.setattr(cli_stylize.batch, "run_batch", fake_run)
+    style2 = tmp_path / "noise.png"
+    Image.effect_noise((40, 40), 60).convert("RGB").save(style2)
+    assert main([str(photos), str(style_path), str(style2), "-o", str(tmp_path / "out"), "--method", "fast"]) == 0
+    assert seen["total"] == 4 * 2  # every readable-looking picture x each style, before the first is made
+    assert "8 image(s) to make: loading the networks..." in capsys.readouterr().err

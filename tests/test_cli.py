@@ -187,3 +187,32 @@ def test_non_finite_loss_exit_1_keeps_last_good(tmp_path, content_path, style_pa
     err = capsys.readouterr().err
     assert "loss became inf at step 3" in err and err.count("\n") == 1
     assert (tmp_path / "n.last-good.png").exists() and not out.exists()
+
+
+def test_help_and_the_bare_command_name_every_command(capsys):
+    from impasto.cli import COMMANDS
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert done.value.code == 0 and set(COMMANDS) == {"train", "video", "serve", "export"}
+    for name in COMMANDS:
+        assert f"\n  {name} " in text  # one line each in the commands' list
+    assert main([]) == 2
+    bare = capsys.readouterr().err
+    assert bare.count("\n") == 1 and all(name in bare for name in COMMANDS) and "CONTENT STYLE" in bare
+    with pytest.raises(SystemExit):
+        main(["-o", "out.png"])  # options but no pictures: the same pointer to the commands
+    assert "other commands: train, video, serve, export" in capsys.readouterr().err
+
+
+def test_a_one_pass_method_says_what_it_does_before_it_finishes(tmp_path, content_path, style_path, capsys,
+                                                                monkeypatch):  # fmt: skip
+    from impasto.cli import progress
+
+    monkeypatch.setattr(progress, "interactive", lambda: True)  # on a terminal
+    out = tmp_path / "fast.png"
+    assert main([str(content_path), str(style_path), "-o", str(out), "--method", "fast", "--size", "48"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("impasto: fast, 48x32: estimated ") and lines[0].endswith("loading the networks...")
+    assert lines[1] == "impasto: stylizing (one pass)..." and lines[-1].startswith(f"impasto: wrote {out} (took ")

@@ -336,3 +336,24 @@ def test_video_on_cluster_resumes_after_the_driver_stopped(ray_local, frames_in,
     for i, f in enumerate(done):
         d = [np.abs(f.astype(float) - g).mean() for g in loc]
         assert int(np.argmin(d)) == i, (i, d)
+
+
+def test_ray_log_lines_are_left_out_unless_verbose(capfd):
+    import logging
+
+    ray_line = b"[2026-12-07 13:23:33,445 E 3671 3671] core_worker.cc:2465: Actor with class name: 'Host' ...\n"
+    with cluster.without_ray_log_lines():
+        os.write(2, ray_line + b"impasto: a line of ours\n")
+    assert capfd.readouterr().err == "impasto: a line of ours\n"
+    with cluster.without_ray_log_lines(active=False):  # --cluster-verbose
+        os.write(2, ray_line)
+    assert capfd.readouterr().err == ray_line.decode()
+    logger = logging.getLogger("ray")
+    before = logger.level
+    try:
+        cluster.quiet_ray(verbose=True)
+        assert logger.level == before
+        cluster.quiet_ray()
+        assert logger.level == logging.ERROR  # the token notice is a warning
+    finally:
+        logger.setLevel(before)

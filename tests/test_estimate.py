@@ -1,11 +1,14 @@
+import json
+
 import pytest
 
 import impasto.api
 from impasto import cli, estimate
+from impasto.core import speed
 from impasto.errors import InputError
 from impasto.estimate import plan
 from impasto.options import make_options
-from impasto.plan import GB, MB, check
+from impasto.plan import GB, MB, check, fmt_range
 
 TUBINGEN = (1024, 768)
 STARRY = (1024, 640)
@@ -119,7 +122,8 @@ def test_dry_run_prints_the_plan_and_does_nothing(content_path, style_path, tmp_
     printed = capsys.readouterr().out
     assert code == 0 and not out.exists()
     assert "plan: gatys" in printed and "tiles of <= 1024 px" in printed and "estimated peak memory" in printed
-    assert len(printed.strip().splitlines()) == 1 + 4 + 1  # header, one line per scale, totals
+    assert len(printed.strip().splitlines()) == 1 + 4 + 2  # header, one line per scale, start-up, totals
+    assert "before the first step: start-up ~" in printed and "loading the networks ~" in printed
 
 
 def test_a_long_single_scale_plan_suggests_coarse_to_fine(content_path, style_path, tmp_path, capsys,
@@ -149,3 +153,48 @@ def test_a_long_run_announces_its_estimate_before_heavy_work(content_path, style
         cli.main([str(content_path), str(style_path), "-o", str(out), "--size", "4096", "--tile", "1024"])
     err = capsys.readouterr().err
     assert "impasto: estimated" in err and "Ctrl-C keeps the best image so far" in err and not out.exists()
+
+
+def test_time_comes_from_this_machines_measured_speed(monkeypatch):
+    opts = make_options(size=512, tile=0, device="cpu", precision="fp32")
+    monkeypatch.setattr(speed, "measured_rate", lambda device, precision: 1e10)
+    slow = plan(opts, TUBINGEN, [STARRY], available=PLENTY)
+    monkeypatch.setattr(speed, "measured_rate", lambda device, precision: 4e10)
+    fast = plan(opts, TUBINGEN, [STARRY], available=PLENTY)
+    assert slow.seconds == pytest.approx(4 * fast.seconds)
+    assert speed.measure("cpu", "fp32", repeats=1) > 1e8  # a real measurement: some FLOP/s
+
+
+def test_runs_observed_here_correct_later_estimates_and_narrow_their_range(monkeypatch, tmp_path):
+    monkeypatch.setenv("IMPASTO_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(speed, "_memory", None)
+    monkeypatch.setattr(speed, "_loaded_here", set())
+    monkeypatch.setattr(speed, "measured_rate", lambda device, precision: 1e9)
+    opts = make_options(method="fast", size=256, device="cpu")
+    before = plan(opts, TUBINGEN, [STARRY], available=PLENTY)
+    assert before.load_seconds == estimate.DEFAULT_LOAD_SECONDS and before.total_seconds > before.seconds
+    lo, hi = before.seconds_range
+    assert hi / lo > 3  # nothing observed yet: a wide range
+    predicted = before.seconds / before.factor
+    assert predicted > speed.MIN_OBSERVED_SECONDS
+    speed.observe("fast", "cpu", before.precision, 0.5, 50.0)  # too short a run to say anything: left out
+    assert speed.correction("fast", "cpu", before.precision) is None
+    speed.observe("fast", "cpu", before.precision, predicted, 20 * predicted)  # the run took 20 times longer
+    speed.observe_load("fast", "cpu", 7.0)
+    after = plan(opts, TUBINGEN, [STARRY], available=PLENTY)
+    assert after.seconds == pytest.approx(20 * predicted) and after.load_seconds == 7.0
+    assert after.seconds_range[0] >= 0.7 * after.total_seconds and after.seconds_range[1] <= 1.5 * after.total_seconds
+    kept = json.loads((tmp_path / "speed.json").read_text())  # the next process starts from it
+    assert any("factor:fast" in entry for entry in kept.values() if isinstance(entry, dict))
+    assert estimate.plan(make_options(method="gatys", size=256, device="cpu"), TUBINGEN, [STARRY],
+                         available=PLENTY).factor == estimate.FIRST_RUN_FACTOR["gatys"]  # per method  # fmt: skip
+
+
+def test_the_time_is_a_range_in_the_right_units():
+    assert fmt_range(0.01, 0.2) == "about 1 s"
+    assert fmt_range(5, 15) == "5\u201315 s"
+    assert fmt_range(70, 200) == "70 s\u20133 min"
+    assert fmt_range(120, 400) == "2\u20137 min"
+    assert fmt_range(4000, 12000) == "67 min\u20133.3 h"
+    fast = plan(make_options(method="fast", size=256, device="cpu"), TUBINGEN, [STARRY], available=PLENTY)
+    assert fast.total_seconds >= fast.load_seconds > 0.5  # loading the networks counts: never "~0 s"

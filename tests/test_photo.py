@@ -429,7 +429,7 @@ def test_plans_hold_the_laplacian_and_refuse_tiles(capsys, content_path, style_p
     extra = photo.peak_bytes - base.peak_bytes
     assert extra == pytest.approx(h * w * matting.laplacian_csr_bytes_per_pixel(), rel=0.01)
     assert matting.laplacian_csr_bytes_per_pixel() >= 25 * 8  # 25 non-zeros per pixel, value and index
-    assert photo.seconds > base.seconds
+    assert photo.seconds / photo.factor > base.seconds / base.factor  # the same rate, before what runs observed
     coarse = plan(make_options("photo", size=1024, start_size=512), size, [size], "cpu", PLENTY)
     assert len(coarse.scales) == 2  # one Laplacian per scale, each planned at its size
     tight = plan(make_options("photo", size=4096), size, [size], "cpu", 2 << 30)

@@ -36,7 +36,7 @@ from impasto import api  # noqa: E402
 from impasto.cli import main  # noqa: E402
 from impasto.io.images import read_metadata  # noqa: E402
 from impasto.methods import METHODS  # noqa: E402
-from impasto.options import PRESETS, make_options  # noqa: E402
+from impasto.options import FIELD_INFO, GROUPS, PRESETS, make_options  # noqa: E402
 from impasto.web.app import ServerConfig, create_app  # noqa: E402
 from impasto.web.jobs import JobNotFound, JobStore, new_id  # noqa: E402
 from impasto.web.worker import Worker  # noqa: E402
@@ -90,6 +90,15 @@ def test_options_offer_every_method_preset_and_option(client):
     assert not names & {"weights", "masks", "mask_map", "device"}  # server files and devices stay server-side
     size = next(f for f in body["fields"] if f["name"] == "size")
     assert size["kind"] == "int" and size["default"] == 512 and size["flag"] == "--size"
+    # One schema for the page: every option with a label for people, its group and the methods it applies to.
+    for f in body["fields"]:
+        assert f["name"] in FIELD_INFO and f["group"] in GROUPS and f["label"] and f["hint"]
+        assert f["methods"] is None or set(f["methods"]) <= set(METHODS)
+    by_name = {f["name"]: f for f in body["fields"]}
+    assert by_name["lbfgs_history"]["label"] == "L-BFGS memory" and "fast" not in by_name["lbfgs_history"]["methods"]
+    assert by_name["smooth"]["methods"] == ["photo-fast"] and by_name["size"]["methods"] is None
+    groups = [f["group"] for f in body["fields"]]
+    assert groups == sorted(groups, key=GROUPS.index)  # in the schema's order of groups
     for item in body["gallery"]:
         full = client.get(item["url"])
         thumb = client.get(item["thumb"])

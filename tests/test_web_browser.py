@@ -1,10 +1,13 @@
 """End to end in a real browser: Debian's Chromium (``make test`` installs it), driven by Playwright (which never
 downloads a browser here), against a real ``impasto serve`` with a worker process: upload two images, start a fast
-job from the keyboard, see the preview and the result, download it and check the file; a bad file's message
-inline; the page on a phone-sized screen."""
+job from the keyboard (focus stays on the job's controls), see the preview and the result, download it and check
+the file; a bad file refused as soon as it is chosen, a dropped picture named, the options' labels for the chosen
+method, the page on a phone-sized touch screen."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import shutil
 import socket
@@ -94,6 +97,9 @@ def test_upload_start_preview_result_download(server, browser, tmp_path, content
     # Thumbnails appear once the browser has decoded each picture (asynchronous): wait for them, then count.
     sync_api.expect(page.locator("#content-thumbs img")).to_have_count(1, timeout=10_000)
     sync_api.expect(page.locator("#style-thumbs img")).to_have_count(1, timeout=10_000)
+    assert page.inner_text("#content-chosen") == "chelsea.png"
+    assert page.inner_text("#style-chosen") == "starry_night.jpg"
+    assert "No file chosen" not in page.inner_text("body")
     page.select_option("#opt-method", "fast")
     page.fill("#opt-size", "256")
     page.wait_for_function("document.getElementById('estimate').textContent.includes('peak memory')")
@@ -106,7 +112,12 @@ def test_upload_start_preview_result_download(server, browser, tmp_path, content
             break
     assert page.evaluate("document.activeElement.id") == "start", "Start cannot be reached with Tab"
     page.keyboard.press("Enter")
+    # Start is disabled at once: the focus moves to the job's status, then to Cancel, never to the page itself.
+    page.wait_for_function("document.activeElement !== document.body && document.activeElement.id !== 'start'")
+    assert page.evaluate("document.activeElement.id") in ("status", "cancel", "download")
     page.wait_for_function("document.getElementById('status').textContent.startsWith('Done')", timeout=90_000)
+    assert page.evaluate("document.activeElement.tagName") != "BODY"
+    assert page.inner_text("#estimate").startswith("Took ")  # the time it took replaces the estimate
     page.wait_for_function("document.getElementById('preview').naturalWidth > 0")
     assert page.locator("#preview").is_visible() and page.locator("#content-view").is_visible()
     first_preview_ms = page.evaluate("window.impastoTimings.firstPreview")
@@ -128,25 +139,50 @@ def test_upload_start_preview_result_download(server, browser, tmp_path, content
     print(f"\nfirst preview on screen {first_preview_ms:.0f} ms after Start (fast, 256 px)")
 
 
+def _png_base64(size: tuple[int, int] = (24, 16)) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 120, 40)).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
 @pytest.mark.slow
-def test_a_bad_file_is_explained_inline_and_the_page_fits_a_phone(server, browser, tmp_path, content_path):
+def test_a_bad_file_is_refused_when_chosen_and_the_options_fit_a_phone(server, browser, tmp_path, content_path):
     bad = tmp_path / "notes.png"
     bad.write_text("these are my notes, not a picture")
-    page = browser.new_page(viewport={"width": 390, "height": 844})  # under the page's own CSP
+    page = browser.new_page(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)  # the page's CSP
     blocked = []
     page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
     page.goto(server + "/")
     page.wait_for_selector("body[data-ready='1']", timeout=30_000)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling on a phone
-    page.set_input_files("#content-file", str(content_path))
-    page.set_input_files("#style-file", str(bad))
-    page.select_option("#opt-method", "fast")
-    page.click("#start")
+    assert not page.locator("text=drop it here").is_visible()  # nothing is dropped on a touch screen
+    page.set_input_files("#style-file", str(bad))  # refused at once, before any Start, in plain words
     error = page.locator("#error")
-    error.wait_for(state="visible", timeout=30_000)
-    deadline = time.time() + 30
-    while "not an image" not in error.inner_text() and time.time() < deadline:
-        time.sleep(0.1)
-    assert error.inner_text() == "not an image file (or a format Pillow cannot read): notes.png"
+    error.wait_for(state="visible", timeout=10_000)
+    assert error.inner_text() == "notes.png is not a picture: choose a picture saved as PNG, JPEG, WebP or TIFF."
+    assert page.inner_text("#style-chosen") == "No painting yet" and page.is_disabled("#start")
+    page.set_input_files("#content-file", str(content_path))
+    # A picture dropped on the paintings' zone is taken and named like a chosen one.
+    page.evaluate("""(b64) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+        const drop = new DragEvent("drop", { dataTransfer: data, bubbles: true });
+        document.getElementById("style-drop").dispatchEvent(drop);
+    }""", _png_base64())  # fmt: skip
+    sync_api.expect(page.locator("#style-chosen")).to_have_text("dropped.png", timeout=10_000)
+    assert page.locator("#error").is_hidden() and page.is_enabled("#start")
+    assert "No file chosen" not in page.inner_text("body")
+    # More options: people's labels, only for the chosen method, within the screen.
+    page.click("#more summary")
+    memory = page.locator("label[for='opt-lbfgs_history']")
+    assert memory.inner_text() == "L-BFGS memory" and memory.is_visible()
+    assert "lbfgs history" not in page.inner_text("#more-options").lower()
+    page.select_option("#opt-method", "fast")
+    assert not memory.is_visible() and page.locator("label[for='opt-tile']").is_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for legend in page.locator("#more-options legend").all():
+        if legend.is_visible():
+            box = legend.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 390
     assert blocked == []  # the page needs nothing its Content-Security-Policy forbids

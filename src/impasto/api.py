@@ -25,6 +25,7 @@ from .core.device import pick_device
 from .core.progress import Callback
 from .core.regions import match_regions
 from .core.sizes import resize_tensor
+from .core.speed import process_age
 from .errors import InputError, OutputError
 from .io import builtin
 from .io.atomic import write_bytes
@@ -103,6 +104,12 @@ def plan_sizes(content: tuple[int, int], styles: Sequence[tuple[int, int]], opti
         if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
             raise InputError(f"image sizes must be positive whole numbers, got {w}x{h}")
     return estimate.plan(options, content, list(styles))
+
+
+def startup_seconds() -> float:
+    """Seconds since this process started: what starting the program (Python, torch, impasto) took so far,
+    which a run started the same way waits for again (``--dry-run`` counts it in the estimate)."""
+    return process_age()
 
 
 def catalog() -> dict[str, Any]:

@@ -34,9 +34,12 @@ encoder, ``--resume``), so the output has exactly the input's frames.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import itertools
+import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -78,6 +81,40 @@ def ray_module() -> Any:
     return ray
 
 
+def quiet_ray(verbose: bool = False) -> None:
+    """Keep Ray's Python notices (such as the one on token authentication) off the terminal: its loggers at
+    errors only (before ``ray.init``); ``verbose`` leaves Ray as it is."""
+    if not verbose:
+        logging.getLogger("ray").setLevel(logging.ERROR)
+
+
+#: A line of Ray's C++ log (``[2026-01-31 12:00:00,123 E 123 123] core_worker.cc:1: ...``).
+RAY_LOG_LINE = re.compile(rb"^\[\d{4}-\d\d-\d\d [\d:,.]+ [DIWEF] \d+ \d+\] ")
+
+
+@contextlib.contextmanager
+def without_ray_log_lines(active: bool = True) -> Iterator[None]:
+    """Leave out of this process's stderr the lines Ray's C++ core writes there meanwhile (its log level cannot
+    be lowered without a line of its own saying so); everything else written to stderr passes, after the block."""
+    if not active:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().splitlines(keepends=True) if not RAY_LOG_LINE.match(line)]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
 def parse_address(spec: str) -> str | None:
     """``ray`` -> None (start a local instance), ``ray:auto`` -> ``auto``, ``ray://HOST:PORT`` -> itself."""
     if spec == "ray":
@@ -92,16 +129,22 @@ def parse_address(spec: str) -> str | None:
 class Cluster:
     """A connection to a Ray cluster (``spec`` as :func:`parse_address` reads it) and the number of actors to
     run: ``actors``, or one per CPU of the cluster. Reuses a Ray connection already made in this process
-    (tests) and only shuts down what it started. A context manager."""
+    (tests) and only shuts down what it started. A context manager.
 
-    def __init__(self, spec: str = "ray", actors: int | None = None) -> None:
+    Ray's own messages (its notices, its C++ log lines, the workers' output) are kept off the terminal unless
+    ``verbose``."""
+
+    def __init__(self, spec: str = "ray", actors: int | None = None, verbose: bool = False) -> None:
         address = parse_address(spec)
         if actors is not None and actors < 1:
             raise InputError(f"--cluster-actors must be at least 1, got {actors}")
         ray = ray_module()
-        self.ray, self.spec, self.started = ray, spec, False
+        self.ray, self.spec, self.started, self.verbose = ray, spec, False, verbose
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+            quiet_ray(verbose)
+            kwargs: dict[str, Any] = {"log_to_driver": verbose, "configure_logging": verbose}
+            if verbose:
+                kwargs["logging_level"] = logging.INFO
             if address is None:
                 kwargs.update(include_dashboard=False, _temp_dir=TEMP_DIR)
             try:
@@ -140,7 +183,10 @@ class Cluster:
         remote = self.ray.remote(num_cpus=1, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)(Host)
         boxed = [self.ray.put(args)]  # in a list: Ray hands the reference itself to the actor, which gets it
         self._kept.append(boxed)  # ... and the driver keeps it alive for a restart
-        return [remote.remote(cls, boxed) for _ in range(count)]
+        # Ray's core logs an error on each such actor (arguments in the object store, restarts allowed), which
+        # the reference kept above makes moot: not shown unless verbose.
+        with without_ray_log_lines(not self.verbose):
+            return [remote.remote(cls, boxed) for _ in range(count)]
 
     def kill(self, actors: Sequence[Any]) -> None:
         for a in actors:

@@ -25,9 +25,13 @@ non-zeros per pixel, one per scale) is its term's ``bytes_per_pixel``; building 
 :data:`PHOTO_BUILD_SECONDS_PER_PIXEL` once per scale, applying it :data:`PHOTO_STEP_SECONDS_PER_PIXEL` per
 step. The fast photorealistic method is the fast method plus the smoothing's
 :data:`SMOOTH_BYTES_PER_PIXEL` and :data:`SMOOTH_SECONDS_PER_PIXEL`.
-Time: loss evaluations x pixels x FLOPs per pixel (from the conv layers to the deepest in use) /
-throughput measured on this project's reference machine (:data:`THROUGHPUT`), per device and precision.
-The constants were calibrated against peak RSS at 512, 1024 and 2048 px (``benchmarks/bench_estimate.py``).
+Time: loss evaluations x pixels x FLOPs per pixel (from the conv layers to the deepest in use) / this
+machine's FLOP/s, measured on it (:func:`impasto.core.speed.measured_rate`: VGG-19's first layers timed once,
+cached), times what runs of the method observed here took over that prediction
+(:func:`impasto.core.speed.correction`; :data:`FIRST_RUN_FACTOR` before any), plus loading the networks (as
+observed here; :data:`DEFAULT_LOAD_SECONDS` before). The result is a range (:attr:`impasto.plan.Plan.spread`),
+wide until a run of the method was observed. :data:`THROUGHPUT` stands in where the measurement fails.
+The memory constants were calibrated against peak RSS at 512, 1024 and 2048 px (``benchmarks/bench_estimate.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from pathlib import Path
 
 import torch
 
+from .core import speed
 from .core.device import pick_device, precision_name
 from .core.schedule import split_steps
 from .core.sizes import fit_size
@@ -82,8 +87,9 @@ FAST_FIXED_BYTES = 130 * MB
 #: full-resolution layers; calibrated with ``benchmarks/bench_model.py --memory``), and its fixed memory.
 MODEL_BYTES_PER_PIXEL_PER_WIDTH = 14
 MODEL_FIXED_BYTES = 60 * MB
-#: Sustained FLOP/s of VGG-19 forward + backward, by (device type, precision); the CPU figures were
-#: measured on the reference machine (2 cores, AVX-512 with bf16), the others are conservative guesses.
+#: Sustained FLOP/s of VGG-19 forward + backward, by (device type, precision), used only where this machine's
+#: speed cannot be measured: the CPU figures were measured on a 2-core AVX-512 machine with bf16, the others
+#: are conservative guesses.
 THROUGHPUT = {
     ("cpu", "bf16"): 2.9e11,
     ("cpu", "fp32"): 1.6e11,
@@ -106,6 +112,13 @@ PHOTO_STEP_SECONDS_PER_PIXEL = 1.0e-7
 #: seconds per pixel (exact: ~280 conjugate-gradient iterations at 803x538, more on larger pictures; rough).
 SMOOTH_BYTES_PER_PIXEL = {"exact": 450, "guided": 450, "none": 0}
 SMOOTH_SECONDS_PER_PIXEL = {"exact": 3e-6, "guided": 3e-7, "none": 0.0}
+#: A method's run time over what the measured rate alone predicts, before any run of it was observed on this
+#: machine (measured 0.74 for gatys, 0.88 for fast and photo-fast at 256 px on a 2-core AVX2 CPU: the small
+#: measured image runs the convolutions less efficiently than a picture; the range covers the rest).
+FIRST_RUN_FACTOR = {"gatys": 1.0, "photo": 1.0, "fast": 1.0, "photo-fast": 1.0, "model": 1.0}
+#: Seconds loading a method's networks takes before it was observed on this machine (VGG-19 and the decoder
+#: read from disk; measured 1.3-1.6 s with the files in the page cache, more from a cold disk).
+DEFAULT_LOAD_SECONDS = 3.0
 #: Backward pass cost relative to the forward pass (input gradients only: the weights are fixed).
 BACKWARD_RATIO = 1.0
 #: Tile sides tried, largest first, when tiles are chosen automatically (larger tiles gain little speed).
@@ -237,10 +250,19 @@ def gatys_peak_bytes(
     return int(fixed + max(work, style_fwd) + picture * 12 * PICTURE_COPIES + style_pixels * 12)
 
 
+def flops_rate(device: str, precision: str) -> float:
+    """FLOP/s of VGG-19's passes on ``device`` in ``precision``: measured on this machine (cached), else
+    :data:`THROUGHPUT`."""
+    try:
+        return speed.measured_rate(device, precision)
+    except Exception:  # noqa: BLE001 - a device that cannot run the measurement: the table's figure
+        return THROUGHPUT.get((device.split(":")[0], precision), 1e11)
+
+
 def gatys_seconds(options: Options, pixels: float, steps: int, device: str, precision: str) -> float:
     """Seconds of ``steps`` loss evaluations over ``pixels`` pixels (plus the targets' forward passes)."""
     layers = [*options.content_layers, *options.style_layers]
-    rate = THROUGHPUT.get((device.split(":")[0], precision), 1e11)
+    rate = flops_rate(device, precision)
     per_step = pixels * flops_per_pixel(layers) * (1 + BACKWARD_RATIO) / rate
     if options.photo_weight > 0:  # the matting Laplacian: built once, applied at every step
         per_step += pixels * PHOTO_STEP_SECONDS_PER_PIXEL
@@ -258,7 +280,7 @@ def fast_peak_bytes(area: int, picture: int, style_pixels: int, precision: str =
 
 def fast_seconds(pixels: float, device: str, precision: str) -> float:
     """Seconds of one encoder + decoder pass over ``pixels`` pixels."""
-    rate = THROUGHPUT.get((device.split(":")[0], precision), 1e11)
+    rate = flops_rate(device, precision)
     encoder = flops_per_pixel(["relu4_1"])
     return pixels * 2.2 * encoder / rate  # the decoder costs about 1.2 encoders
 
@@ -288,7 +310,7 @@ def model_peak_bytes(area: int, picture: int, width: int) -> int:
 
 def model_seconds(pixels: float, width: int, device: str, precision: str) -> float:
     """Seconds of one pass of a trained network of ``width`` over ``pixels`` pixels (fp32: it runs in fp32)."""
-    rate = THROUGHPUT.get((device.split(":")[0], "fp32"), 1e11)
+    rate = flops_rate(device, "fp32")
     return pixels * transformer_flops_per_pixel(width) / rate
 
 
@@ -385,7 +407,14 @@ def plan(
         scales.append(sp)
     if options.method == "model":
         precision = "fp32"  # trained networks run in fp32
-    return Plan(options.method, dev, precision, scales, available, iterative=METHODS[options.method].iterative)
+    observed = speed.correction(options.method, dev, precision)
+    factor = observed if observed is not None else FIRST_RUN_FACTOR.get(options.method, 3.0)
+    for sp in scales:
+        sp.seconds *= factor
+    load = speed.load_seconds(options.method, dev)
+    return Plan(options.method, dev, precision, scales, available, iterative=METHODS[options.method].iterative,
+                load_seconds=DEFAULT_LOAD_SECONDS if load is None else load, factor=factor,
+                spread=speed.RANGE_OBSERVED if observed is not None else speed.RANGE_MEASURED)  # fmt: skip
 
 
 #: The coarsest scale :func:`coarse_to_fine_hint` suggests.

@@ -112,6 +112,83 @@ class Options:
 NO_LAYERS = ("--content-layers and --style-layers are both empty: give layers for at least one of them "
              "(an empty list leaves that loss out)")  # fmt: skip
 
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """How a front end presents an option: a label and a one-sentence hint for people (no flag names), the group
+    it belongs to, and the methods it applies to (None: every method)."""
+
+    label: str
+    group: str
+    methods: tuple[str, ...] | None = None
+    hint: str = ""
+
+
+#: The optimization methods (options of the loss, the optimizer and the scales apply to them only).
+OPTIMIZING = ("gatys", "photo")
+#: Groups of :data:`FIELD_INFO`, in the order a front end shows them.
+_BALANCE, _NETWORK = "Photo and painting balance", "Network and precision"
+GROUPS = ("Basics", "Style", "Photorealistic", _BALANCE, "Optimization", "Large pictures", _NETWORK)
+#: Presentation of every option a front end may offer (the web page renders from it, via ``GET /api/options``).
+FIELD_INFO: dict[str, FieldInfo] = {
+    "method": FieldInfo("Method", "Basics", hint="How the picture is painted: optimization (best, slowest), a "
+                        "fast network, a trained model, or a photorealistic variant."),
+    "preset": FieldInfo("Preset", "Basics", OPTIMIZING, "A starting set of settings; anything you change "
+                        "overrides it."),
+    "size": FieldInfo("Size (px, longest side)", "Basics", hint="Longest side of the result in pixels."),
+    "steps": FieldInfo("Steps", "Basics", OPTIMIZING, "More steps refine the picture further and take longer."),
+    "strength": FieldInfo("Style strength", "Basics", hint="0 keeps the photo, 1 is the full style."),
+    "preserve_color": FieldInfo("Keep the photo's colours", "Basics", hint="Paint the forms of the style in the "
+                                "photo's own colours."),
+    "style_scale": FieldInfo("Painting scale", "Style", ("gatys", "fast", "photo", "photo-fast"),
+                             "Size of the painting's brush strokes relative to the result (1: same size)."),
+    "style_blend": FieldInfo("Blend of the paintings", "Style", ("gatys", "fast"),
+                             "How much of each painting goes into the mix."),
+    "start_size": FieldInfo("Start at size (px)", "Large pictures", OPTIMIZING,
+                            "Paint small first, then refine at larger sizes up to the result's (faster)."),
+    "scale_factor": FieldInfo("Size ratio between rounds", "Large pictures", OPTIMIZING,
+                              "With a start size: how much larger each round is (2: twice)."),
+    "scale_steps": FieldInfo("Steps per round", "Large pictures", OPTIMIZING,
+                             "With a start size: steps of each round, smallest first, e.g. 200,100."),
+    "tile": FieldInfo("Tile size (px)", "Large pictures", ("gatys", "fast", "model"),
+                      "Work in tiles this large to save memory (0: never; empty: only when needed)."),
+    "tile_overlap": FieldInfo("Tile overlap (px)", "Large pictures", ("gatys", "fast", "model"),
+                              "Pixels neighbouring tiles share, to hide the seams."),
+    "tile_passes": FieldInfo("Tile passes", "Large pictures", ("gatys", "fast", "model"),
+                             "Passes over the tiles, the grid moved between them."),
+    "content_layers": FieldInfo("Content layers", _BALANCE, OPTIMIZING,
+                                "The network's layers that keep the photo's forms, e.g. relu4_2."),
+    "style_layers": FieldInfo("Style layers", _BALANCE, OPTIMIZING,
+                              "The network's layers whose textures are copied from the painting."),
+    "style_layer_weights": FieldInfo("Style layer weights", _BALANCE, OPTIMIZING,
+                                     "One weight per style layer, e.g. 1,1,1,1,1."),
+    "content_weight": FieldInfo("Photo weight", _BALANCE, OPTIMIZING, "How closely the photo's forms are kept."),
+    "style_weight": FieldInfo("Painting weight", _BALANCE, OPTIMIZING, "How strongly the painting's textures "
+                              "are copied."),
+    "tv_weight": FieldInfo("Smoothness", _BALANCE, OPTIMIZING, "Smooths out fine noise; 0 is off."),
+    "gram_norm": FieldInfo("Texture statistics scaling", _BALANCE, OPTIMIZING,
+                           "How the texture statistics are normalized (leave as is unless comparing papers)."),
+    "init": FieldInfo("Start from", "Optimization", OPTIMIZING, "The picture the painting starts from: the "
+                      "photo, noise, the painting, or the photo in the painting's colours."),
+    "optimizer": FieldInfo("Optimizer", "Optimization", OPTIMIZING,
+                           "L-BFGS (default) converges in fewer steps; Adam takes a learning rate."),
+    "lr": FieldInfo("Learning rate (Adam)", "Optimization", OPTIMIZING, "Adam's step size."),
+    "lbfgs_history": FieldInfo("L-BFGS memory", "Optimization", OPTIMIZING,
+                               "Past steps L-BFGS remembers; more uses more memory."),
+    "seed": FieldInfo("Random seed", "Optimization", OPTIMIZING, "Changes the noise a run starts from."),
+    "photo_weight": FieldInfo("Photorealism", "Photorealistic", ("photo",),
+                              "How strongly edges and textures of the photo are kept sharp and real."),
+    "smooth": FieldInfo("Smoothing", "Photorealistic", ("photo-fast",),
+                        "Cleans the result along the photo's edges: fast approximation, exact, or none."),
+    "transform": FieldInfo("Feature transform", "Photorealistic", ("photo-fast",),
+                           "How the painting's colours and textures are matched."),
+    "pooling": FieldInfo("Pooling", _NETWORK, OPTIMIZING, "Average pooling gives softer, flowing strokes."),
+    "padding": FieldInfo("Border padding", _NETWORK, OPTIMIZING, "Reflect avoids dark borders at the edges."),
+    "precision": FieldInfo("Number precision", _NETWORK, hint="Lower precision is faster where the processor "
+                           "supports it; auto picks."),
+}
+
+
 #: The named start images of ``init`` (anything else is an image file).
 INIT_KINDS = ("content", "noise", "style", "colors")
 

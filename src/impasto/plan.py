@@ -40,6 +40,10 @@ class Plan:
     scales: list[ScalePlan]
     available_bytes: int
     iterative: bool = True  # optimizes over steps (False: one feed-forward pass)
+    load_seconds: float = 0.0  # loading the method's networks before the first step
+    startup_seconds: float = 0.0  # before that: starting the program (set by a front end that knows it)
+    factor: float = 1.0  # what the scales' seconds were scaled by from the measured rate (runs observed here)
+    spread: tuple[float, float] = (1.0, 1.0)  # the likely range of the time, as factors of the estimate
 
     @property
     def peak_bytes(self) -> int:
@@ -48,6 +52,22 @@ class Plan:
     @property
     def seconds(self) -> float:
         return sum(s.seconds for s in self.scales)
+
+    @property
+    def total_seconds(self) -> float:
+        """The whole wait: start-up, loading the networks and the run."""
+        return self.startup_seconds + self.load_seconds + self.seconds
+
+    @property
+    def seconds_range(self) -> tuple[float, float]:
+        """(shortest, longest) likely total time in seconds."""
+        lo, hi = self.spread
+        return self.total_seconds * lo, self.total_seconds * hi
+
+    @property
+    def time_text(self) -> str:
+        """The total time as a range: ``20-50 s``, ``1-3 min``."""
+        return fmt_range(*self.seconds_range)
 
     @property
     def budget_bytes(self) -> int:
@@ -69,9 +89,14 @@ class Plan:
             steps = f"{s.steps:>5} steps" if self.iterative else "one pass"
             lines.append(f"  {s.hw[1]:>5}x{s.hw[0]:<5} {steps}, {where:<24} peak {fmt_bytes(s.peak_bytes):>9}, "
                          f"~{fmt_seconds(s.seconds)}")  # fmt: skip
+        before = [f"{what} ~{fmt_seconds(max(t, 1.0))}" for what, t in (("start-up", self.startup_seconds),
+                  ("loading the networks", self.load_seconds)) if t > 0]  # fmt: skip
+        if before:
+            lines.append(f"  before the first step: {', '.join(before)}")
         verdict = "fits" if self.fits else "does NOT fit"
         lines.append(f"estimated peak memory {fmt_bytes(self.peak_bytes)} of {fmt_bytes(self.available_bytes)} "
-                     f"available ({verdict}); estimated time {fmt_seconds(self.seconds)}")  # fmt: skip
+                     f"available ({verdict}); estimated time {self.time_text} in all, from this machine's "
+                     "measured speed")  # fmt: skip
         return "\n".join(lines)
 
 
@@ -85,6 +110,26 @@ def fmt_seconds(s: float) -> str:
     if s < 90:
         return f"{s:.0f} s"
     return f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
+
+
+def _in_unit(s: float, unit: str) -> str:
+    div = {"s": 1.0, "min": 60.0, "h": 3600.0}[unit]
+    return f"{s / div:.1f}".rstrip("0").rstrip(".") if unit == "h" else str(max(1, round(s / div)))
+
+
+def _unit_of(s: float) -> str:
+    return "s" if s < 90 else "min" if s < 5400 else "h"
+
+
+def fmt_range(lo: float, hi: float) -> str:
+    """A time range: ``5\u201315 s``, ``1\u20133 min``, ``40 s\u20132 min`` (each end in its own unit when they
+    differ), ``1.5\u20133 h``; ``about 3 s`` when both ends read the same; never below 1 s."""
+    lo, hi = max(lo, 1.0), max(hi, 1.0)
+    unit_lo, unit_hi = _unit_of(lo), _unit_of(hi)
+    a, b = _in_unit(lo, unit_lo), _in_unit(hi, unit_hi)
+    if unit_lo != unit_hi:
+        return f"{a} {unit_lo}\u2013{b} {unit_hi}"
+    return f"about {b} {unit_hi}" if a == b else f"{a}\u2013{b} {unit_hi}"
 
 
 def check(p: Plan) -> Plan:

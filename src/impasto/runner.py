@@ -14,12 +14,14 @@ and called on tensors with the :class:`~impasto.plan.Plan` made for them (:meth:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import torch
 
 from . import estimate, methods
-from .core import color
+from .core import color, speed
+from .core.device import pick_device
 from .core.progress import Callback
 from .core.regions import composite
 from .errors import InputError, NonFiniteLossError, StylizeInterrupted
@@ -63,7 +65,10 @@ class Runner:
     def __init__(self, options: Options, device: torch.device | None = None) -> None:
         self.options = options
         self.device = device
+        t = time.perf_counter()
         self.method = methods.create(options, device)
+        where = str(device) if device is not None else str(pick_device(options.device))
+        speed.observe_load(options.method, where, time.perf_counter() - t)  # later estimates count it
 
     @property
     def history(self) -> list[dict[str, float]]:
@@ -132,7 +137,11 @@ class Runner:
             inputs = Inputs(net_content, net_styles, masks, start, start_step, temporal=temporal)
             if regions is not None:
                 inputs.regions, inputs.style_regions = regions
+            t = time.perf_counter()
             out = self.method.run(inputs, plan, callback)
+            if start is None and temporal is None:  # a whole run, as planned: later estimates follow it
+                speed.observe(o.method, plan.device, plan.precision, plan.seconds / plan.factor,
+                              time.perf_counter() - t)  # fmt: skip
         except (StylizeInterrupted, NonFiniteLossError) as stop:
             raise stop.with_image(finish(stop.image, content, o.preserve_color, masks)) from None
         return finish(out, content, o.preserve_color, masks)

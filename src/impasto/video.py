@@ -67,7 +67,7 @@ from .io.video import (
     open_source,
 )
 from .options import Options, make_options, validate
-from .plan import Plan, fmt_seconds
+from .plan import Plan, fmt_range
 from .runner import Runner
 from .version import __version__
 
@@ -440,7 +440,9 @@ class VideoJob:
         """The per-frame plan and the whole video's estimate (``--dry-run``)."""
         n = self.total
         frames = f"{n} frames" if n else "frames: unknown count"
-        total = f", about {fmt_seconds(self.plan.seconds * n)} in all" if n else ""
+        lo, hi = self.plan.spread
+        whole = self.plan.load_seconds + self.plan.seconds * n
+        total = f", {fmt_range(whole * lo, whole * hi)} in all" if n else ""
         return f"{self.plan.describe()}\nper frame; {frames}{total}"
 
     def stylizer(self) -> FrameStylizer:

@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"impasto: exporting {info}", file=sys.stderr)
     api.export_onnx(model, output, args.opset)
     if not args.no_check:
+        if not args.quiet:
+            print("impasto: checking the ONNX file against PyTorch...", file=sys.stderr)
         diff = api.check_onnx(model, output)
         if diff is not None and not args.quiet:
             print(f"impasto: onnxruntime matches PyTorch within {diff:.1e} on a 67x93 picture", file=sys.stderr)

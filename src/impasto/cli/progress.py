@@ -59,6 +59,19 @@ def stop_code() -> int:
     return 143 if _terminated else 130
 
 
+def interactive() -> bool:
+    """Whether someone watches stderr (a terminal): status lines are for them; a script reading stderr gets the
+    bars, the results and the one-line errors only."""
+    return sys.stderr.isatty()
+
+
+def status(text: str, quiet: bool = False) -> None:
+    """One line saying what the command is doing, before work that shows no bar (loading networks, reading a
+    video), on a terminal; nothing when ``quiet``."""
+    if not quiet and interactive():
+        print(f"impasto: {text}", file=sys.stderr, flush=True)
+
+
 class Progress:
     """tqdm bar with step, each loss term and ETA; also writes ``--save-every`` snapshots.
 
@@ -91,10 +104,11 @@ class Progress:
 
 
 class ScalarBar:
-    """A tqdm bar counting ``unit``s, driven by ``(done, total)`` calls (batch mode)."""
+    """A tqdm bar counting ``unit``s out of ``total`` (shown from the start), driven by ``(done, total)`` calls
+    (batch mode)."""
 
-    def __init__(self, unit: str) -> None:
-        self.bar = tqdm(unit=unit, dynamic_ncols=True, file=sys.stderr)
+    def __init__(self, unit: str, total: int | None = None) -> None:
+        self.bar = tqdm(total=total, unit=unit, dynamic_ncols=True, file=sys.stderr)
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar.total != total:

@@ -20,6 +20,7 @@ from ..errors import InputError
 from ..web.config import ENV_VAR, ServerConfig, is_loopback
 from ..web.jobs import JobStore, data_lock
 from . import stylize as stylize_cli
+from .progress import status
 from .stylize import Parser
 
 DEFAULT_DATA = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "impasto" / "serve"
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-hours", type=float, default=168, help="finished jobs are deleted after this (1 week)")
     p.add_argument("--max-disk-mb", type=float, default=2048, help="the oldest finished jobs are deleted beyond this")
     g = stylize_cli.add_cluster_args(p, "the workers (actors pulling jobs from the same queue; --data at the same "
-                                     "path on every node)", io=False)  # fmt: skip
+                                     "path on every node)", io=False, verbose=False)  # fmt: skip
     g.description += "; --workers and --threads do not apply"
     return p
 
@@ -103,6 +104,7 @@ def _serve(config: ServerConfig, uvicorn: Any) -> int:
     settings = uvicorn.Config("impasto.web.app:app_from_environment", factory=True, host=config.host,
                               port=config.port, log_level="warning", timeout_graceful_shutdown=5)  # fmt: skip
     server = uvicorn.Server(settings)
+    status("starting the web app (each worker loads its networks first)...")
     original = server.startup
 
     async def startup(sockets=None) -> None:  # noqa: ANN001 - print the URL once the port is bound

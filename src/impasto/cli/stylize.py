@@ -22,7 +22,7 @@ from ..io.plot import plot_run
 from ..options import INIT_KINDS, PRESETS, Options, make_options
 from ..plan import check, fmt_bytes, fmt_seconds
 from ..version import __version__
-from .progress import Progress, ScalarBar, stop_code, stop_word
+from .progress import Progress, ScalarBar, status, stop_code, stop_word
 
 #: Runs estimated to take longer than this announce their estimate first.
 LONG_RUN_SECONDS = 600
@@ -31,7 +31,12 @@ LONG_RUN_SECONDS = 600
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors."""
 
+    #: Said after a "required" error: what the command looks like (the top-level parser names the commands).
+    missing_hint = ""
+
     def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        if self.missing_hint and "required" in message:
+            message = f"{message}; {self.missing_hint}"
         self.exit(2, f"impasto: error: {message} (see impasto --help)\n")
 
 
@@ -149,15 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_cluster_args(p: argparse.ArgumentParser, what: str = "batch mode", io: bool = True
+def add_cluster_args(p: argparse.ArgumentParser, what: str = "batch mode", io: bool = True, verbose: bool = True
                      ) -> argparse._ArgumentGroup:  # fmt: skip
-    """``--cluster``, ``--cluster-actors`` and (``io``) ``--cluster-io`` (README "Scale-out on Ray")."""
+    """``--cluster``, ``--cluster-actors``, (``verbose``) ``--cluster-verbose`` and (``io``) ``--cluster-io``
+    (README "Scale-out on Ray")."""
     g = p.add_argument_group("cluster", f"{what} on a Ray cluster (needs pip install 'impasto[cluster]')")
     g.add_argument("--cluster", metavar="RAY", help="ray: a local Ray instance on this machine's cores; "
                    "ray:auto: the cluster this machine is a node of (ray start); ray://HOST:10001: a remote one "
                    "(Ray Client)")  # fmt: skip
     g.add_argument("--cluster-actors", type=int, metavar="N", help="workers (one CPU and one torch thread each; "
                    "default: one per CPU of the cluster)")  # fmt: skip
+    if verbose:
+        g.add_argument("--cluster-verbose", action="store_true", help="show Ray's own notices and log lines "
+                       "(hidden by default), and the workers' output")  # fmt: skip
     if not io:
         return g
     g.add_argument("--cluster-io", choices=list(cluster.IO_MODES), default="store", help="store (default): the "
@@ -267,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
         api.model_info(opts.model)  # a bad model file fails here, in one line, before any heavy work
     # Memory and time before any heavy work: refuse what cannot fit, print the plan on --dry-run.
     plan = api.plan(content_im, style_ims, opts)
+    plan.startup_seconds = api.startup_seconds()  # the wait so far; a --dry-run's run waits as long to start
     long_run = plan.seconds > LONG_RUN_SECONDS
     hint = api.coarse_to_fine_hint(plan, content_im, style_ims, opts) if long_run else None
     if args.dry_run:
@@ -274,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
         return 0 if plan.fits else _refuse(plan)
     check(plan)  # refuse what cannot fit before announcing it
     if long_run and not args.quiet:  # say so before a long run, not after
-        print(f"impasto: estimated {fmt_seconds(plan.seconds)} and {fmt_bytes(plan.peak_bytes)} on this machine "
+        print(f"impasto: estimated {plan.time_text} and {fmt_bytes(plan.peak_bytes)} on this machine "
               "(--dry-run shows the plan); Ctrl-C keeps the best image so far", file=sys.stderr)  # fmt: skip
         if hint:
             print(f"impasto: {hint}", file=sys.stderr)
@@ -284,9 +294,14 @@ def run(args: argparse.Namespace) -> int:
     meta = api.metadata(opts, args.content, args.styles)
     if args.resume:
         meta["resumed"] = {"from": Path(args.resume).name, "step": prepared.start_step}
+    h, w = plan.scales[-1].hw
+    estimated = "" if long_run else f": estimated {plan.time_text} in all on this machine"
+    status(f"{opts.method}, {w}x{h}{estimated}; loading the networks...", args.quiet)
+    runner = api.Runner(opts)
+    if not plan.iterative:
+        status("stylizing (one pass)...", args.quiet)
     progress = Progress(sum(s.steps for s in plan.scales), args.quiet or not plan.iterative, args.save_every,
                         lambda step: sibling(output, f"step{step:05d}"), meta)  # fmt: skip
-    runner = api.Runner(opts)
     try:
         result = api.run(prepared, progress, runner)
     except StylizeInterrupted as stop:
@@ -310,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         plot_run(args.plot, content_im.convert("RGB"), [s.convert("RGB") for s in style_ims], image, runner.history)
     if not args.quiet:
-        print(f"impasto: wrote {output}", file=sys.stderr)
+        print(f"impasto: wrote {output} (took {fmt_seconds(api.startup_seconds())} in all)", file=sys.stderr)
     return 0
 
 
@@ -362,7 +377,10 @@ def run_batch(args: argparse.Namespace, opts: Options) -> int:
     contents, styles, outdir, fmt = check_batch_args(args, opts)
     connection = None
     if args.cluster:  # Ray missing or the cluster unreachable: one line, before the progress bar
-        connection = cluster.Cluster(args.cluster, args.cluster_actors)
+        cluster.parse_address(args.cluster)
+        cluster.ray_module()  # not installed: one line saying how, and nothing else
+        status(f"connecting to Ray ({args.cluster})...", args.quiet)
+        connection = cluster.Cluster(args.cluster, args.cluster_actors, args.cluster_verbose)
     try:
         return _run_batch(args, opts, contents, styles, outdir, fmt, connection)
     finally:
@@ -373,7 +391,10 @@ def run_batch(args: argparse.Namespace, opts: Options) -> int:
 def _run_batch(args: argparse.Namespace, opts: Options, contents: list[Path], styles: list[Path], outdir: Path,
                fmt: str, connection: cluster.Cluster | None) -> int:  # fmt: skip
     outdir.mkdir(exist_ok=True)
-    bar = None if args.quiet else ScalarBar("image")
+    where = "starting the cluster's workers" if connection is not None else "loading the networks"
+    per_content = 1 if opts.model or opts.style_blend is not None else len(styles)
+    status(f"{len(contents) * per_content} image(s) to make: {where}...", args.quiet)
+    bar = None if args.quiet else ScalarBar("image", len(contents) * per_content)
     try:
         if connection is not None:
             result = cluster.run_batch(

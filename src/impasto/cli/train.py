@@ -20,6 +20,7 @@ from ..errors import InputError
 from ..io.images import open_image, output_format
 from ..io.plot import plot_run
 from ..version import __version__
+from .progress import status
 from .stylize import Parser, _layers
 
 
@@ -116,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--plot shows the last sample: it needs --sample-every above 0")
     options = {k: getattr(args, k) for k in _OPTIONS}
     bar = TrainBar(args.quiet)
+    status("loading the networks and the training images...", args.quiet)
     try:
         extra = {"checkpoint": args.checkpoint, "samples": args.samples, "history": args.history,
                  "max_minutes": args.minutes}  # fmt: skip

@@ -20,10 +20,10 @@ from ..core.progress import StepInfo
 from ..errors import InputError, NonFiniteLossError
 from ..io.models import model_stand_in
 from ..options import Options
-from ..plan import fmt_seconds
+from ..plan import fmt_range
 from ..version import __version__
 from . import stylize
-from .progress import signals_ignored, stop_code, stop_word
+from .progress import signals_ignored, status, stop_code, stop_word
 
 #: Groups of the still-image command whose options do not apply to a video (every other group's do, so a group
 #: added there is offered here too); the video command has its own cluster group.
@@ -165,7 +165,9 @@ def run(args: argparse.Namespace) -> int:
         cluster.ray_module()  # not installed: one line saying how, before any work
         if args.chunk_frames < 1 or args.chunk_overlap < 0:
             raise InputError("--chunk-frames must be at least 1 and --chunk-overlap at least 0")
-        connection = cluster.Cluster(args.cluster, args.cluster_actors)  # unreachable: one line, before the bar
+        status(f"connecting to Ray ({args.cluster})...", args.quiet)
+        # unreachable: one line, before the bar
+        connection = cluster.Cluster(args.cluster, args.cluster_actors, args.cluster_verbose)
         try:
             return _run(args, opts, settings, styles, connection)
         finally:
@@ -183,13 +185,16 @@ def _kept(stop: video.VideoStopped) -> str:
 
 def _run(args: argparse.Namespace, opts: Options, settings: video.VideoSettings, styles: list[str],
          connection: cluster.Cluster | None) -> int:  # fmt: skip
-    with video.VideoJob(args.input, styles, args.output, opts, settings) as job:
+    with video.VideoJob(args.input, styles, args.output, opts, settings) as job:  # bad input: one line
         if args.dry_run:
             print(job.describe())
             return 0
+        status(f"{job.total} frames: loading the networks..." if job.total else "loading the networks...", args.quiet)
         seconds = job.plan.seconds * (job.total or 0)
         if not args.quiet and seconds > stylize.LONG_RUN_SECONDS:
-            print(f"impasto: estimated {fmt_seconds(seconds)} for {job.total} frames (--dry-run shows the plan); "
+            lo, hi = job.plan.spread
+            print(f"impasto: estimated {fmt_range(seconds * lo, seconds * hi)} for {job.total} frames (--dry-run "
+                  "shows the plan); "
                   "Ctrl-C keeps a playable partial video and --resume continues", file=sys.stderr)  # fmt: skip
         if job.resume_from and not args.quiet:
             print(f"impasto: resuming after frame {job.resume_from}", file=sys.stderr)

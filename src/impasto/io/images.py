@@ -82,7 +82,7 @@ def _decode(source: Path | io.BytesIO, p: Path) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(f"image too large (decompression bomb guard): {p}") from None
     except UnidentifiedImageError:
-        raise InputError(f"not an image file (or a format Pillow cannot read): {p}") from None
+        raise InputError(f"not an image file, or not one impasto can read (use PNG, JPEG, WebP or TIFF): {p}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(
             f"cannot decode image {p}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"

@@ -181,6 +181,12 @@ def onnx_bytes(model: LoadedModel, opset: int = 18) -> bytes:
         )  # fmt: skip
     exporter_log.setLevel(level)
     proto = program.model_proto
+    # The output has the input's shape (the network crops what its upsampling adds); the exporter writes it as the
+    # arithmetic of the strides (Min(height, 4*(...))): named as the input's, it reads as it is.
+    for output in proto.graph.output:
+        for dim, name in zip(output.type.tensor_type.shape.dim, ("batch", None, "height", "width"), strict=False):
+            if name is not None:
+                dim.dim_param = name
     for key, value in (("impasto_model", json.dumps(model.metadata, sort_keys=True)),):
         prop = proto.metadata_props.add()
         prop.key, prop.value = key, value

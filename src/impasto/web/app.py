@@ -40,8 +40,8 @@ from .. import api
 from ..cli import stylize as cli_stylize
 from ..errors import ImpastoError, InputError
 from ..io.images import open_image
-from ..options import INIT_KINDS, Options
-from ..plan import check, fmt_bytes, fmt_seconds
+from ..options import FIELD_INFO, GROUPS, INIT_KINDS, FieldInfo, Options
+from ..plan import check, fmt_bytes
 from ..version import __version__
 from .config import LOOPBACK_NAMES, ServerConfig, is_loopback
 from .jobs import (
@@ -112,10 +112,13 @@ def _flag(action: Any) -> str:
 
 def option_fields() -> list[dict[str, Any]]:
     """Every option the web accepts, for the page's controls and the OpenAPI schema: name, flag, help, kind
-    (int, float, choice, list, text), choices, default and the command line's group."""
+    (int, float, choice, list, text), choices, default, the command line's group (``cli_group``) and, from
+    :data:`impasto.options.FIELD_INFO`, a ``label`` and ``hint`` for people, the page's ``group`` and the
+    ``methods`` it applies to (None: all); in :data:`impasto.options.GROUPS` order."""
     defaults = Options().to_dict()
     out = []
     for name, (action, group) in _option_actions().items():
+        info = FIELD_INFO.get(name) or FieldInfo(_flag(action).lstrip("-").replace("-", " ").capitalize(), "Other")
         if action.choices:
             kind = "choice"
         elif action.type in (int, float):
@@ -127,9 +130,12 @@ def option_fields() -> list[dict[str, Any]]:
         out.append({
             "name": name, "flag": _flag(action), "help": action.help or "", "kind": kind,
             "choices": list(action.choices) if action.choices else None,
-            "default": defaults.get(name, action.default), "group": group,
+            "default": defaults.get(name, action.default), "cli_group": group, "group": info.group,
+            "label": info.label, "hint": info.hint, "methods": list(info.methods) if info.methods else None,
         })  # fmt: skip
-    return out
+    order, names = {g: i for i, g in enumerate(GROUPS)}, list(FIELD_INFO)
+    return sorted(out, key=lambda f: (order.get(f["group"], len(order)),
+                                      names.index(f["name"]) if f["name"] in names else len(names)))  # fmt: skip
 
 
 def _raise_input_error(message: str) -> None:
@@ -239,11 +245,16 @@ def _header(path: Path) -> tuple[int, int, str | None]:
 
 
 def _estimate(plan: Any) -> dict[str, Any]:
+    """The estimate of a plan: ``seconds`` of the run itself, ``total_seconds`` with loading the networks, and
+    ``range`` (shortest, longest) of the whole wait from this machine's measured speed; ``text`` says it."""
+    lo, hi = plan.seconds_range
     return {
-        "seconds": round(plan.seconds, 2), "peak_bytes": plan.peak_bytes, "available_bytes": plan.available_bytes,
-        "fits": plan.fits, "iterative": plan.iterative, "steps": sum(s.steps for s in plan.scales),
-        "text": f"~{fmt_seconds(plan.seconds)}, peak memory {fmt_bytes(plan.peak_bytes)} "
-        f"of {fmt_bytes(plan.available_bytes)} available",
+        "seconds": round(plan.seconds, 2), "total_seconds": round(plan.total_seconds, 2),
+        "range": [round(lo, 1), round(hi, 1)], "peak_bytes": plan.peak_bytes,
+        "available_bytes": plan.available_bytes, "fits": plan.fits, "iterative": plan.iterative,
+        "steps": sum(s.steps for s in plan.scales),
+        "text": f"{plan.time_text}, peak memory {fmt_bytes(plan.peak_bytes)} of {fmt_bytes(plan.available_bytes)} "
+        "available",
         "plan": plan.describe(),
     }  # fmt: skip
 

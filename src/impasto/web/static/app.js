@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const MAIN = ["method", "preset", "size", "steps", "strength", "preserve_color"];
+const MAIN_GROUP = "Basics"; // the option group shown outside "More options"
 const state = {
   catalog: null, content: null, styles: [], files: {}, job: null, source: null, timer: null, planTimer: null, planSeq: 0,
   shownPreview: -1, t0: 0,
@@ -44,10 +44,9 @@ async function api(path, options = {}) {
 }
 
 // -- controls built from the server's catalogue --------------------------------------------------------------
+// Labels, hints, groups and the methods each option applies to come with the options (GET /api/options).
 function fieldLabel(f) {
-  const names = { preserve_color: "Keep the photo's colours", size: "Size (px, longest side)", steps: "Steps",
-    strength: "Style strength", method: "Method", preset: "Preset" };
-  return names[f.name] || f.flag.replace(/^--/, "").replace(/-/g, " ");
+  return f.label || f.flag.replace(/^--/, "").replace(/-/g, " ");
 }
 
 function makeControl(f, catalog) {
@@ -76,36 +75,41 @@ function makeControl(f, catalog) {
   }
   input.dataset.option = f.name;
   const wrap = el("div", { class: "field", id: `field-${f.name}` }, el("label", { for: id }, fieldLabel(f)), input);
+  if (f.methods) wrap.dataset.methods = f.methods.join(" ");
   if (f.name === "strength") {
     const out = el("output", { for: id }, String(f.default));
     input.addEventListener("input", () => { out.textContent = input.value; });
     wrap.append(out);
   }
-  if (f.help && !MAIN.includes(f.name)) wrap.append(el("span", { class: "help" }, f.help));
-  if (f.help) input.title = f.help;
+  const hint = f.hint || f.help;
+  if (hint && f.group !== MAIN_GROUP) {
+    const hintId = `${id}-hint`;
+    wrap.append(el("span", { class: "help", id: hintId }, hint));
+    input.setAttribute("aria-describedby", hintId);
+  }
+  if (hint) input.title = hint;
   return wrap;
 }
 
 function buildControls(catalog) {
-  const byName = Object.fromEntries(catalog.fields.map((f) => [f.name, f]));
   const main = $("main-options");
-  for (const name of MAIN) if (byName[name]) main.append(makeControl(byName[name], catalog));
   const groups = {};
   for (const f of catalog.fields) {
-    if (MAIN.includes(f.name) || f.name === "style_blend") continue;
-    (groups[f.group || "other"] ||= []).push(f);
+    if (f.name === "style_blend") continue; // the blend's sliders, one per painting
+    if (f.group === MAIN_GROUP) main.append(makeControl(f, catalog));
+    else (groups[f.group || "Other"] ||= []).push(f);
   }
   const more = $("more-options");
   for (const [title, fields] of Object.entries(groups)) {
-    const set = el("fieldset", {}, el("legend", {}, title));
+    const set = el("fieldset", { class: "group" }, el("legend", {}, title));
     const grid = el("div", { class: "fields" });
     for (const f of fields) grid.append(makeControl(f, catalog));
     set.append(grid);
     more.append(set);
   }
   $("options").addEventListener("submit", (e) => e.preventDefault()); // Enter in a field does not reload the page
-  $("options").addEventListener("input", schedulePlan);
-  $("options").addEventListener("change", () => { updateMethod(); schedulePlan(); });
+  $("options").addEventListener("input", () => { inputsChanged(); schedulePlan(); });
+  $("options").addEventListener("change", () => { updateMethod(); inputsChanged(); schedulePlan(); });
   updateMethod();
 }
 
@@ -127,23 +131,31 @@ function buildFileInputs(catalog) {
   const names = new Set(catalog.methods.flatMap((m) => m.files));
   const drops = document.querySelector("#pictures .drops");
   for (const name of names) {
-    const input = el("input", { type: "file", id: `file-${name}`, name, accept: FILE_ACCEPT[name] || "" });
-    const chosen = el("span", { class: "hint", id: `file-${name}-chosen` }, "");
+    const input = el("input", { type: "file", id: `file-${name}`, name, class: "file-input", accept: FILE_ACCEPT[name] || "",
+      "aria-describedby": `file-${name}-chosen` });
+    const chosen = el("span", { class: "chosen", id: `file-${name}-chosen` }, "No file yet");
     input.addEventListener("change", (e) => {
       state.files[name] = e.target.files[0] || null;
-      chosen.textContent = state.files[name] ? state.files[name].name : "";
+      chosen.textContent = state.files[name] ? state.files[name].name : "No file yet";
+      inputsChanged();
       renderPictures();
     });
     drops.append(el("div", { class: "drop", id: `file-${name}-drop`, hidden: true },
-      el("label", { for: `file-${name}` }, el("strong", {}, FILE_LABEL[name] || name)), input, chosen));
+      el("p", { class: "drop-title" }, el("strong", {}, FILE_LABEL[name] || name)), input,
+      el("label", { for: `file-${name}`, class: "choose" }, "Choose a file…"), chosen));
   }
 }
 
 function updateMethod() {
   const info = methodInfo();
   if (!info) return;
-  const steps = $("field-steps");
-  if (steps) steps.hidden = info.iterative === false; // one-pass methods have no steps
+  // Only the options that apply to this method (the blend has its own sliders).
+  for (const field of document.querySelectorAll("#options .field[data-methods]")) {
+    field.hidden = !field.dataset.methods.split(" ").includes(info.name);
+  }
+  for (const set of document.querySelectorAll("#more-options fieldset")) {
+    set.hidden = !set.querySelector(".field:not([hidden])");
+  }
   const noStyles = info.styles === "none"; // a trained model carries its style
   $("style-drop").hidden = noStyles;
   document.querySelector(".gallery-wrap").hidden = noStyles;
@@ -180,45 +192,116 @@ function imageSize(url) {
   });
 }
 
-async function picture(file) {
-  const url = URL.createObjectURL(file);
-  return { file, url, size: await imageSize(url), weight: 1 };
+// The first bytes of the picture formats the server reads; a file that starts otherwise is not a picture.
+const SIGNATURES = [
+  [0x89, 0x50, 0x4e, 0x47], [0xff, 0xd8, 0xff], [0x47, 0x49, 0x46, 0x38], [0x42, 0x4d], // PNG, JPEG, GIF, BMP
+  [0x49, 0x49, 0x2a, 0x00], [0x4d, 0x4d, 0x00, 0x2a], // TIFF (either byte order)
+];
+const FORMATS_TEXT = "choose a picture saved as PNG, JPEG, WebP or TIFF";
+
+async function kindOf(file) {
+  const head = new Uint8Array(await file.slice(0, 12).arrayBuffer());
+  const starts = (sig) => sig.every((b, i) => head[i] === b);
+  const webp = String.fromCharCode(...head.slice(0, 4)) === "RIFF" && String.fromCharCode(...head.slice(8, 12)) === "WEBP";
+  if (webp || SIGNATURES.some(starts)) return starts(SIGNATURES[4]) || starts(SIGNATURES[5]) ? "tiff" : "image";
+  return null;
 }
 
-async function setContent(file) {
+// A picture the user chose or dropped, checked at once: {file, url, size, weight}, or an error in plain words.
+async function picture(file) {
+  if (file.size === 0) return { error: `${file.name} is empty: ${FORMATS_TEXT}.` };
+  const kind = await kindOf(file);
+  if (!kind) return { error: `${file.name} is not a picture: ${FORMATS_TEXT}.` };
+  const url = URL.createObjectURL(file);
+  const size = await imageSize(url);
+  if (!size && kind !== "tiff") { // a TIFF that browsers cannot show is still read by the server
+    URL.revokeObjectURL(url);
+    return { error: `${file.name} could not be opened as a picture (it may be damaged): ${FORMATS_TEXT}.` };
+  }
+  return { file, url, size, weight: 1 };
+}
+
+async function setContent(file, input = null) {
   if (!file) return;
-  state.content = await picture(file);
-  if (!state.content.size) showError(`${file.name} cannot be shown by this browser; the server will check it.`);
+  const pic = await picture(file);
+  if (pic.error) {
+    state.content = null;
+    if (input) input.value = "";
+    showError(pic.error);
+  } else {
+    state.content = pic;
+    showError("");
+  }
+  inputsChanged();
   renderPictures();
 }
 
 async function addStyles(files) {
   const max = state.catalog ? state.catalog.limits.max_styles : 8;
+  const errors = [];
   for (const file of files) {
-    if (state.styles.length >= max) { showError(`At most ${max} paintings.`); break; }
-    state.styles.push(await picture(file));
+    if (state.styles.length >= max) { errors.push(`At most ${max} paintings.`); break; }
+    const pic = await picture(file);
+    if (pic.error) errors.push(pic.error);
+    else state.styles.push(pic);
   }
+  showError(errors.join(" "));
+  inputsChanged();
   renderPictures();
+}
+
+// The pictures or settings changed: a finished job's result no longer matches them, so it is cleared (a running
+// job stays on screen with its own inputs until it ends).
+function inputsChanged() {
+  if (!state.job || isRunning()) return;
+  if (state.job.state === "failed" && $("error").textContent === state.job.error) showError("");
+  stopFollowing();
+  state.job = null;
+  clearResult("Press Start to paint the photo with these settings.");
+}
+
+function clearResult(message) {
+  $("preview").hidden = true;
+  $("preview").removeAttribute("src");
+  $("download").hidden = true;
+  $("bar").hidden = true;
+  $("curve").toggleAttribute("hidden", true);
+  $("cancel").hidden = true;
+  $("preview-caption").textContent = "Result";
+  $("status").textContent = message;
+  $("status").className = "";
+  if (state.content) $("content-view").src = state.content.url;
+  $("content-view").hidden = !state.content;
 }
 
 function renderPictures() {
   const ct = $("content-thumbs");
   ct.replaceChildren();
+  $("content-chosen").textContent = state.content ? state.content.file.name : "No photo yet";
   if (state.content) {
-    ct.append(el("div", { class: "thumb" }, el("img", { src: state.content.url, alt: `Photo: ${state.content.file.name}` })));
-    const view = $("content-view");
-    view.src = state.content.url;
-    view.hidden = false;
+    if (state.content.size) {
+      ct.append(el("div", { class: "thumb" }, el("img", { src: state.content.url, alt: `Photo: ${state.content.file.name}` })));
+    }
+    if (!state.job) { // a job on screen shows its own photo
+      $("content-view").src = state.content.url;
+      $("content-view").hidden = false;
+    }
   }
+  const names = state.styles.map((s) => s.file.name);
+  $("style-chosen").textContent = names.length ? names.join(", ") : "No painting yet";
   const st = $("style-thumbs");
   st.replaceChildren();
   state.styles.forEach((s, i) => {
     const remove = el("button", { type: "button", "aria-label": `Remove painting ${i + 1} (${s.file.name})`,
-      onclick: () => { state.styles.splice(i, 1); renderPictures(); } }, "×");
+      onclick: () => { state.styles.splice(i, 1); inputsChanged(); renderPictures(); } }, "×");
     st.append(el("div", { class: "thumb" }, el("img", { src: s.url, alt: `Painting ${i + 1}: ${s.file.name}` }), remove));
   });
   renderBlend();
   $("start").disabled = !ready() || isRunning();
+  if (!state.job) {
+    $("status").textContent = ready() ? "Press Start to paint the photo with these settings."
+      : "Choose a photo and a painting, then press Start.";
+  }
   schedulePlan();
 }
 
@@ -230,7 +313,9 @@ function renderBlend() {
     const id = `blend-${i}`;
     const input = el("input", { id, type: "range", min: 0, max: 1, step: 0.05, value: s.weight });
     const out = el("output", { for: id }, String(s.weight));
-    input.addEventListener("input", () => { s.weight = Number(input.value); out.textContent = input.value; schedulePlan(); });
+    input.addEventListener("input", () => {
+      s.weight = Number(input.value); out.textContent = input.value; inputsChanged(); schedulePlan();
+    });
     box.append(el("div", { class: "field" }, el("label", { for: id }, `Blend: painting ${i + 1}`), input, out));
   });
 }
@@ -241,7 +326,7 @@ function setupDrop(zone, onFiles) {
   zone.addEventListener("drop", (e) => {
     e.preventDefault();
     zone.classList.remove("over");
-    const files = [...e.dataTransfer.files].filter((f) => f.type.startsWith("image/") || f.type === "");
+    const files = [...e.dataTransfer.files];
     if (files.length) onFiles(files);
   });
 }
@@ -274,6 +359,7 @@ async function plan() {
   const takesStyles = methodInfo() && methodInfo().styles !== "none";
   // A picture this browser cannot read has no size: no estimate; the server checks the file on Start.
   const unsized = !state.content || !state.content.size || (takesStyles && state.styles.some((s) => !s.size));
+  if (isRunning()) return; // the running job's own time is shown
   if (!ready() || unsized) { $("estimate").textContent = ""; return; }
   const form = new FormData();
   form.append("content_size", state.content.size.join("x"));
@@ -281,7 +367,7 @@ async function plan() {
   for (const [k, v] of optionFields()) form.append(k, v);
   try {
     const est = await api("/api/plan", { method: "POST", body: form });
-    if (seq !== state.planSeq) return;
+    if (seq !== state.planSeq || isRunning()) return;
     $("estimate").textContent = `Estimate: ${est.text}${est.fits ? "" : " — does not fit in memory"}.`;
     if (!isRunning()) showError(est.fits ? "" : "This run does not fit in memory: choose a smaller size.");
   } catch (err) {
@@ -304,15 +390,25 @@ async function start() {
   if (info.styles !== "none") for (const s of state.styles) form.append("style", s.file, s.file.name);
   for (const name of info.files) form.append(name, state.files[name], state.files[name].name);
   for (const [k, v] of optionFields()) form.append(k, v);
+  // A new job: nothing of the previous one stays on screen. Focus moves to the status before Start is
+  // disabled (a disabled button drops it to the page), then to Cancel once the job is queued.
+  stopFollowing();
+  state.job = null;
+  clearResult("Sending the pictures…");
+  const hadFocus = document.activeElement === $("start");
+  if (hadFocus) $("status").focus();
   $("start").disabled = true;
   state.t0 = performance.now();
   window.impastoTimings = { start: state.t0 };
   try {
     const job = await api("/api/jobs", { method: "POST", body: form });
     follow(job, true);
+    if (hadFocus && document.activeElement === $("status") && !$("cancel").hidden) $("cancel").focus();
   } catch (err) {
+    clearResult("Choose a photo and a painting, then press Start.");
     showError(err.message);
-    $("start").disabled = false;
+    $("start").disabled = !ready();
+    if (hadFocus && !$("start").disabled) $("start").focus();
   }
 }
 
@@ -350,10 +446,25 @@ async function poll() {
   if (isRunning()) state.timer = setTimeout(poll, 1000);
 }
 
-function eta(seconds) {
-  if (seconds === null || seconds === undefined) return "";
-  if (seconds < 90) return `about ${Math.max(1, Math.round(seconds))} s left`;
-  return `about ${Math.round(seconds / 60)} min left`;
+// 45 s, 3 min, 1 min 20 s (precise), 2.5 h.
+function duration(seconds, precise = false) {
+  const s = Math.max(1, Math.round(seconds));
+  if (s < 90) return `${s} s`;
+  if (s >= 5400) return `${(s / 3600).toFixed(1)} h`;
+  if (precise && s < 600 && s % 60) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.round(s / 60)} min`;
+}
+
+// What the estimate line says about a job: the server's estimate until the run has made progress, then the
+// time left measured from that progress, and once finished, how long it took from Start.
+function timeText(job) {
+  const progressed = job.state === "running" && job.eta !== null && job.step > (job.resumed_from || 0);
+  if (progressed) return `About ${duration(job.eta)} left (measured from the steps done so far).`;
+  if (job.state === "done" && job.finished && job.created) {
+    return `Took ${duration(job.finished - job.created, true)} from Start to result.`;
+  }
+  if (["queued", "running"].includes(job.state) && job.estimate) return `Estimate: ${job.estimate.text}.`;
+  return "";
 }
 
 function render(job) {
@@ -361,7 +472,8 @@ function render(job) {
   state.job = job;
   const words = {
     queued: job.position ? `Queued: ${job.position} job(s) ahead.` : "Queued: starting…",
-    running: job.iterative ? `Step ${job.step} of ${job.total}${job.eta !== null ? ", " + eta(job.eta) : ""}.` : "Running…",
+    running: job.iterative ? (job.step > 0 ? `Step ${job.step} of ${job.total}.` : "Loading the networks and preparing…")
+      : "Running…",
     done: `Done${job.iterative ? ` after ${job.total} steps` : ""}.`,
     failed: `Failed: ${job.error || "unknown error"}`,
     cancelled: "Cancelled.",
@@ -370,6 +482,7 @@ function render(job) {
   if (job.resumed_from && job.state === "running") text += ` (resumed at step ${job.resumed_from})`;
   $("status").textContent = text;
   $("status").className = `state-${job.state}`;
+  $("estimate").textContent = timeText(job);
   const bar = $("bar");
   bar.hidden = !job.iterative;
   bar.max = Math.max(1, job.total);
@@ -391,32 +504,64 @@ function render(job) {
     $("preview-caption").textContent = job.state === "done" ? "Result" : `Step ${job.preview_step}`;
   }
   const running = isRunning();
+  const cancelHadFocus = document.activeElement === $("cancel");
   $("cancel").hidden = !running;
   $("start").disabled = running || !ready();
   const download = $("download");
   download.hidden = !(job.has_result);
   if (job.has_result) download.href = job.links.result;
+  if (cancelHadFocus && !running) $(job.has_result ? "download" : "status").focus(); // not to the page body
   if (!running) { stopFollowing(); refreshHistory(); }
 }
 
+function svgEl(tag, attrs = {}, text = null) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== null) node.textContent = text;
+  return node;
+}
+
+function lossText(v) {
+  return v >= 1e4 || v < 1e-2 ? v.toExponential(0).replace("e+", "e") : String(Number(v.toPrecision(2)));
+}
+
+// The loss on a log scale against the step, with labelled axes; the range is padded so that no point
+// (the first steps' spike included) touches the frame.
 function drawCurve(losses, total) {
   const svg = $("curve");
   svg.replaceChildren();
   const show = losses && losses.length >= 2;
   svg.toggleAttribute("hidden", !show); // an SVG element has no .hidden property
   if (!show) return;
+  const W = Math.max(240, Math.round(svg.getBoundingClientRect().width) || 480);
+  const H = 140;
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  const [left, right, top, bottom] = [48, 10, 20, 28];
   const ys = losses.map(([, l]) => Math.log10(Math.max(l, 1e-12)));
   const xs = losses.map(([s]) => s);
   const [x0, x1] = [0, Math.max(total || 0, ...xs)]; // the x axis spans the whole run
-  const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-  const pts = losses.map((_, i) => {
-    const x = ((xs[i] - x0) / Math.max(1e-9, x1 - x0)) * 316 + 2;
-    const y = 88 - ((ys[i] - y0) / Math.max(1e-9, y1 - y0)) * 84;
-    return `${x.toFixed(1)},${y.toFixed(1)}`;
-  });
-  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
-  line.setAttribute("points", pts.join(" "));
-  svg.append(line);
+  let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  const pad = Math.max(0.05, (y1 - y0) * 0.08);
+  [y0, y1] = [y0 - pad, y1 + pad];
+  const px = (x) => left + ((x - x0) / Math.max(1e-9, x1 - x0)) * (W - left - right);
+  const py = (y) => top + (1 - (y - y0) / Math.max(1e-9, y1 - y0)) * (H - top - bottom);
+  svg.append(svgEl("rect", { class: "plot", x: left, y: top, width: W - left - right, height: H - top - bottom }));
+  // Loss ticks: powers of ten inside the range, or its two ends when it spans less than one.
+  let ticks = [];
+  for (let p = Math.ceil(y0); p <= Math.floor(y1); p++) ticks.push(p);
+  if (ticks.length > 4) ticks = ticks.filter((_, i) => i % Math.ceil(ticks.length / 4) === 0);
+  if (ticks.length < 2) ticks = [y0 + pad, y1 - pad];
+  for (const t of ticks) {
+    svg.append(svgEl("line", { class: "grid", x1: left, x2: W - right, y1: py(t), y2: py(t) }));
+    svg.append(svgEl("text", { x: left - 4, y: py(t) + 4, "text-anchor": "end" }, lossText(10 ** t)));
+  }
+  for (const s of [0, Math.round(x1 / 2), x1]) {
+    svg.append(svgEl("text", { x: px(s), y: H - bottom + 14, "text-anchor": s === 0 ? "start" : s === x1 ? "end" : "middle" }, String(s)));
+  }
+  svg.append(svgEl("text", { x: (left + W - right) / 2, y: H - 2, "text-anchor": "middle", class: "axis-title" }, "step"));
+  svg.append(svgEl("text", { x: left, y: 13, class: "axis-title" }, "loss (log scale)"));
+  const pts = losses.map((_, i) => `${px(xs[i]).toFixed(1)},${py(ys[i]).toFixed(1)}`);
+  svg.append(svgEl("polyline", { points: pts.join(" ") }));
   svg.setAttribute("aria-label", `Loss curve: from ${losses[0][1].toPrecision(3)} to ${losses[losses.length - 1][1].toPrecision(3)}`);
 }
 
@@ -458,7 +603,7 @@ async function init() {
   buildFileInputs(state.catalog);
   buildControls(state.catalog);
   buildGallery(state.catalog.gallery);
-  $("content-file").addEventListener("change", (e) => setContent(e.target.files[0]));
+  $("content-file").addEventListener("change", (e) => setContent(e.target.files[0], e.target));
   $("style-file").addEventListener("change", (e) => { addStyles([...e.target.files]); e.target.value = ""; });
   setupDrop($("content-drop"), (files) => setContent(files[0]));
   setupDrop($("style-drop"), addStyles);
