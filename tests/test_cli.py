@@ -195,7 +195,7 @@ def test_help_and_the_bare_command_name_every_command(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--help"])
     text = capsys.readouterr().out
-    assert done.value.code == 0 and set(COMMANDS) == {"train", "video", "serve", "export"}
+    assert done.value.code == 0 and set(COMMANDS) == {"train", "video", "styles", "serve", "export"}
     for name in COMMANDS:
         assert f"\n  {name} " in text  # one line each in the commands' list
     assert main([]) == 2
@@ -203,7 +203,7 @@ def test_help_and_the_bare_command_name_every_command(capsys):
     assert bare.count("\n") == 1 and all(name in bare for name in COMMANDS) and "CONTENT STYLE" in bare
     with pytest.raises(SystemExit):
         main(["-o", "out.png"])  # options but no pictures: the same pointer to the commands
-    assert "other commands: train, video, serve, export" in capsys.readouterr().err
+    assert "other commands: train, video, styles, serve, export" in capsys.readouterr().err
 
 
 def test_a_one_pass_method_says_what_it_does_before_it_finishes(tmp_path, content_path, style_path, capsys,
