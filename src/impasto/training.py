@@ -271,14 +271,6 @@ def default_data() -> list[Path]:
     return find_photos(EXAMPLES)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # -- the loss ----------------------------------------------------------------------------------------------
 class PerceptualLoss:
     """Content, style and TV losses of a batch of outputs (Johnson et al.), normalized as the default preset:
@@ -429,7 +421,7 @@ class Trainer:
         self.warn = warn or (lambda msg: print(msg, file=sys.stderr))
         self.style_path = Path(style)
         open_image(self.style_path)  # one-line error for a bad style image, before anything else
-        self.style_sha256 = file_sha256(self.style_path)
+        self.style_sha256 = builtin.file_sha256(self.style_path)
         if state is not None and state.metadata.get("style", {}).get("sha256") != self.style_sha256:
             raise InputError(f"{self.style_path} is not the style image this checkpoint was trained on "
                              f"({state.metadata.get('style', {}).get('name')}, sha256 differs)")  # fmt: skip
@@ -444,7 +436,8 @@ class Trainer:
         # the built-in start's network before the photos: a missing package fails first, in one line
         start = builtin_start() if o.start == "builtin" and state is None else None
         self.data_folder = str(Path(data).expanduser()) if data else None
-        files = find_photos(data) if data else [f for f in default_data() if file_sha256(f) != self.style_sha256]
+        bundled = [] if data else [f for f in default_data() if builtin.file_sha256(f) != self.style_sha256]
+        files = find_photos(data) if data else bundled
         self.data = PhotoFolder(files, o.train_size, o.seed, self.warn)
         self.total = o.steps if o.steps is not None else (
             math.ceil(o.epochs * len(self.data) / o.batch_size) if o.epochs is not None

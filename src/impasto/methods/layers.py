@@ -4,6 +4,8 @@ and 9x9 convolutions in their faster, equivalent forms."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -97,6 +99,32 @@ def _selection(kernel: int, taps: int, offset: int) -> torch.Tensor:
                 if 0 <= t < kernel:
                     s[a, p, u, t] = 1.0
     return s
+
+
+class SharedStatistics:
+    """For a network of :class:`InstanceNorm` layers: read every layer's (mean, var) for one image and use them
+    for others (the statistics of a whole picture for each of its tiles)."""
+
+    def norms(self) -> list[InstanceNorm]:
+        """The instance-norm layers, in forward order."""
+        return [m for m in self.modules() if isinstance(m, InstanceNorm)]  # type: ignore[attr-defined]
+
+    def set_statistics(self, stats: Sequence[tuple[torch.Tensor, torch.Tensor]] | None) -> None:
+        """Use these per-layer (mean, var) in every instance norm (None: each image's own)."""
+        for i, norm in enumerate(self.norms()):
+            norm.fixed = None if stats is None else stats[i]
+            norm.record = False
+
+    @torch.inference_mode()
+    def statistics(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every instance norm's (mean, var) for image ``x``."""
+        self.set_statistics(None)
+        for norm in self.norms():
+            norm.record = True
+        self(x)  # type: ignore[operator]
+        stats = [norm.fixed for norm in self.norms()]
+        self.set_statistics(None)
+        return stats  # type: ignore[return-value]
 
 
 class UpsampleConv(nn.Module):

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..core.subpixel import upsample_conv2d
 from ..errors import InputError
-from .layers import ConditionalInstanceNorm, InstanceNorm, relu
+from .layers import ConditionalInstanceNorm, SharedStatistics, relu
 
 #: Total downsampling (two stride-2 convs); inputs are padded to a multiple of it.
 STRIDE = 4
@@ -69,7 +69,7 @@ class CINConv(nn.Module):
         return self.norm(y)
 
 
-class MultiStyleNet(nn.Module):
+class MultiStyleNet(SharedStatistics, nn.Module):
     """Dumoulin et al.'s network as the built-in styles have it (see the module docstring); RGB in [0, 1] in,
     RGB in (0, 1) out, of the same size. ``styles``: rows in every norm's tables; :meth:`set_style` picks the
     mix of them that runs."""
@@ -127,27 +127,6 @@ class MultiStyleNet(nn.Module):
         x = relu(self.expand[0](x))
         x = relu(self.expand[1](x))
         return torch.sigmoid(self.expand[2](x))[..., :h, :w]
-
-    def norms(self) -> list[InstanceNorm]:
-        """The instance-norm layers, in forward order."""
-        return [m for m in self.modules() if isinstance(m, InstanceNorm)]
-
-    def set_statistics(self, stats: Sequence[tuple[torch.Tensor, torch.Tensor]] | None) -> None:
-        """Use these per-layer (mean, var) in every instance norm (None: each image's own)."""
-        for i, norm in enumerate(self.norms()):
-            norm.fixed = None if stats is None else stats[i]
-            norm.record = False
-
-    @torch.inference_mode()
-    def statistics(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Every instance norm's (mean, var) for image ``x``."""
-        self.set_statistics(None)
-        for norm in self.norms():
-            norm.record = True
-        self(x)
-        stats = [norm.fixed for norm in self.norms()]
-        self.set_statistics(None)
-        return stats  # type: ignore[return-value]
 
 
 def flops_per_pixel(width: int = 32, expand: Sequence[int] = (8, 4), blocks: int = 6) -> float:

@@ -23,7 +23,6 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Sequence
 from functools import lru_cache
 
 import torch
@@ -40,7 +39,7 @@ from ..io.models import MULTISTYLE, LoadedModel, check_state_dict, load_model
 from ..options import Options
 from ..plan import Plan
 from .base import Inputs
-from .layers import InstanceNorm, UpsampleConv, WideConv, conv, relu
+from .layers import InstanceNorm, SharedStatistics, UpsampleConv, WideConv, conv, relu
 from .multistyle import MultiStyleNet
 
 #: The network's total downsampling (two stride-2 convs); inputs are padded to a multiple of it.
@@ -68,7 +67,7 @@ class ResidualBlock(nn.Module):
         return x + self.in2(self.conv2(y))
 
 
-class TransformerNet(nn.Module):
+class TransformerNet(SharedStatistics, nn.Module):
     """The image transformation network of Johnson et al. (see the module docstring); RGB in [0, 1] in, RGB
     out (not clamped: clamp at inference) of the same size."""
 
@@ -104,28 +103,6 @@ class TransformerNet(nn.Module):
         y = relu(self.in4(self.up1(y)))
         y = relu(self.in5(self.up2(y)))
         return self.conv_out(y)[..., :h, :w]
-
-    def norms(self) -> list[InstanceNorm]:
-        """The instance-norm layers, in forward order."""
-        return [m for m in self.modules() if isinstance(m, InstanceNorm)]
-
-    def set_statistics(self, stats: Sequence[tuple[torch.Tensor, torch.Tensor]] | None) -> None:
-        """Use these per-layer (mean, var) in every instance norm (None: each image's own)."""
-        norms = self.norms()
-        for i, norm in enumerate(norms):
-            norm.fixed = None if stats is None else stats[i]
-            norm.record = False
-
-    @torch.inference_mode()
-    def statistics(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Every instance norm's (mean, var) for image ``x``."""
-        self.set_statistics(None)
-        for norm in self.norms():
-            norm.record = True
-        self(x)
-        stats = [norm.fixed for norm in self.norms()]
-        self.set_statistics(None)
-        return stats  # type: ignore[return-value]
 
 
 def network(model: LoadedModel) -> TransformerNet | MultiStyleNet:
