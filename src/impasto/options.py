@@ -40,7 +40,7 @@ class Options:
     style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
     style_layer_weights: tuple[float, ...] | None = None
     content_weight: float = 1.0  # alpha
-    style_weight: float = 5.0  # beta (losses normalized by their targets: see README, "How the default was chosen")
+    style_weight: float = 5.0  # beta (losses normalized by their targets: see docs/guides/methods.md)
     tv_weight: float = 0.0
     photo_weight: float = 0.0  # photorealism regularizer (matting Laplacian, Luan et al. 2017); photo method
     content_seg: str | None = None  # label map of the content image (photo methods: regions matched by label)

@@ -5,7 +5,7 @@ of a folder of photos, with impasto's VGG-19 as the loss network, and writes a m
 The loss is the optimization method's objective on a batch: content at ``relu2_2`` (Johnson et al.'s layer),
 style Gram matrices at ``relu1_1 ... relu4_1`` and total variation, each loss divided by its target's mean
 square as the default preset does (``normalize_losses``), so the weights do not depend on the network's feature
-scale (README: "Trained networks"). The style Gram losses run as taps inside the forward pass
+scale (docs/guides/trained-networks.md). The style Gram losses run as taps inside the forward pass
 (:func:`impasto.core.losses.gram_mse_tap`), the content image's features are computed only up to the content
 layer and without autograd, the loss network runs channels-last, and the network's upsampling and last conv run in
 their equivalent faster forms (:meth:`impasto.methods.transformer.TransformerNet.forward`).
@@ -68,7 +68,7 @@ LOSS_WINDOW = 50
 class TrainOptions:
     """Every setting of a training run; all of them are recorded in the model file."""
 
-    style_weight: float = 3.0  # README: "Trained networks" (how it was chosen)
+    style_weight: float = 3.0  # docs/guides/trained-networks.md (how it was chosen)
     content_weight: float = 1.0
     tv_weight: float = 0.0
     content_layers: tuple[str, ...] = ("relu2_2",)

@@ -1,0 +1,206 @@
+"""The commands of README.md and of the documentation pages run as written, at small sizes.
+
+Every line of a fenced ``sh`` block that starts with ``impasto`` runs through the CLI's entry point (in this
+process, so torch and the networks load once), and every ``python`` block runs as a script, in a folder of small
+test images named as the pages name them. Sizes are cut to 64 px and steps to 2 (the options' meaning does not
+depend on them); a command whose line ends in ``# exit N`` must exit with N, every other one with 0. Commands
+that need a server, a Ray cluster or a GPU are skipped with the reason. ``text`` blocks are not run.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+import impasto
+from impasto import api, cli
+from impasto import video as video_module
+
+from .conftest import ROOT
+
+PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").rglob("*.md") if p.name != "quality.md")]
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)
+#: Options cut down for the test: name -> largest value kept (larger ones become it).
+LIMITS = {"--size": 64, "-s": 64, "--steps": 2, "--start-size": 32, "--train-size": 32, "--style-size": 48,
+          "--save-every": 1, "--chunk-frames": 8, "--batch-size": 1, "--epochs": 1}  # fmt: skip
+SMALL_TRAIN = ["--batch-size", "1", "--train-size", "32", "--style-size", "48", "--sample-every", "0"]
+SMALL_TRAIN_KW = {"steps": 2, "batch_size": 1, "train_size": 32, "style_size": 48, "sample_every": 0,
+                  "checkpoint_every": 0}  # fmt: skip
+
+
+def blocks(page: Path) -> list[tuple[str, str]]:
+    """(language, text) of every fenced block of ``page``."""
+    return [(m.group(1), m.group(2)) for m in FENCE.finditer(page.read_text())]
+
+
+def commands(page: Path) -> list[tuple[str, list[str], int]]:
+    """(line, argv after ``impasto``, expected exit code) of every ``impasto`` line of the page's sh blocks."""
+    out = []
+    for lang, text in blocks(page):
+        if lang != "sh":
+            continue
+        for line in text.replace("\\\n", " ").splitlines():
+            if line.strip().startswith("impasto "):
+                expected = re.search(r"#\s*exit (\d+)", line)
+                argv = shlex.split(line, comments=True)[1:]
+                out.append((line.strip(), argv, int(expected.group(1)) if expected else 0))
+    return out
+
+
+def python_blocks(page: Path) -> list[str]:
+    return [text for lang, text in blocks(page) if lang == "python"]
+
+
+def skip_reason(argv: list[str]) -> str | None:
+    """Why a documented command cannot run in a test, or None."""
+    if argv and argv[0] == "serve":
+        return "starts a server that runs until stopped (tests/test_web.py covers impasto serve)"
+    if "--cluster" in argv:
+        return "needs a Ray cluster (tests/test_cluster.py covers --cluster on a local instance)"
+    device = argv[argv.index("--device") + 1] if "--device" in argv else ""
+    if device.startswith(("cuda", "mps")):
+        return "needs a GPU"
+    builtin = (argv and argv[0] == "styles") or any(a.startswith("builtin:") for a in argv)
+    if builtin and "styles" not in cli.COMMANDS:
+        return "the built-in styles are not part of this build (no 'impasto styles' command)"
+    return None
+
+
+def shrink(argv: list[str]) -> list[str]:
+    """``argv`` with sizes and steps cut to what a test affords, and the extra options a small run needs."""
+    out = list(argv)
+    for i, arg in enumerate(out[:-1]):
+        if arg in LIMITS:
+            try:
+                out[i + 1] = str(min(float(out[i + 1]), LIMITS[arg])).removesuffix(".0")
+            except ValueError:
+                pass
+        elif arg == "--start":
+            out[i + 1] = "0.04"
+        elif arg == "--duration":
+            out[i + 1] = "0.1"
+        elif arg == "--scale-steps":
+            out[i + 1] = ",".join("1" for _ in out[i + 1].split(","))
+        elif arg == "--tile" and out[i + 1] != "0":
+            out[i + 1] = "48"
+        out[i + 1] = re.sub(r"\.step\d{5}\.", ".step00001.", out[i + 1])
+    command = out[0] if out and out[0] in cli.COMMANDS else None
+    if command == "train":
+        out += [a for a in SMALL_TRAIN if a not in out] if "--resume" not in out else []
+        if "--steps" not in out and "--resume" not in out:
+            out += ["--steps", "2"]
+    elif command in (None, "video"):
+        out += [] if {"--size", "-s"} & set(out) else ["--size", "64"]
+        out += [] if "--steps" in out else ["--steps", "2"]
+        out += [] if "-q" in out else ["-q"]
+    return out
+
+
+def make_workspace(ws: Path, content_path: Path, style_path: Path, model: Path) -> Path:
+    """The files the pages name, in ``ws``: photo.jpg, painting.jpg, painting2.jpg, sunset.jpg, label maps and
+    masks, photos/, painting.pt (``model``) and clip.mp4 (6 frames)."""
+    from . import clips
+
+    photo = Image.open(content_path).convert("RGB").resize((96, 64))
+    photo.save(ws / "photo.jpg")
+    painting = Image.open(style_path).convert("RGB").resize((96, 60))
+    painting.save(ws / "painting.jpg")
+    scream = ROOT / "src" / "impasto" / "web" / "gallery" / "the_scream.jpg"
+    Image.open(scream).convert("RGB").resize((60, 76)).save(ws / "painting2.jpg")
+    painting.transpose(Image.Transpose.FLIP_TOP_BOTTOM).save(ws / "sunset.jpg")
+    for name, size in (("photo-seg.png", photo.size), ("sunset-seg.png", painting.size)):
+        seg = Image.new("RGB", size, (0, 0, 255))
+        ImageDraw.Draw(seg).rectangle((0, size[1] // 2, size[0], size[1]), fill=(0, 255, 0))
+        seg.save(ws / name)
+    left = Image.new("L", photo.size, 0)
+    ImageDraw.Draw(left).rectangle((0, 0, photo.size[0] // 2, photo.size[1]), fill=255)
+    left.save(ws / "left.png")
+    Image.eval(left, lambda v: 255 - v).save(ws / "right.png")
+    left.convert("RGB").save(ws / "map.png")
+    (ws / "photos").mkdir()
+    photo.save(ws / "photos" / "a.jpg")
+    photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(ws / "photos" / "b.jpg")
+    shutil.copy(model, ws / "painting.pt")
+    clips.write(clips.render(photo, frames=6, size=(96, 64)), ws / "clip.mp4")
+    return ws
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory, content_path, style_path, trained) -> Path:
+    return make_workspace(tmp_path_factory.mktemp("docs-files"), content_path, style_path, trained)
+
+
+@pytest.fixture
+def folder(workspace, tmp_path, monkeypatch) -> Path:
+    """A fresh copy of the workspace as the current folder."""
+    work = tmp_path / "work"
+    shutil.copytree(workspace, work)
+    monkeypatch.chdir(work)
+    return work
+
+
+def _small(fn, **fixed):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if "size" in kwargs:
+            kwargs["size"] = min(kwargs["size"], 64)
+        return fn(*args, **{**kwargs, **fixed})
+
+    return wrapper
+
+
+PAGE_IDS = [str(p.relative_to(ROOT)) for p in PAGES]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_documented_commands_run(page: Path, folder: Path, capsys) -> None:
+    found = commands(page)
+    if not found:
+        pytest.skip("no impasto commands on this page")
+    skipped = []
+    for line, argv, expected in found:
+        reason = skip_reason(argv)
+        if reason:
+            skipped.append(f"{line}: {reason}")
+            continue
+        small = shrink(argv)
+        try:
+            code = cli.main(small)
+        except SystemExit as stop:  # argparse: an unknown option or a bad value
+            code = stop.code
+        err = capsys.readouterr().err
+        assert code == expected, f"{page.name}: `{line}` (run as impasto {shlex.join(small)}) exited {code}:\n{err}"
+    if skipped:
+        print("\n".join(["skipped:", *skipped]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGES, ids=PAGE_IDS)
+def test_documented_python_runs(page: Path, folder: Path, monkeypatch) -> None:
+    found = python_blocks(page)
+    if not found:
+        pytest.skip("no python blocks on this page")
+    small_stylize = _small(api.stylize, steps=2)
+    monkeypatch.setattr(api, "stylize", small_stylize)
+    monkeypatch.setattr(impasto, "stylize", small_stylize)
+    monkeypatch.setattr(impasto, "stylize_video", _small(video_module.stylize_video, steps=2))
+    monkeypatch.setattr(api, "train", _small(api.train, **SMALL_TRAIN_KW))
+    for text in found:
+        exec(compile(text, f"{page.name} python block", "exec"), {"__name__": "__docs__"})
+
+
+def test_the_commands_are_found_and_shrunk() -> None:
+    """The extraction sees README's commands (a page whose commands were missed would pass unrun)."""
+    readme = commands(ROOT / "README.md")
+    assert any(argv[:1] == ["video"] for _, argv, _ in readme)
+    assert any("--method" in argv for _, argv, _ in readme)
+    assert shrink(["photo.jpg", "p.jpg", "--size", "2048", "--steps", "300"])[2:6] == ["--size", "64", "--steps", "2"]
+    assert shrink(["photo.jpg", "p.jpg", "--size", "0"])[3] == "0"  # an invalid value stays invalid
+    assert shrink(["photo.jpg", "p.jpg", "--resume", "run.step00100.png"])[3] == "run.step00001.png"
