@@ -6,12 +6,13 @@ STAMP := $(VENV)/.impasto-installed
 DEMO_OUT ?= out/chelsea-starry_night.png
 
 DEV_STAMP := $(VENV)/.impasto-dev-installed
+DOCS_STAMP := $(VENV)/.impasto-docs-installed
 # Tests copied into mutants/ still find ../shared (test images, seed documents) through this.
 SHARED ?= $(abspath ..)/shared
 PORT ?= 8000
 DATA ?= $(HOME)/.local/share/impasto/serve
 
-.PHONY: setup demo test lint bench check-quality coverage mutation clean serve browser
+.PHONY: setup demo test docs lint bench check-quality coverage mutation clean serve browser
 
 setup: $(STAMP)
 
@@ -26,8 +27,17 @@ demo: $(STAMP)
 	$(BIN)/impasto examples/chelsea.png examples/starry_night.jpg -o $(DEMO_OUT) --plot $(basename $(DEMO_OUT))-plot.png
 	@echo "Result: $(DEMO_OUT)  (figure: $(basename $(DEMO_OUT))-plot.png)"
 
-test: $(STAMP) browser
+test: $(STAMP) browser docs
 	$(BIN)/python -m pytest -q
+
+# The documentation site (mkdocs.yml, pages in docs/) built into site/ with warnings as errors: a broken link, a
+# missing page or a docstring the API reference cannot render fails the build (and so `make test`).
+docs: $(DOCS_STAMP)
+	$(BIN)/mkdocs build --strict -q
+
+$(DOCS_STAMP): $(STAMP) requirements-docs.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-docs.lock
+	touch $(DOCS_STAMP)
 
 # The web app's browser test drives Debian's Chromium (Playwright never downloads a browser here): installed when
 # missing; where it cannot be (no root, no package source) the test is skipped and says why.
@@ -81,4 +91,4 @@ check-quality: $(STAMP)
 	IMPASTO_SHARED_IMAGES=$(SHARED)/images $(BIN)/python benchmarks/check_quality.py --table docs/quality.md
 
 clean:
-	rm -rf $(VENV) out .pytest_cache mutants htmlcov .coverage
+	rm -rf $(VENV) out site .pytest_cache mutants htmlcov .coverage

@@ -1,5 +1,5 @@
-"""Benchmarks of ``--cluster`` (Ray): the overheads that the README's scale-out model is built from, and the
-temporal consistency of a video cut into chunks.
+"""Benchmarks of ``--cluster`` (Ray): the overheads that the scale-out model of docs/benchmarks.md is
+built from, and the temporal consistency of a video cut into chunks.
 
     python benchmarks/bench_cluster.py [--cpus 2] [--images 8] [--size 256] [--steps 50] [--method gatys]
                                        [--frames 48] [--chunk 12] [--overlap 4] [--json out.json]
@@ -19,7 +19,7 @@ network to the round trip and the transfers):
 * video (``--frames`` > 0, fast method): the warping error (0-255, over the pixels the flow check trusts) of
   the local run and of the chunked run, at the chunk borders and inside the chunks.
 
-Timings on a shared machine are noisy: compare the ratios of one run; the README's figures come from a quiet one.
+Timings on a shared machine are noisy: compare the ratios of one run; the documented figures come from a quiet one.
 """
 
 from __future__ import annotations

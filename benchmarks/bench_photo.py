@@ -1,4 +1,4 @@
-"""Benchmarks of the photorealistic methods (README: "Photorealistic style transfer").
+"""Benchmarks of the photorealistic methods (docs/benchmarks.md, docs/guides/photorealistic.md).
 
 Sections (all by default; pick with --only):
 

@@ -2,7 +2,7 @@
 for a time budget (45 minutes by default), then, on free photos it never saw, score its outputs by the default
 preset's objective (Gatys loss: content relu4_2, style relu1_1..relu5_1, each normalized, style weight 5) next to
 the fast method's (AdaIN) and a 300-step Gatys run's, at 512 px; writes the numbers (JSON) and a figure
-(photo | model | AdaIN | Gatys, free images only) for the README.
+(photo | model | AdaIN | Gatys, free images only) for the documentation.
 
     python benchmarks/bench_quality.py --minutes 45 --out /tmp/quality      # the benchmark
     python benchmarks/bench_quality.py --minutes 2 --gatys-steps 20 --size 256 --out /tmp/quality-smoke

@@ -1,5 +1,5 @@
 """Benchmarks of ``impasto video``: temporal consistency against per-frame stylization, throughput, memory against
-the video's length, and the README's figure and sample video.
+the video's length, and the documentation's figure and sample video.
 
 The clip is made from a real photo (default: ../shared/images/free/rocket.jpg, or $IMPASTO_SHARED_IMAGES/free/,
 else examples/chelsea.png): a

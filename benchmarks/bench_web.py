@@ -3,7 +3,7 @@
     python benchmarks/bench_web.py load --clients 20 --seconds 60    # every job completes once; status latency
     python benchmarks/bench_web.py faults --jobs 5                   # kill -9 server and workers, restart: all finish
     python benchmarks/bench_web.py preview --size 512 --repeats 5    # Start -> first preview on screen (Chromium)
-    python benchmarks/bench_web.py screenshot --out docs/web.jpg     # the README's picture of the page
+    python benchmarks/bench_web.py screenshot --out docs/web.jpg     # the documentation's picture of the page
 
 Each part starts its own server (``python -m impasto serve``) on a free port with a fresh data folder and stops
 it at the end; request loops are bounded in count and time. The browser parts use Debian's Chromium through
@@ -342,7 +342,7 @@ def main() -> None:
     a.add_argument("--size", type=int, default=512)
     a.add_argument("--repeats", type=int, default=5)
     a.set_defaults(run=preview)
-    a = sub.add_parser("screenshot", help="a screenshot of the page for the README")
+    a = sub.add_parser("screenshot", help="a screenshot of the page for the documentation")
     a.add_argument("--out", default=str(ROOT / "docs" / "web.jpg"))
     a.add_argument("--size", type=int, default=256)
     a.add_argument("--steps", type=int, default=200)

@@ -1,4 +1,4 @@
-"""The README's figure of the photorealistic methods, from photos free to publish (``../shared/images/free/``,
+"""The documentation's figure of the photorealistic methods, from photos free to publish (``../shared/images/free/``,
 restyled by each other): content | style photo | gatys | photo | photo-fast, one row per pair.
 
     python benchmarks/photo_figure.py [--size 256] [--steps 300] [--out docs/photo.jpg]

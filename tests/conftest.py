@@ -25,7 +25,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     too, since no mutant is ever tested with them (their work runs in other processes, which import the installed
     package, not the mutant). Under a mutant: the tests that cover it, fastest first (by mutmut's recorded
     durations), so that a killed mutant dies in its quickest test; with ``IMPASTO_MUTATION_MAX_TEST_SECONDS``,
-    tests recorded as slower are left out (README "Tests": the score is then a lower bound); a presets mutant runs
+    tests recorded as slower are left out (docs/development.md: the score is then a lower bound); a presets mutant runs
     ``test_presets.py`` only."""
     if "MUTANT_UNDER_TEST" not in os.environ:
         return

@@ -128,7 +128,7 @@ def _same_as_local(local: Path, out: Path) -> None:
         assert a.shape == b.shape, name
         # The same pixels, up to rounding: on CPUs where oneDNN splits the sums of the smallest convolutions
         # (conv5_1 at 3x2 positions here) by thread count, a local run's float result and a one-thread actor's
-        # differ by ~1e-6; a value within that of a half level rounds the other way (README: "Same pixels").
+        # differ by ~1e-6; a value within that of a half level rounds the other way (docs/guides/cluster.md).
         diff = np.abs(a.astype(int) - b.astype(int))
         assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3, (name, int(diff.max()), float((diff > 0).mean()))
         assert read_metadata(out / name) == read_metadata(local / name)

@@ -52,7 +52,7 @@ def test_tutorial_preset_is_the_tutorials_code():
     assert o.optimizer == "lbfgs" and o.lbfgs_history == 100
     assert "input_img = content_img.clone()" in text and o.init == "content"
     assert o.style_layer_weights is None and o.tv_weight == 0 and o.style_layer_norm == "none"
-    # the one setting of ours: the loss in fp32 as the tutorial, gradients in bf16 (README: "Precision and speed")
+    # the one setting of ours: the loss in fp32 as the tutorial, gradients in bf16 (docs/design.md, "Precision")
     assert o.precision == "mixed"
     assert set(preset_values("tutorial")) == {
         "content_layers", "style_layers", "style_layer_weights", "content_weight", "style_weight", "tv_weight",
@@ -153,15 +153,15 @@ def test_the_article_runs_adam_at_its_learning_rate(content64, style64, monkeypa
     assert seen == {"lr": 0.003}
 
 
-def test_photo_preset_is_the_papers_recipe_with_the_weights_the_readme_derives():
+def test_photo_preset_is_the_papers_recipe_with_the_weights_the_guide_derives():
     """Luan et al.'s shape (content relu4_2 weight 1, style relu1_1..relu5_1, the regularizer, L-BFGS, 300 steps),
-    started from the content recoloured to the style, and the weights the README's sweep chose, read from the
-    README's own sentences."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    chosen = re.search(r"\*\*Style (\S+),\s+photo\s+(\S+)\*\*\s+\(the preset\)", readme)
-    assert chosen, "the README's sentence on the photo preset's weights"
-    layers = re.search(r"weighting the shallow layers most\s+\(([\d.,\s]+) for relu1_1", readme)
-    assert layers, "the README's sentence on the photo preset's style layer weights"
+    started from the content recoloured to the style, and the weights the sweep chose, read from the sentences of
+    the photorealistic guide (docs/guides/photorealistic.md)."""
+    guide = (ROOT / "docs" / "guides" / "photorealistic.md").read_text(encoding="utf-8")
+    chosen = re.search(r"\*\*Style (\S+),\s+photo\s+(\S+)\*\*\s+\(the preset\)", guide)
+    assert chosen, "the guide's sentence on the photo preset's weights"
+    layers = re.search(r"weighting the shallow layers most\s+\(([\d.,\s]+) for relu1_1", guide)
+    assert layers, "the guide's sentence on the photo preset's style layer weights"
     o = make_options("photo")
     assert (o.method, o.content_layers, o.content_weight) == ("photo", ("relu4_2",), 1.0)
     assert o.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")

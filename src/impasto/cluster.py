@@ -66,7 +66,7 @@ TEMP_DIR = os.environ.get("IMPASTO_RAY_TEMP", os.path.join(tempfile.gettempdir()
 MAX_RESTARTS = 3
 #: Tasks queued per actor (one running, the next one's inputs already sent), to hide the round trip.
 PER_ACTOR = 2
-#: Video chunks: frames per chunk and warm-up frames before each (README "Scale-out on Ray").
+#: Video chunks: frames per chunk and warm-up frames before each (docs/guides/cluster.md).
 DEFAULT_CHUNK = 32
 DEFAULT_OVERLAP = 4
 IO_MODES = ("store", "shared")

@@ -77,8 +77,9 @@ IMAGE_COPIES = 13
 PICTURE_COPIES = 4
 #: Peak bytes per pixel of the fast method (encoder and decoder, inference) in bf16 / fp16 (calibrated at
 #: 1024-3072 px) and in fp32 with its Winograd convolutions (:mod:`impasto.core.winograd`; least squares over
-#: CLI runs at 512 / 1024 / 1536 / 2048 px, 793 / 1759 / 2890 / 5378 MB: README "Precision and speed"). Without
-#: Winograd fp32 took 1130; the difference is the heap's fragmentation more than the transforms' buffers.
+#: CLI runs at 512 / 1024 / 1536 / 2048 px, 793 / 1759 / 2890 / 5378 MB: docs/design.md, "Winograd
+#: convolutions"). Without Winograd fp32 took 1130; the difference is the heap's fragmentation more than the
+#: transforms' buffers.
 FAST_BYTES_PER_PIXEL = 340
 FAST_FP32_BYTES_PER_PIXEL = 1600
 #: Fixed memory of the fast method besides the runtime and the VGG file: encoder, decoder, bf16 copies.
@@ -427,7 +428,7 @@ def coarse_to_fine_hint(options: Options, p: Plan, content_size: tuple[int, int]
     more when coarse to fine would take at most half the time; None otherwise.
 
     Not the default: at 512 and 1024 px, measured, coarse to fine ends at a higher loss at full size than a
-    single-scale run given the same time (README: "Benchmarks"). Above that, single-scale runs take hours and
+    single-scale run given the same time (docs/benchmarks.md). Above that, single-scale runs take hours and
     their strokes shrink with the picture, as the network sees a fixed number of pixels.
     """
     if options.method not in ("gatys", "photo") or options.start_size is not None or options.size < 2 * HINT_START_SIZE:

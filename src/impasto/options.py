@@ -44,7 +44,7 @@ class Options:
     style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")  # empty: no style loss
     style_layer_weights: tuple[float, ...] | None = option(None, lo=0.0)
     content_weight: float = option(1.0, lo=0.0)  # alpha
-    # beta (losses normalized by their targets: see README, "How the default was chosen")
+    # beta (losses normalized by their targets: see docs/guides/methods.md)
     style_weight: float = option(5.0, lo=0.0)
     tv_weight: float = option(0.0, lo=0.0)
     # photorealism regularizer (matting Laplacian, Luan et al. 2017); photo method

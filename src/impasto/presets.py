@@ -16,7 +16,8 @@ def preset_values(name: str) -> dict[str, Any]:
     """The option values of a named preset, a fresh dict on every call. ``tutorial`` and ``article`` reproduce
     the two seed documents (pinned against them in ``tests/test_presets.py``)."""
     presets: dict[str, dict[str, Any]] = {
-        # Tuned on the normalized VGG for the best look per second (README: "How the default was chosen").
+        # Tuned on the normalized VGG for the best look per second (docs/guides/methods.md, "How the default was
+        # chosen").
         "default": {},
         # PyTorch tutorial (Jacq): conv_4 content, conv_1..conv_5 style, Gram / (a*b*c*d), weights 1 / 1e6,
         # L-BFGS for 300 evaluations, start from the content image, pixels clamped to [0, 1].
@@ -35,7 +36,7 @@ def preset_values(name: str) -> dict[str, Any]:
             "steps": 300,
             "init": "content",
             # The loss in fp32, as the tutorial; only the gradients' convolutions in bf16. A bf16 forward pass ends
-            # ~3% higher in the tutorial's loss; bf16 gradients end where fp32 does (README: "Precision and speed").
+            # ~3% higher in the tutorial's loss; bf16 gradients end where fp32 does (docs/design.md, "Precision").
             "precision": "mixed",
         },
         # Medium article: conv4_2 content, conv1_1..conv5_1 style weighted 1, .75, .2, .2, .2, raw Gram matrices
@@ -58,8 +59,8 @@ def preset_values(name: str) -> dict[str, Any]:
         },
         # Luan et al. 2017 (Deep Photo Style Transfer): content relu4_2, style relu1_1..relu5_1 (with label maps,
         # per region), the photorealism regularizer, L-BFGS; started from the content recoloured to the style
-        # region by region (histogram matching), the shallow style layers weighted most (README: "Photorealistic
-        # style transfer" derives the regularizer weight and how the others were chosen).
+        # region by region (histogram matching), the shallow style layers weighted most (docs/guides/photorealistic.md
+        # derives the regularizer weight and says how the others were chosen).
         "photo": {
             "method": "photo",
             "content_layers": ("relu4_2",),

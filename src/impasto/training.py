@@ -11,7 +11,7 @@ weight 3). The model file records where it started (``start`` in its metadata).
 The loss is the optimization method's objective on a batch: content at ``relu2_2`` (Johnson et al.'s layer),
 style Gram matrices at ``relu1_1 ... relu4_1`` and total variation, each loss divided by its target's mean
 square as the default preset does (``normalize_losses``), so the weights do not depend on the network's feature
-scale (README: "Trained networks"). The style Gram losses run as taps inside the forward pass
+scale (docs/guides/trained-networks.md). The style Gram losses run as taps inside the forward pass
 (:func:`impasto.core.losses.gram_mse_tap`), the content image's features are computed only up to the content
 layer and without autograd, the loss network runs channels-last, and the network's upsampling and last conv run in
 their equivalent faster forms (:meth:`impasto.methods.transformer.TransformerNet.forward`).
@@ -86,7 +86,7 @@ class TrainOptions:
     start: str = "builtin"  # one of STARTS
     fine_tune_convs: bool = False  # builtin start: train the shared convolutions too
     conv_lr: float = option(1e-3, lo=0.0, hi=1.0, lo_open=True)  # their learning rate
-    style_weight: float = option(3.0, lo=0.0)  # README: "Trained networks"; 10 from the builtin start
+    style_weight: float = option(3.0, lo=0.0)  # docs/guides/trained-networks.md; 10 from the builtin start
     content_weight: float = option(1.0, lo=0.0)
     tv_weight: float = option(0.0, lo=0.0)
     content_layers: tuple[str, ...] = ("relu2_2",)  # empty: no content loss

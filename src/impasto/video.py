@@ -72,10 +72,10 @@ from .runner import Runner
 from .version import __version__
 
 #: ``temporal`` of feed-forward methods when not given: the share of the warped previous result blended in
-#: where the flow is reliable (README "Video": chosen on the benchmark clip).
+#: where the flow is reliable (docs/guides/video.md: chosen on the benchmark clip).
 DEFAULT_BLEND = 0.95
 #: ``temporal`` of optimizing methods when not given: the temporal loss's weight (same scale as the content
-#: weight with normalized losses; README "Video").
+#: weight with normalized losses; docs/guides/video.md).
 DEFAULT_TEMPORAL_LOSS = 1000.0
 #: Radius (pixels) over which the reliability weights are feathered for blending.
 FEATHER = 2.0

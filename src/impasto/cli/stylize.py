@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 def add_cluster_args(p: argparse.ArgumentParser, what: str = "batch mode", io: bool = True, verbose: bool = True
                      ) -> argparse._ArgumentGroup:  # fmt: skip
     """``--cluster``, ``--cluster-actors``, (``verbose``) ``--cluster-verbose`` and (``io``) ``--cluster-io``
-    (README "Scale-out on Ray")."""
+    (docs/guides/cluster.md)."""
     g = p.add_argument_group("cluster", f"{what} on a Ray cluster (needs pip install 'impasto[cluster]')")
     g.add_argument("--cluster", metavar="RAY", help="ray: a local Ray instance on this machine's cores; "
                    "ray:auto: the cluster this machine is a node of (ray start); ray://HOST:10001: a remote one "

@@ -4,7 +4,7 @@ The arithmetic is that of ``torch.optim.LBFGS`` without a line search: the first
 ``min(1, 1 / |g|_1) * lr`` along ``-g``, every later one ``lr`` along the two-loop direction, pairs with
 ``y.s <= 1e-10`` are skipped, and the initial inverse Hessian is ``y.s / y.y`` of the newest pair. Three
 differences: the scalars of the two-loop recursion are kept in double precision (torch keeps them as float32
-tensors; in the tutorial benchmark the result ends equal or slightly lower, README: "Benchmarks"), a direction
+tensors; in the tutorial benchmark the result ends equal or slightly lower, docs/benchmarks.md), a direction
 that is not a descent direction restarts from the gradient instead of ending the run, and the step stored in the
 history is the step taken, read back after the closure, which may have clamped x into the pixel range (torch
 stores the step it asked for; where many pixels are pushed past a bound, as a dark style pushes dark pixels

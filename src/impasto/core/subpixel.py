@@ -14,7 +14,7 @@ stages this way too.
 
 The AdaIN decoder (:class:`impasto.methods.adain.Decoder`) has this pattern three times; its 128- and 64-channel
 ones are 1.5-1.8x faster this way in float32 on a 2-core AVX2 CPU, and faster than Winograd's F(4x4, 3x3) at the
-upsampled size (:mod:`impasto.core.winograd`), which keeps the 256-channel one (README "Precision and speed").
+upsampled size (:mod:`impasto.core.winograd`), which keeps the 256-channel one (docs/design.md).
 """
 
 from __future__ import annotations

@@ -71,8 +71,8 @@ class _ConvLowPrecisionGrad(torch.autograd.Function):
 
     The weights are frozen, so the backward pass is one transposed convolution, of the incoming gradient by
     ``weight_low`` (the weights in bf16/fp16), half the cost of fp32 on hardware with native bf16. Gradient
-    rounding barely matters to L-BFGS; rounding in the forward pass (the loss itself) does (README:
-    "Benchmarks").
+    rounding barely matters to L-BFGS; rounding in the forward pass (the loss itself) does (docs/design.md,
+    "Precision").
     """
 
     @staticmethod

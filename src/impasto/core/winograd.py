@@ -8,7 +8,7 @@ pair instead of 144: the input tiles and the weights are transformed (V = B^T d 
 frequency by frequency (36 matrix products over the channels, one batched GEMM), and transformed back
 (Y = A^T M A). The transforms are small matrix products written as torch GEMMs, so this pays where channels
 are many (128 x 128 to 512 x 512 channels: 1.4-2.4x faster than oneDNN's direct kernels in float32 on a 2-core
-AVX2 CPU, see README "Precision and speed"), not in the first layers (64 channels), which stay direct.
+AVX2 CPU, see docs/design.md), not in the first layers (64 channels), which stay direct.
 
 Float32 only; the transforms' rounding error is ~1e-5 of the output's scale (:func:`winograd_conv2d` is checked
 against ``F.conv2d`` in the tests). No autograd: a module that needs gradients calls ``F.conv2d``.
@@ -38,7 +38,7 @@ OUTPUT_TRANSFORM = torch.kron(_AT, _AT).float()
 CHUNK_BYTES = 8 * 2**20
 #: Smallest product of input and output channels for which :func:`winograd_layers` converts a convolution:
 #: 128 x 128 and above are 1.4-2.4x faster by Winograd, 64 x 64 slower (the transforms' memory traffic grows with
-#: the channels, the products they save with their square; README "Precision and speed").
+#: the channels, the products they save with their square; docs/design.md).
 MIN_CHANNEL_PRODUCT = 128 * 128
 
 

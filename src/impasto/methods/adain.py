@@ -184,7 +184,7 @@ class AdaIN:
         if self.device.type == "cpu" and self.dtype == torch.float32:  # bf16 has oneDNN's fast kernels
             winograd_layers(self.encoder)
             # the 128- and 64-channel upsampling stages at the low resolution; the 256-channel one is faster by
-            # Winograd at the upsampled size (README "Precision and speed")
+            # Winograd at the upsampled size (docs/design.md)
             winograd_layers(fuse_upsample_convs(self.decoder, max_product=256 * 256))
         self.memory_format = memory_format
         self.cache_size = cache_size

@@ -8,7 +8,7 @@ bf16 gradients) each conv's gradient was cast to bf16 and back, and the ReLU, po
 in fp32. Here the gradient stays in the backward precision from the top layer down to conv1_1, the Gram
 products of the backward pass run in it too, and a max-pooling that follows a ReLU runs first (max and ReLU
 commute) so the ReLU and its mask touch a quarter of the positions. On the tutorial preset at 256 px one
-evaluation takes ~0.16 s instead of ~0.18 s (README: "Benchmarks").
+evaluation takes ~0.16 s instead of ~0.18 s (docs/design.md).
 
 :func:`supported` says when it applies (CPU, zero padding, and terms it knows: content terms, plain style
 terms, and any term on the image itself, whose autograd gradient is added in the same step); otherwise

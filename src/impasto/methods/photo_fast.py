@@ -4,8 +4,8 @@ ECCV 2018), on the AdaIN encoder and decoder of :mod:`impasto.methods.adain`.
 1. A feature transform at relu4_1: AdaIN (channel means and standard deviations; default) or the whitening
    and colouring transform (WCT: the content features' covariance replaced by the style's), region by region
    with label maps (content region k takes the statistics of style region k). Measured on the three photo
-   pairs, the two keep the content's structure alike (README); with this decoder, trained on AdaIN
-   features, WCT leaves blotches of colour that the guided smoothing does not remove.
+   pairs, the two keep the content's structure alike (docs/guides/photorealistic.md); with this decoder, trained
+   on AdaIN features, WCT leaves blotches of colour that the guided smoothing does not remove.
 2. The decoder turns the features back into an image Y; it keeps the content's layout but not its fine
    structure.
 3. Li et al.'s smoothing (:func:`impasto.core.matting.smooth`) makes the result locally an affine function

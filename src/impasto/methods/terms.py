@@ -254,7 +254,7 @@ class PhotoTerm(Term):
     colours, whatever the colours: it penalizes painterly texture and bent edges, not recolouring.
 
     Divided by N (the paper sums) so that one weight means the same at every size and scale of a coarse-to-fine
-    run; README "Photorealistic style transfer" derives the paper's lambda = 1e4 in these units. L is built
+    run; docs/guides/photorealistic.md derives the paper's lambda = 1e4 in these units. L is built
     once per working size (``build``), in float64, and held in float32 as a sparse CSR tensor; its value and
     gradient 2 L V / N come from one sparse product (:func:`impasto.core.matting.photorealism_loss`, a custom
     autograd function), so the hand-written pass adds it as a term on the image.
