@@ -5,7 +5,10 @@ one per tile and pass of tiling) and passes where, in each of them, the loss
 
 * ends well below where the run started (the last optimization's end against the first one's start:
   ``end <= END_MAX x start``),
-* never climbs above the optimization's start by more than a small factor (``worst <= WORST_MAX x start``),
+* never climbs above the optimization's start by more than a small factor (``worst <= WORST_MAX x start``):
+  ``worst`` is the highest loss of the points the optimizer went on from; an L-BFGS step whose loss is past
+  :data:`impasto.core.lbfgs.RISE` times the lowest so far is rejected (the optimizer goes back to its best point)
+  and counted apart, with the highest of them (``probes``, ``probe max``),
 
 and the picture is not flat (the standard deviation of its luminance, and its mean absolute difference between
 neighbouring pixels, are at least :data:`MIN_STD` and :data:`MIN_DETAIL`). It writes each picture, a contact sheet
@@ -22,6 +25,7 @@ The images come from ``../shared/images`` (``$IMPASTO_SHARED_IMAGES``), else ``e
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -35,6 +39,7 @@ from PIL import Image, ImageDraw
 
 import impasto
 from impasto.core.device import cpu_supports_bf16
+from impasto.core.lbfgs import RISE
 from impasto.errors import InputError
 from impasto.methods.gatys import Gatys
 
@@ -136,7 +141,15 @@ def run_case(case: str, extra: dict, pair: tuple, size: int, steps: int, folder:
     seconds = time.perf_counter() - t0
     segs = [s for s in rec.segments if s]
     start = segs[0][0]
-    worst = max(max(s) / s[0] for s in segs)  # no optimization climbs above its own start
+    lbfgs = options.get("optimizer", "adam" if preset == "article" else "lbfgs") == "lbfgs"
+    kept, probes = [], []  # per optimization: the losses it went on from, the steps it rejected (relative)
+    for seg in segs:
+        low = math.inf
+        for value in seg:
+            rejected = lbfgs and value > RISE * low
+            (probes if rejected else kept).append(value / seg[0])
+            low = min(low, value)
+    worst = max(kept)  # no optimization climbs above its own start
     end = segs[-1][-1] / start  # the last optimization (the finest scale, the last tile) ends below the first start
     y = torch.from_numpy(np.asarray(image.convert("L"), dtype=np.float32) / 255)
     std = float(y.std())
@@ -151,13 +164,15 @@ def run_case(case: str, extra: dict, pair: tuple, size: int, steps: int, folder:
     path = folder / f"{name}-{case}-{size}.png"
     image.save(path)
     return {"pair": name, "case": case, "size": size, "steps": steps, "start": start, "worst": worst,
-            "end": end, "std": std, "seconds": seconds, "segments": len(segs), "path": path,
+            "end": end, "std": std, "seconds": seconds, "segments": segs, "path": path,
+            "probes": len(probes), "probe_max": max(probes, default=0.0),
             "verdict": "; ".join(problems) or "ok"}  # fmt: skip
 
 
 def table_row(r: dict) -> str:
     """One run's line of the Markdown table."""
-    figures = f"{r['start']:.3g} | {r['worst']:.2f} | {r['end']:.3f} | {r['std']:.3f} | {r['seconds']:.0f}"
+    probes = f"{r['probes']} ({r['probe_max']:.1f}x)" if r["probes"] else "0"
+    figures = f"{r['start']:.3g} | {r['worst']:.2f} | {probes} | {r['end']:.3f} | {r['std']:.3f} | {r['seconds']:.0f}"
     return f"| {r['pair']} | {r['case']} | {r['size']} | {figures} | {r['verdict']} |"
 
 
@@ -181,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--pairs", type=int, default=2, help="how many of the content/style pairs (1 or 2)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "quality")
     parser.add_argument("--table", type=Path, help="also write the Markdown table to this file")
     args = parser.parse_args(argv)
@@ -190,22 +206,23 @@ def main(argv: list[str] | None = None) -> int:
                 if line.startswith("model name")), "unknown CPU")  # fmt: skip
     header = [f"Convergence matrix, {time.strftime('%Y-%m-%d')}, {cpu}, {torch.get_num_threads()} threads, "
               f"native bf16: {'yes' if bf16 else 'no'}; {args.steps} steps; figures relative to the start.", "",
-              "| pair | case | size | start | worst / start | end / start | luminance std | s | verdict |",
-              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "| pair | case | size | start | worst / start | rejected steps | end / start | luminance std | s "
+              "| verdict |",
+              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     print("\n".join(header), flush=True)
     rows, lines, failed = [], [], 0
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            for pair in pairs():
+            for pair in pairs()[: args.pairs]:
                 for case in args.cases:
                     extra = CASES[case]
                     if extra.get("precision") == "bf16" and not bf16:
-                        line = f"| {pair[0]} | {case} | {size} | | | | | | skipped: no native bf16 |"
+                        line = f"| {pair[0]} | {case} | {size} | | | | | | | skipped: no native bf16 |"
                     else:
                         try:
                             r = run_case(case, extra, pair, size, args.steps, args.out, Path(tmp))
                         except InputError as e:
-                            line = f"| {pair[0]} | {case} | {size} | | | | | | error: {e} |"
+                            line = f"| {pair[0]} | {case} | {size} | | | | | | | error: {e} |"
                             failed += 1
                         else:
                             rows.append(r)
@@ -216,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         contact_sheet(rows, args.out / "sheet.png")
         print(f"\npictures in {args.out}, all of them in {args.out / 'sheet.png'}")
+    (args.out / "losses.json").write_text(json.dumps(
+        [{k: r[k] for k in ("pair", "case", "size", "segments", "verdict")} for r in rows]))
     if args.table:
         args.table.write_text("\n".join(header + lines) + "\n")
     print(f"{failed} of {len(lines)} runs failed" if failed else f"all {len(lines)} runs passed")
