@@ -1,6 +1,10 @@
 """Photorealistic transfer: the matting Laplacian, the regularizer, label maps and regions, Li et al.'s smoothing,
 the feature transforms, both photo methods end to end, their plans, and straight edges kept."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -21,6 +25,8 @@ from impasto.methods.gatys import Gatys
 from impasto.methods.photo_fast import adain_weighted, transform_features, wct
 from impasto.methods.terms import PhotoTerm
 from impasto.options import make_options
+
+from .conftest import ROOT
 
 PLENTY = 1 << 50
 
@@ -485,3 +491,20 @@ def test_photo_keeps_straight_edges_that_gatys_bends(style_path):
     corr = {k: edge_correlation(v, content) for k, v in results.items()}
     assert corr["photo"] > corr["gatys"] + EDGE_MARGIN, corr
     assert float((results["photo"] - content).abs().mean()) > 0.02  # and it did restyle
+
+
+def test_the_matting_kernels_leave_torch_s_thread_count_alone():
+    # Numba's OpenMP layer sets the OpenMP runtime it shares with torch to all cores when its threads start; a
+    # process that runs torch on one thread (OMP_NUM_THREADS=1, a cluster actor) must stay on one afterwards.
+    # A fresh process: Numba starts its threads once per process.
+    code = (
+        "import torch; torch.set_num_threads(1)\n"
+        "from impasto.core import matting\n"
+        "x = torch.rand(3, 24, 32)\n"
+        "matting.matting_stencil(x); matting.smooth(x, torch.rand(3, 24, 32), 'exact')\n"
+        "print(torch.get_num_threads())\n"
+    )
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2", "PYTHONPATH": str(ROOT / "src")}
+    env.pop("NUMBA_THREADING_LAYER", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "1", out.stdout + out.stderr

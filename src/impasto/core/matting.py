@@ -28,8 +28,11 @@ Image Filtering*, 2010: box filters only).
 
 from __future__ import annotations
 
+import functools
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numba
 import numpy as np
@@ -37,6 +40,27 @@ import scipy.sparse as sp
 import torch
 
 from . import matting_kernels
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _keeps_torch_threads(fn: _F) -> _F:
+    """Run ``fn`` (which calls Numba's parallel kernels) and give torch back its thread count afterwards: Numba's
+    OpenMP threading layer sets the OpenMP runtime it shares with torch to all cores when it starts, which would
+    leave every later torch operation of the process on that many threads (``OMP_NUM_THREADS`` and
+    ``torch.set_num_threads`` overridden)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        threads = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+
+    return wrapper  # type: ignore[return-value]
+
 
 #: Regularization of the window covariances (Luan et al. and Levin et al. use 1e-7).
 EPS = 1e-7
@@ -105,6 +129,7 @@ class Stencil:
         return matrix
 
 
+@_keeps_torch_threads
 def matting_stencil(image: np.ndarray | torch.Tensor, eps: float = EPS) -> Stencil:
     """The matting Laplacian (3x3 windows) of an image as a float64 :class:`Stencil`.
 
@@ -306,6 +331,7 @@ def smooth(content: torch.Tensor, stylized: torch.Tensor, mode: str = "exact", a
     return x.clamp_(0, 1).to(content.device), iterations
 
 
+@_keeps_torch_threads
 def _solve_smoothing(content: torch.Tensor, stylized: torch.Tensor, start: torch.Tensor, lam: float, tol: float,
                      max_iter: int) -> tuple[torch.Tensor, int]:  # fmt: skip
     """(lambda I + D^-1/2 L D^-1/2) R = lambda Y by :func:`impasto.core.matting_kernels.pcg` on the system's
