@@ -141,7 +141,8 @@ def run_case(case: str, extra: dict, pair: tuple, size: int, steps: int, folder:
     seconds = time.perf_counter() - t0
     segs = [s for s in rec.segments if s]
     start = segs[0][0]
-    lbfgs = options.get("optimizer", "adam" if preset == "article" else "lbfgs") == "lbfgs"
+    chosen = impasto.make_options(preset, **options)
+    lbfgs = chosen.optimizer == "lbfgs" and chosen.normalize_losses  # the guarded runs (see Gatys.optimize)
     kept, probes = [], []  # per optimization: the losses it went on from, the steps it rejected (relative)
     for seg in segs:
         low = math.inf
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "losses.json").write_text(json.dumps(
         [{k: r[k] for k in ("pair", "case", "size", "segments", "verdict")} for r in rows]))
     if args.table:
-        args.table.write_text("\n".join(header + lines) + "\n")
+        args.table.write_text("\n".join(["## The table", "", *header, *lines]) + "\n")
     print(f"{failed} of {len(lines)} runs failed" if failed else f"all {len(lines)} runs passed")
     return 1 if failed else 0
 

@@ -204,7 +204,9 @@ class Gatys:
 
         try:
             if o.optimizer == "lbfgs":
-                lbfgs.minimize(closure, x, steps, history_size=o.lbfgs_history)
+                # Normalized losses (every preset but the seeds') are guarded against divergence; the seeds' raw
+                # losses keep torch's arithmetic, spikes included (see impasto.core.lbfgs).
+                lbfgs.minimize(closure, x, steps, history_size=o.lbfgs_history, guard=o.normalize_losses)
             else:
                 optimizer = torch.optim.Adam([x], lr=o.lr)
                 for _ in range(steps):
