@@ -273,8 +273,9 @@ def _convs(net: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def test_new_style_starts_at_the_mean_row_and_learns_only_the_norms(onnx_file, tmp_path, photos, style_path):
     out = tmp_path / "m.pt"
-    t = Trainer(style_path, out, make_train_options(steps=3, **BUILTIN_TINY), photos, warn=lambda m: None)
-    assert isinstance(t.net, MultiStyleNet) and t.net.styles == 1
+    opts = make_train_options(steps=3, style_row="mean", **BUILTIN_TINY)
+    t = Trainer(style_path, out, opts, photos, warn=lambda m: None)
+    assert isinstance(t.net, MultiStyleNet) and t.net.styles == 1 and t.start_row is None
     table = builtin.read_weights(onnx_file)
     assert np.allclose(t.net.state_dict()["res.2.1.norm.gamma"].numpy(), table["res.2.1.norm.gamma"].mean(0))
     assert np.array_equal(t.net.state_dict()["contract.0.w"].numpy(), table["contract.0.w"])
@@ -290,6 +291,20 @@ def test_new_style_starts_at_the_mean_row_and_learns_only_the_norms(onnx_file, t
     image = tmp_path / "o.png"
     assert main([str(style_path), "--model", str(out), "-o", str(image), "--size", "48", "-q"]) == 0
     assert read_metadata(image)["model"]["start"]["from"] == "builtin"
+
+
+def test_a_new_style_starts_from_the_built_in_row_nearest_to_it(onnx_file, tmp_path, photos, content_path):
+    row = 19
+    style = tmp_path / f"builtin{row}.png"  # a picture painted by built-in style ``row``
+    impasto.stylize(content_path, model=f"builtin:{row}", size=128).save(style)
+    opts = make_train_options(steps=1, train_size=128, style_size=128, batch_size=2, sample_every=0,
+                              checkpoint_every=0)  # fmt: skip
+    t = Trainer(style, tmp_path / "m.pt", opts, photos, warn=lambda m: None)
+    table = builtin.read_weights(onnx_file)
+    assert t.start_row == row
+    assert np.array_equal(t.net.state_dict()["res.2.1.norm.gamma"].numpy()[0], table["res.2.1.norm.gamma"][row])
+    start = load_model(t.run().model).metadata["start"]
+    assert start["row"] == row and f"built-in row {row}" in start["style_row"]
 
 
 def test_fine_tuning_trains_the_convolutions_at_their_own_rate(onnx_file, tmp_path, photos, style_path):
@@ -366,3 +381,16 @@ def test_video_with_a_builtin_style_is_named_after_it(onnx_file, tmp_path, conte
     frames, _ = clips.decode(tmp_path / "clip-builtin19.mp4")
     assert len(frames) == 6 and frames[0].shape == (64, 96, 3)
     assert np.abs(frames[3].astype(float) - clip.frames[3]).mean() > 10  # stylized, not the clip as it was
+
+
+def test_a_built_in_style_exports_to_onnx_named_after_it(onnx_file, tmp_path, monkeypatch, content_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "builtin:3:0.5,12:0.5"]) == 0
+    exported = tmp_path / "builtin3-0p5_12-0p5.onnx"  # no -o: named after the spec, in this folder
+    assert "built-in styles builtin:3:0.5,12:0.5" in capsys.readouterr().err
+    session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    x = load_image(content_path, 96)
+    ours = api.stylize_tensors(content_path, None, impasto.make_options(model="builtin:3:0.5,12:0.5", size=96))
+    out = session.run(None, {"image": x.numpy()})[0]
+    assert out.shape == tuple(ours.shape) and np.abs(out - ours.numpy()).max() < 1e-3

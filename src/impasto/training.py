@@ -74,6 +74,8 @@ CACHE_BYTES = 512 << 20
 LOSS_WINDOW = 50
 #: Where training starts: the built-in styles' network (a new style row) or random weights (Johnson et al.).
 STARTS = ("builtin", "scratch")
+#: Where a new style row starts: the built-in row with the lowest training loss on the first batch, or their mean.
+STYLE_ROWS = ("nearest", "mean")
 #: Defaults that depend on the start: Adam's learning rate (of the style row / of the whole network), style weight.
 START_DEFAULTS = {"builtin": {"lr": 1e-2, "style_weight": 10.0}, "scratch": {"lr": 1e-3, "style_weight": 3.0}}
 
@@ -84,6 +86,7 @@ class TrainOptions:
     :func:`~impasto.core.checks.option` spec are what :func:`make_train_options` checks first."""
 
     start: str = "builtin"  # one of STARTS
+    style_row: str = option("nearest", choices=STYLE_ROWS)  # builtin start: where the new style row starts
     fine_tune_convs: bool = False  # builtin start: train the shared convolutions too
     conv_lr: float = option(1e-3, lo=0.0, hi=1.0, lo_open=True)  # their learning rate
     style_weight: float = option(3.0, lo=0.0)  # docs/guides/trained-networks.md; 10 from the builtin start
@@ -318,22 +321,43 @@ class PerceptualLoss:
         return {"content": content, "style": style, "tv": tv}
 
 
-def builtin_start() -> MultiStyleNet:
-    """The built-in styles' network with one style row, the mean of its 26 (where a new style starts); a
-    one-line :class:`InputError` when the built-in styles are not installed."""
+def builtin_networks() -> MultiStyleNet:
+    """The built-in styles' network with its 26 style rows; a one-line :class:`InputError` when the built-in
+    styles are not installed."""
     try:
         base = load_model(f"{builtin.PREFIX}0")
     except InputError as err:
         raise InputError(f"{err} (or train Johnson et al.'s network: --from-scratch)") from None
     full = MultiStyleNet.for_state_dict(base.state_dict)
     full.load_state_dict(base.state_dict)
+    return full
+
+
+def one_row(full: MultiStyleNet, row: int | None) -> MultiStyleNet:
+    """A one-style network with ``full``'s convolutions and its style row ``row`` (None: the mean of the rows)."""
     net = MultiStyleNet(1, int(full.contract[0].w.shape[0]), (int(full.expand[0].w.shape[0]),
                         int(full.expand[1].w.shape[0])), len(full.res))  # fmt: skip
-    state = {k: (v.mean(0, keepdim=True) if k.endswith((".gamma", ".beta")) else v)
-             for k, v in full.state_dict().items()}  # fmt: skip
+    state = {k: ((v.mean(0, keepdim=True) if row is None else v[row : row + 1]) if k.endswith((".gamma", ".beta"))
+                 else v) for k, v in full.state_dict().items()}  # fmt: skip
     net.load_state_dict(state)
     net.set_style([1.0])
     return net
+
+
+def builtin_start() -> MultiStyleNet:
+    """The built-in styles' network with one style row, the mean of its 26."""
+    return one_row(builtin_networks(), None)
+
+
+def nearest_row(full: MultiStyleNet, loss: Callable[[torch.Tensor], float], x: torch.Tensor) -> int:
+    """The built-in style row whose pictures ``full(x)`` score the lowest ``loss`` (where a new style starts: a row
+    near the painting needs fewer steps than the mean of the rows)."""
+    scores = []
+    with torch.no_grad():
+        for row in range(full.styles):
+            full.set_style(torch.nn.functional.one_hot(torch.tensor(row), full.styles).float())
+            scores.append(loss(full(x)))
+    return min(range(len(scores)), key=scores.__getitem__)
 
 
 # -- the loop ----------------------------------------------------------------------------------------------
@@ -434,7 +458,7 @@ class Trainer:
         if self.history_path and self.history_path.suffix.lower() not in (".json", ".csv"):
             raise InputError(f"--history file must end in .json or .csv: {self.history_path}")
         # the built-in start's network before the photos: a missing package fails first, in one line
-        start = builtin_start() if o.start == "builtin" and state is None else None
+        start = builtin_networks() if o.start == "builtin" and state is None else None
         self.data_folder = str(Path(data).expanduser()) if data else None
         bundled = [] if data else [f for f in default_data() if builtin.file_sha256(f) != self.style_sha256]
         files = find_photos(data) if data else bundled
@@ -444,9 +468,18 @@ class Trainer:
             else DEFAULT_STEPS_BUILTIN if o.start == "builtin" else DEFAULT_STEPS)  # fmt: skip
         self.device = pick_device(o.device)
         torch.manual_seed(o.seed)
+        style_t = load_image(self.style_path, o.style_size, "style image")
+        self.loss = PerceptualLoss(o, style_t, self.device)
         self.net: TransformerNet | MultiStyleNet
-        if o.start == "builtin":
-            self.net = MultiStyleNet.for_state_dict(state.state_dict) if start is None else start
+        self.start_row: int | None = None
+        if o.start == "builtin" and start is None:
+            self.net = MultiStyleNet.for_state_dict(state.state_dict)
+            self.start_row = state.metadata.get("start", {}).get("row")
+        elif o.start == "builtin":
+            if o.style_row == "nearest":
+                x = self.data.batch(0, min(o.batch_size, 2)).to(self.device)
+                self.start_row = nearest_row(start.to(self.device), self._scorer(x), x)
+            self.net = one_row(start, self.start_row)
         else:
             self.net = TransformerNet(o.width)
         self.step = 0
@@ -473,8 +506,6 @@ class Trainer:
             except (ValueError, KeyError, RuntimeError) as exc:
                 raise InputError(f"corrupt checkpoint (optimizer state: {str(exc).splitlines()[0]}): "
                                  f"{state.path}") from None  # fmt: skip
-        style_t = load_image(self.style_path, o.style_size, "style image")
-        self.loss = PerceptualLoss(o, style_t, self.device)
         self.sample_input = self._sample_input()
         self.samples_on = True
 
@@ -500,6 +531,19 @@ class Trainer:
         data = data if data is not None else meta.get("data", {}).get("folder")
         kwargs["checkpoint"] = kwargs.get("checkpoint") or source
         return cls(style, output, options, data, state=state, **kwargs)
+
+    def _scorer(self, x: torch.Tensor) -> Callable[[torch.Tensor], float]:
+        """The weighted training loss of outputs for the inputs ``x`` (no autograd)."""
+        o = self.options
+        targets = self.loss.content_targets(x)
+
+        def score(y: torch.Tensor) -> float:
+            with torch.no_grad():
+                parts = self.loss(y, targets)
+            return float(o.content_weight * parts["content"] + o.style_weight * parts["style"]
+                         + o.tv_weight * parts["tv"])  # fmt: skip
+
+        return score
 
     def _param_groups(self) -> list[dict[str, Any]]:
         """What Adam trains: the whole network from scratch; from the built-in start the style row of every norm
@@ -532,7 +576,9 @@ class Trainer:
         start: dict[str, Any] = {"from": "scratch"}
         if multi:
             trained = "style row and convolutions" if self.options.fine_tune_convs else "style row"
-            start = {"from": "builtin", **builtin.SOURCE, "style_row": "mean of the 26 built-in rows",
+            row = ("mean of the 26 built-in rows" if self.start_row is None
+                   else f"built-in row {self.start_row} (the lowest training loss of the 26)")  # fmt: skip
+            start = {"from": "builtin", **builtin.SOURCE, "style_row": row, "row": self.start_row,
                      "trained": trained}
         return {
             "impasto": __version__,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .. import api
 from ..errors import InputError
+from ..io import builtin
 from ..io.atomic import check_writable
 from ..version import __version__
 from .stylize import Parser
@@ -20,8 +21,8 @@ from .stylize import Parser
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="impasto export", description="Export a trained model (impasto train) as ONNX.")
-    p.add_argument("model", help="model file written by impasto train")
-    p.add_argument("-o", "--output", help="ONNX file to write (default: MODEL.onnx)")
+    p.add_argument("model", help="model file written by impasto train, or built-in styles (builtin:N, a blend)")
+    p.add_argument("-o", "--output", help="ONNX file to write (default: MODEL.onnx; builtinN.onnx)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     p.add_argument("--no-check", action="store_true", help="do not compare the ONNX model with PyTorch")
     p.add_argument("-q", "--quiet", action="store_true", help="no messages")
@@ -30,14 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = Path(args.model)
-    info = api.model_info(model)  # a bad model file fails here, in one line
-    output = Path(args.output) if args.output else model.with_suffix(".onnx")
+    model: str | Path = args.model if builtin.is_builtin(args.model) else Path(args.model)
+    info = api.model_info(model)  # a bad model file or built-in spec fails here, in one line
+    default = Path(f"{builtin.tag(args.model)}.onnx") if isinstance(model, str) else model.with_suffix(".onnx")
+    output = Path(args.output) if args.output else default
     if output.suffix.lower() != ".onnx":
         raise InputError(f"the ONNX file name must end in .onnx: {output}")
     if not output.parent.is_dir():
         raise InputError(f"output folder does not exist: {output.parent}")
-    if output.exists() and output.resolve() == model.resolve():
+    if isinstance(model, Path) and output.exists() and output.resolve() == model.resolve():
         raise InputError(f"output {output} is the model file; refusing to overwrite an input")
     check_writable(output.parent)
     if not 17 <= args.opset <= 23:

@@ -36,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("training")
     g.add_argument("--from-scratch", dest="start", action="store_const", const="scratch",
                    help="train Johnson et al.'s network from random weights (default: a new style of the built-in "
-                   "network, --model builtin:N, from the mean of its 26 styles)")  # fmt: skip
+                   "network, --model builtin:N)")  # fmt: skip
+    g.add_argument("--style-row", choices=("nearest", "mean"),
+                   help="built-in start: the new style starts from the built-in style with the lowest loss on the "
+                   "first photos (nearest, the default) or from the mean of the 26")  # fmt: skip
     g.add_argument("--fine-tune-convs", action="store_true", default=None,
                    help="built-in start: train the shared convolutions too (default: only the new style's norms)")
     g.add_argument("--conv-lr", type=float, help="learning rate of the convolutions with --fine-tune-convs "
@@ -74,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_OPTIONS = ["start", "fine_tune_convs", "conv_lr", "steps", "epochs", "batch_size", "lr", "train_size", "style_size",
+_OPTIONS = ["start", "style_row", "fine_tune_convs", "conv_lr", "steps", "epochs", "batch_size", "lr", "train_size", "style_size",
             "width", "seed", "device", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
             "checkpoint_every", "sample_every"]  # fmt: skip
 

@@ -212,6 +212,10 @@ def describe(model: LoadedModel) -> str:
     """A few lines about a model file (for ``impasto export`` and errors)."""
     m = model.metadata
     style = m.get("style", {})
+    if "source" in m:  # the built-in styles
+        src = m["source"]
+        return (f"built-in styles {style.get('name')}: Dumoulin et al.'s network, width {m.get('width')}, from "
+                f"{src.get('package', '?')} (sha256 {str(style.get('sha256', '?'))[:12]}...)")  # fmt: skip
     losses = m.get("losses", {})
     parts = [f"{model.kind} {model.path}: width {m.get('width')}, {m.get('step', 0)} steps",
              f"style {style.get('name', '?')} (sha256 {str(style.get('sha256', '?'))[:12]}...)",
