@@ -19,7 +19,6 @@ from PIL import Image
 from starlette.datastructures import UploadFile
 
 from .. import api
-from ..errors import InputError
 from ..io import builtin
 from ..io.atomic import write_bytes
 from ..plan import Plan, fmt_bytes
@@ -210,11 +209,7 @@ class BuiltinStyles:
     def missing(self) -> str | None:
         """Why the built-in styles cannot run on this server (one line), or None when they can."""
         if not self._missing:
-            try:
-                builtin.read_weights()  # the package, its file, its checksum, onnx to read it
-                self._missing.append(None)
-            except InputError as err:
-                self._missing.append(str(err).splitlines()[0])
+            self._missing.append(builtin.missing())
         return self._missing[0]
 
     def catalog(self) -> dict[str, Any]:
