@@ -169,21 +169,25 @@ def parse_type(name: str) -> Callable[[str], Any] | None:
     return None
 
 
-def add_option_arguments(parser: argparse.ArgumentParser, names: Collection[str] | None = None
-                         ) -> dict[str, argparse._ArgumentGroup]:  # fmt: skip
+def add_option_arguments(
+    parser: argparse.ArgumentParser, names: Collection[str] | None = None, helps: Mapping[str, str] | None = None,
+    then: Mapping[str, Callable[[argparse._ArgumentGroup], Any]] | None = None,
+) -> dict[str, argparse._ArgumentGroup]:  # fmt: skip
     """Add the options (all of :data:`FLAGS`, or ``names``) to ``parser`` as its arguments, each in its section
-    (an argument group, made in :data:`FLAGS` order); returns the groups by title, for a front end to add its own
-    arguments to. Every option defaults to None (not given), ``preset`` to ``default``."""
+    (an argument group, made in :data:`FLAGS` order), with the help of :data:`FLAGS` or of ``helps`` (option name
+    -> help, where a command says it differently); ``then`` (section -> function of its group) adds a command's
+    own arguments right after a section's options. Returns the groups by title. Every option defaults to None
+    (not given), ``preset`` to ``default``."""
     groups: dict[str, argparse._ArgumentGroup] = {}
-    for name, spec in FLAGS.items():
-        if names is not None and name not in names:
-            continue
+    chosen = [name for name in FLAGS if names is None or name in names]
+    for i, name in enumerate(chosen):
+        spec = FLAGS[name]
         target: Any = parser
         if spec.section is not None:
             if spec.section not in groups:
                 groups[spec.section] = parser.add_argument_group(spec.section)
             target = groups[spec.section]
-        kwargs: dict[str, Any] = {"dest": name, "help": spec.help}
+        kwargs: dict[str, Any] = {"dest": name, "help": (helps or {}).get(name, spec.help)}
         if spec.metavar:
             kwargs["metavar"] = spec.metavar
         if name == "preset":
@@ -195,6 +199,9 @@ def add_option_arguments(parser: argparse.ArgumentParser, names: Collection[str]
         elif parse_type(name) is not None:
             kwargs["type"] = parse_type(name)
         target.add_argument(*flags(name), **kwargs)
+        last = i + 1 == len(chosen) or FLAGS[chosen[i + 1]].section != spec.section
+        if last and spec.section in (then or {}):
+            then[spec.section](target)  # type: ignore[index]
     return groups
 
 

@@ -48,9 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("styles", nargs="*", metavar="style", help="style image(s); several are blended (none with --model)")
     p.add_argument("-o", "--output", help="result image; .png .jpg .webp .tif (default: CONTENT-STYLE.png); "
                    "in batch mode the output folder")  # fmt: skip
-    groups = schema.add_option_arguments(p)
-    groups["size"].add_argument("--dry-run", action="store_true", help="print the plan (scales, tiles, memory, "
-                                "time) and exit")  # fmt: skip
+    add_option_arguments(p)
     g = p.add_argument_group("output")
     g.add_argument("--save-every", type=int, default=0, metavar="N", help="write an intermediate image every N steps")
     g.add_argument("--resume", metavar="IMAGE", help="continue a run from one of its images (OUT.stepNNNNN.png, "
@@ -69,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_args(p)
     p.add_argument("--version", action="version", version=f"impasto {__version__}")
     return p
+
+
+def add_option_arguments(p: argparse.ArgumentParser, helps: dict[str, str] | None = None
+                         ) -> dict[str, argparse._ArgumentGroup]:  # fmt: skip
+    """The options (:func:`impasto.schema.add_option_arguments`, ``helps`` replacing their help) and
+    ``--dry-run``, listed with the sizes; returns the groups by title."""
+    def dry_run(group: argparse._ArgumentGroup) -> None:
+        group.add_argument("--dry-run", action="store_true", help="print the plan (scales, tiles, memory, time) "
+                           "and exit")  # fmt: skip
+
+    return schema.add_option_arguments(p, helps=helps, then={"size": dry_run})
 
 
 def add_cluster_args(p: argparse.ArgumentParser, what: str = "batch mode", io: bool = True, verbose: bool = True
