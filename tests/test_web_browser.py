@@ -139,6 +139,35 @@ def test_upload_start_preview_result_download(server, browser, tmp_path, content
     print(f"\nfirst preview on screen {first_preview_ms:.0f} ms after Start (fast, 256 px)")
 
 
+@pytest.mark.slow
+def test_a_built_in_style_is_picked_from_its_thumbnail_with_the_keyboard(server, browser, content_path):
+    offer = json.load(urllib.request.urlopen(server + "/api/options", timeout=10))["builtin"]
+    if not offer["available"]:
+        pytest.skip(offer["message"])
+    page = browser.new_page(viewport={"width": 1200, "height": 900}, bypass_csp=True)
+    page.goto(server + "/")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    styles = page.locator("#builtin button")
+    sync_api.expect(styles).to_have_count(26)
+    assert page.locator("#builtin-missing").is_hidden()
+    third = styles.nth(3)
+    assert third.inner_text() == "Built-in style 3" and third.get_attribute("aria-pressed") == "false"
+    page.wait_for_function("document.querySelectorAll('#builtin img')[3].naturalWidth === 96", timeout=60_000)
+    page.set_input_files("#content-file", str(content_path))
+    third.focus()
+    page.keyboard.press("Space")  # a button: Space and Enter press it
+    assert third.get_attribute("aria-pressed") == "true" and styles.nth(0).get_attribute("aria-pressed") == "false"
+    assert page.input_value("#opt-method") == "model" and page.locator("#style-drop").is_hidden()
+    assert page.is_enabled("#start")  # no painting and no model file needed
+    page.fill("#opt-size", "96")
+    page.click("#start")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Done')", timeout=90_000)
+    job = json.load(urllib.request.urlopen(server + "/api/jobs?limit=1", timeout=10))["jobs"][0]
+    assert job["options"]["model"] == "builtin:3" and job["options"]["size"] == 96 and job["styles"] == []
+    third.press("Enter")  # pressed again: put back
+    assert third.get_attribute("aria-pressed") == "false"
+
+
 def _png_base64(size: tuple[int, int] = (24, 16)) -> str:
     buffer = io.BytesIO()
     Image.new("RGB", size, (200, 120, 40)).save(buffer, "PNG")

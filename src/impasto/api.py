@@ -87,7 +87,14 @@ def as_list(style: ImageLike | Sequence[ImageLike] | None, options: Options | No
         raise InputError("at least one style image is needed (or a trained model: model=FILE / --model FILE)")
     if takes == "one" and len(styles) != 1:
         raise InputError(f"--method {options.method} takes one style image, got {len(styles)}")
+    _check_blend(options, len(styles))
     return styles
+
+
+def _check_blend(options: Options | None, styles: int) -> None:
+    """One ``style_blend`` weight per style image."""
+    if options is not None and options.style_blend is not None and len(options.style_blend) != styles:
+        raise InputError(f"--style-blend has {len(options.style_blend)} weights for {styles} style images")
 
 
 def plan(content: ImageLike, style: ImageLike | Sequence[ImageLike] | None, options: Options) -> Plan:
@@ -103,6 +110,7 @@ def plan_sizes(content: tuple[int, int], styles: Sequence[tuple[int, int]], opti
     for w, h in [content, *styles]:
         if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
             raise InputError(f"image sizes must be positive whole numbers, got {w}x{h}")
+    _check_blend(options, len(styles))
     return estimate.plan(options, content, list(styles))
 
 
@@ -170,9 +178,7 @@ def prepare(
     :func:`checkpoint_step`): only the remaining steps run, at the scale that step falls in.
     """
     validate(options)
-    styles = as_list(style, options)
-    if options.style_blend is not None and len(options.style_blend) != len(styles):
-        raise InputError(f"--style-blend has {len(options.style_blend)} weights for {len(styles)} style images")
+    styles = as_list(style, options)  # as many as the method takes, one blend weight each
     p = check(planned if planned is not None else plan(content, styles, options))
     content_t = load_image(content, options.size, "content image")
     style_ts = [load_image(s, options.style_size(), "style image") for s in styles]

@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve(config: ServerConfig, uvicorn: Any) -> int:
-    # uvicorn imports the app by name (impasto.web.app needs the CLI's option parser, the CLI needs this module)
+    # uvicorn imports the app by name: the web app (and FastAPI) load only here, with the settings from the environment
     os.environ[ENV_VAR] = config.to_json()
     settings = uvicorn.Config("impasto.web.app:app_from_environment", factory=True, host=config.host,
                               port=config.port, log_level="warning", timeout_graceful_shutdown=5)  # fmt: skip

@@ -12,14 +12,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .. import api, batch, cluster
+from .. import api, batch, cluster, schema
 from ..errors import InputError, NonFiniteLossError, OutputError, StylizeInterrupted
 from ..io.atomic import check_writable
 from ..io.history import write_history
 from ..io.images import FORMATS, open_image, output_format, save_image, tensor_to_pil
 from ..io.models import model_stand_in
 from ..io.plot import plot_run
-from ..options import INIT_KINDS, PRESETS, Options, make_options
+from ..options import INIT_KINDS, Options
 from ..plan import check, fmt_bytes, fmt_seconds
 from ..version import __version__
 from .progress import Progress, ScalarBar, status, stop_code, stop_word
@@ -40,100 +40,15 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"impasto: error: {message} (see impasto --help)\n")
 
 
-def _layers(text: str) -> tuple[str, ...]:
-    return tuple(p for p in (s.strip() for s in text.replace(" ", ",").split(",")) if p)
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(p) for p in text.replace(" ", ",").split(",") if p.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from None
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(p) for p in text.replace(" ", ",").split(",") if p.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got '{text}'") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``impasto CONTENT STYLE...``: the options from :mod:`impasto.schema`, and the command's own
+    arguments (inputs, outputs, the plan, batch mode, the cluster)."""
     p = Parser(prog="impasto", description="Repaint a photo in the style of an artwork (neural style transfer).")
     p.add_argument("content", help="content image (photo); a folder or a quoted glob ('photos/*.jpg') runs a batch")
     p.add_argument("styles", nargs="*", metavar="style", help="style image(s); several are blended (none with --model)")
     p.add_argument("-o", "--output", help="result image; .png .jpg .webp .tif (default: CONTENT-STYLE.png); "
                    "in batch mode the output folder")  # fmt: skip
-    p.add_argument("--preset", default="default", choices=list(PRESETS), help="starting set of options")
-    p.add_argument("--method", choices=["gatys", "fast", "model", "photo", "photo-fast"],
-                   help="gatys: optimization (default); fast: AdaIN, ~1 s; model: a trained network (--model); "
-                   "photo: photorealistic optimization (Luan et al.; --preset photo); photo-fast: photorealistic "
-                   "in seconds (Li et al.)")  # fmt: skip
-    p.add_argument("--model", metavar="FILE", help="stylize with a network trained by 'impasto train' (no style "
-                   "image), or a built-in style: builtin:19, builtin:3:0.5,12:0.5 (see: impasto styles PHOTO)")
-    g = p.add_argument_group("size")
-    g.add_argument("-s", "--size", type=int, help="longest side of the result in pixels (default 512)")
-    g.add_argument("--style-scale", type=float, help="style image size relative to the result (default 1)")
-    g.add_argument("--style-blend", type=_floats, help="weights of the style images, e.g. 0.7,0.3")
-    g.add_argument("--start-size", type=int, metavar="PX", help="multi-scale: coarsest scale's longest side")
-    g.add_argument("--scale-factor", type=float, metavar="F", help="multi-scale: size ratio between scales (default 2)")
-    g.add_argument("--scale-steps", type=_ints, metavar="N,N,..",
-                   help="multi-scale: steps per scale, coarse to fine (default: --steps shared so that each scale "
-                   "takes about the same time)")  # fmt: skip
-    g.add_argument("--tile", type=int, metavar="PX", help="process in tiles of at most PX pixels (0: never; "
-                   "default: only when memory requires)")  # fmt: skip
-    g.add_argument("--tile-overlap", type=int, metavar="PX", help="pixels shared by neighbouring tiles (default 1/8)")
-    g.add_argument("--tile-passes", type=int, metavar="N", help="tile passes, grid moved between them (default 2)")
-    g.add_argument("--dry-run", action="store_true", help="print the plan (scales, tiles, memory, time) and exit")
-    g = p.add_argument_group("artistic controls (both methods)")
-    g.add_argument("--strength", type=float, help="style strength 0..1 (default 1); fast: AdaIN's alpha, gatys: "
-                   "each 0.25 less divides the style/content weight ratio by 10; 0 keeps the content")  # fmt: skip
-    g.add_argument(
-        "--preserve-color",
-        choices=["luminance", "histogram"],
-        help="keep the content's colours: luminance-only transfer, or style recoloured to the content",
-    )
-    g.add_argument("--mask", dest="masks", action="append", metavar="FILE", help="region of one style (white: that "
-                   "style), one per style in order; content outside every mask stays unstyled")  # fmt: skip
-    g.add_argument("--mask-map", metavar="FILE", help="one colour-coded mask image instead of --mask files")
-    g.add_argument("--mask-colors", type=_layers, metavar="C1,C2", help="colour of each style's region in "
-                   "--mask-map, in style order (names or #rrggbb); other colours stay unstyled")  # fmt: skip
-    g = p.add_argument_group("photorealistic transfer (--method photo, photo-fast)")
-    g.add_argument("--content-seg", metavar="FILE", help="label map of the content image (colour-coded PNG in the "
-                   "paper's palette, or an integer label PNG); regions are matched by label")  # fmt: skip
-    g.add_argument("--style-seg", metavar="FILE", help="label map of the style image (same kind as --content-seg)")
-    g.add_argument("--photo-weight", type=float, metavar="W", help="photorealism regularizer weight (matting "
-                   "Laplacian; --preset photo sets it)")  # fmt: skip
-    g.add_argument("--smooth", choices=["exact", "guided", "none"], help="photo-fast: Li et al.'s smoothing: its "
-                   "guided-filter approximation (default, fast), solved exactly (slower), or none")  # fmt: skip
-    g.add_argument("--transform", choices=["wct", "adain"], help="photo-fast feature transform (default adain)")
-    g = p.add_argument_group("losses")
-    g.add_argument("--content-layers", type=_layers, help="e.g. relu4_2 (tutorial aliases conv_N accepted)")
-    g.add_argument("--style-layers", type=_layers, help="e.g. relu1_1,relu2_1,relu3_1,relu4_1,relu5_1")
-    g.add_argument("--style-layer-weights", type=_floats, help="one weight per style layer")
-    g.add_argument("--content-weight", "--alpha", type=float, help="content loss weight (alpha)")
-    g.add_argument("--style-weight", "--beta", type=float, help="style loss weight (beta)")
-    g.add_argument("--tv-weight", type=float, help="total-variation (smoothness) weight")
-    g.add_argument("--gram-norm", choices=["positions", "elements", "none"], help="Gram matrix normalization")
-    g = p.add_argument_group("optimization")
-    g.add_argument(
-        "--init", help="content, noise, style, colors (the content recoloured to the style), or an image file"
-    )
-    g.add_argument("--optimizer", choices=["lbfgs", "adam"])
-    g.add_argument("--lr", type=float, help="Adam learning rate")
-    g.add_argument("--steps", type=int, help="loss evaluations (L-BFGS) or Adam steps")
-    g.add_argument("--lbfgs-history", type=int, help="L-BFGS memory size (default 50; tutorial 100)")
-    g.add_argument("--seed", type=int, help="random seed (default 0)")
-    g = p.add_argument_group("network")
-    g.add_argument("--weights", help="your own VGG-19 state dict (torchvision or Caffe layout)")
-    g.add_argument("--pooling", choices=["max", "avg"])
-    g.add_argument("--padding", choices=["zeros", "reflect"])
-    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
-    g.add_argument(
-        "--precision",
-        choices=["auto", "fp32", "bf16", "fp16", "mixed"],
-        help="auto: bf16 where supported; mixed: fp32 loss, bf16 gradients (the tutorial preset's)",
-    )
+    add_option_arguments(p)
     g = p.add_argument_group("output")
     g.add_argument("--save-every", type=int, default=0, metavar="N", help="write an intermediate image every N steps")
     g.add_argument("--resume", metavar="IMAGE", help="continue a run from one of its images (OUT.stepNNNNN.png, "
@@ -152,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_args(p)
     p.add_argument("--version", action="version", version=f"impasto {__version__}")
     return p
+
+
+def add_option_arguments(p: argparse.ArgumentParser, helps: dict[str, str] | None = None
+                         ) -> dict[str, argparse._ArgumentGroup]:  # fmt: skip
+    """The options (:func:`impasto.schema.add_option_arguments`, ``helps`` replacing their help) and
+    ``--dry-run``, listed with the sizes; returns the groups by title."""
+    def dry_run(group: argparse._ArgumentGroup) -> None:
+        group.add_argument("--dry-run", action="store_true", help="print the plan (scales, tiles, memory, time) "
+                           "and exit")  # fmt: skip
+
+    return schema.add_option_arguments(p, helps=helps, then={"size": dry_run})
 
 
 def add_cluster_args(p: argparse.ArgumentParser, what: str = "batch mode", io: bool = True, verbose: bool = True
@@ -175,20 +101,13 @@ def add_cluster_args(p: argparse.ArgumentParser, what: str = "batch mode", io: b
     return g
 
 
-_OPTION_ARGS = [
-    "method", "model", "size", "style_scale", "style_blend", "content_layers", "style_layers", "style_layer_weights",
-    "content_weight", "style_weight", "tv_weight", "gram_norm", "init", "optimizer", "lr", "steps", "seed",
-    "lbfgs_history",
-    "weights", "pooling", "padding", "device", "precision",
-    "strength", "preserve_color", "masks", "mask_map", "mask_colors",
-]  # fmt: skip
-_OPTION_ARGS += ["start_size", "scale_factor", "scale_steps", "tile", "tile_overlap", "tile_passes"]
-_OPTION_ARGS += ["photo_weight", "content_seg", "style_seg", "smooth", "transform"]
+#: The arguments that are options (:data:`impasto.schema.OPTION_NAMES`).
+_OPTION_ARGS = list(schema.OPTION_NAMES)
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
     """Options of the chosen preset overridden by the arguments given."""
-    return make_options(args.preset, **{k: getattr(args, k) for k in _OPTION_ARGS})
+    return schema.options_from_args(args)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -258,7 +177,7 @@ def _save_result(image, output: Path, meta: dict) -> Path:  # noqa: ANN001 - a P
 def run(args: argparse.Namespace) -> int:
     """The command; returns the exit code (errors before the run raise :class:`ImpastoError`)."""
     opts = options_from_args(args)
-    api.as_list(args.styles, opts)  # as many style images as the method takes (none for a trained model)
+    api.as_list(args.styles, opts)  # as many style images as the method takes (none for a model), one weight each
     if batch.is_batch(args.content):
         return run_batch(args, opts)
     if args.cluster:
@@ -270,8 +189,6 @@ def run(args: argparse.Namespace) -> int:
     # Decode every input before any heavy work, so a bad file fails fast.
     content_im = open_image(args.content)
     style_ims = [open_image(s) for s in args.styles]
-    if opts.style_blend is not None and len(opts.style_blend) != len(style_ims):
-        raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(style_ims)} style images")
     if opts.model:
         api.model_info(opts.model)  # a bad model file fails here, in one line, before any heavy work
     # Memory and time before any heavy work: refuse what cannot fit, print the plan on --dry-run.
@@ -365,8 +282,6 @@ def check_batch_args(args: argparse.Namespace, opts: Options) -> tuple[list[Path
         open_image(s)
     if opts.model:
         api.model_info(opts.model)  # a bad model file fails here, in one line
-    if opts.style_blend is not None and len(opts.style_blend) != len(styles):
-        raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(styles)} style images")
     contents = batch.find_contents(args.content)
     batch.make_jobs(contents, styles, outdir, opts, fmt)
     return contents, styles, outdir, fmt

@@ -19,9 +19,10 @@ from .. import api
 from ..errors import InputError
 from ..io.images import open_image, output_format
 from ..io.plot import plot_run
+from ..schema import words as _layers
 from ..version import __version__
 from .progress import status
-from .stylize import Parser, _layers
+from .stylize import Parser
 
 
 def build_parser() -> argparse.ArgumentParser:

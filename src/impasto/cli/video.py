@@ -3,8 +3,8 @@ consistent. A thin layer over :mod:`impasto.video`: everything is checked before
 counts frames (frames/s, ETA), Ctrl-C and SIGTERM leave a playable ``OUTPUT.partial.EXT`` and ``--resume``
 continues.
 
-The method's options are those of the still-image command (every flag of :mod:`impasto.cli.stylize` that maps
-to an option), so a method or option added there is offered here too.
+The method's options are those of the still-image command (:mod:`impasto.schema`), so a method or option added
+there is offered here too.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .. import cluster, video
+from .. import cluster, schema, video
 from ..core.progress import StepInfo
 from ..errors import InputError, NonFiniteLossError
 from ..io.models import model_stand_in
@@ -24,10 +24,6 @@ from ..plan import fmt_range
 from ..version import __version__
 from . import stylize
 from .progress import signals_ignored, status, stop_code, stop_word
-
-#: Groups of the still-image command whose options do not apply to a video (every other group's do, so a group
-#: added there is offered here too); the video command has its own cluster group.
-_STILL_ONLY_GROUPS = ("output", "batch mode", "cluster")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,34 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_method_options(p: argparse.ArgumentParser) -> None:
-    """The still-image command's method options: ``--preset``, ``--method`` (and whatever else it has at top
-    level that maps to an option, e.g. ``--model``) and its groups of per-image options."""
-    source = stylize.build_parser()
-    taken = {s for a in p._actions for s in a.option_strings}
-    wanted = set(stylize._OPTION_ARGS) | {"preset", "dry_run"}
-
-    def copy(action: argparse.Action, group: argparse._ActionsContainer) -> None:
-        if action.dest in wanted and action.option_strings and not taken & set(action.option_strings):
-            group._add_action(action)
-            taken.update(action.option_strings)
-
-    for action in source._actions:  # top level (the positional and optional arguments)
-        if any(action in g._group_actions for g in source._action_groups[2:]):
-            continue
-        copy(action, p)
-    for group in source._action_groups[2:]:
-        if group.title in _STILL_ONLY_GROUPS:
-            continue
-        target = p.add_argument_group(group.title)
-        for action in group._group_actions:
-            copy(action, target)
-    for action in p._actions:
-        if action.dest == "size":
-            action.help = "longest side of the frames in pixels (default: the video's)"
-        if action.dest == "method":
-            action.help = "fast (default here: AdaIN, one pass per frame), gatys (optimization, minutes per frame)"
-            if action.choices:
-                action.help += "; any of " + ", ".join(action.choices)
+    """The still-image command's options (:mod:`impasto.schema`) and ``--dry-run``, sizes and method said as
+    they apply to a video."""
+    method = ("fast (default here: AdaIN, one pass per frame), gatys (optimization, minutes per frame); any of "
+              + ", ".join(schema.choices("method") or ()))  # fmt: skip
+    stylize.add_option_arguments(p, {"size": "longest side of the frames in pixels (default: the video's)",
+                                     "method": method})  # fmt: skip
 
 
 def options_from_args(args: argparse.Namespace) -> Options:

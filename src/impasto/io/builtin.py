@@ -142,12 +142,28 @@ def read_weights(path: str | os.PathLike | None = None) -> dict[str, np.ndarray]
     return _read(str(p.resolve()), st.st_mtime_ns, st.st_size)
 
 
-@lru_cache(maxsize=2)
-def _read(path: str, mtime_ns: int, size: int) -> dict[str, np.ndarray]:
+def missing() -> str | None:
+    """Why the built-in styles cannot run here, in one line (the package, its file or onnx missing, the file
+    altered), or None when they can; checked without reading the network (milliseconds)."""
+    try:
+        _check_digest(str(find_file()))
+    except InputError as err:
+        return str(err)
+    if importlib.util.find_spec("onnx") is None:
+        return f"the built-in styles need the onnx package: {INSTALL}"
+    return None
+
+
+def _check_digest(path: str) -> None:
     digest = file_sha256(path)
     if digest != SHA256:
         raise InputError(f"refused: {path} is not the {PACKAGE}=={PACKAGE_VERSION} network (sha256 {digest[:16]}..., "
                          f"expected {SHA256[:16]}...)")  # fmt: skip
+
+
+@lru_cache(maxsize=2)
+def _read(path: str, mtime_ns: int, size: int) -> dict[str, np.ndarray]:
+    _check_digest(path)
     try:
         import onnx
         from onnx import numpy_helper

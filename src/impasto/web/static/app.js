@@ -5,7 +5,7 @@
 const $ = (id) => document.getElementById(id);
 const MAIN_GROUP = "Basics"; // the option group shown outside "More options"
 const state = {
-  catalog: null, content: null, styles: [], files: {}, job: null, source: null, timer: null, planTimer: null, planSeq: 0,
+  catalog: null, content: null, styles: [], files: {}, builtin: null, job: null, source: null, timer: null, planTimer: null, planSeq: 0,
   shownPreview: -1, t0: 0,
 };
 // Files some methods need besides the pictures (a trained model), by option name: what the picker accepts.
@@ -123,9 +123,12 @@ function methodInfo() {
 function ready() {
   const info = methodInfo();
   const styles = info && info.styles === "none" ? true : state.styles.length > 0;
-  const files = (info ? info.files : []).every((name) => state.files[name]);
+  const files = (info ? info.files : []).every((name) => state.files[name] || usesBuiltin(name));
   return Boolean(state.content && styles && files);
 }
+
+// A built-in style stands for the trained model's file: model=builtin:N, nothing to upload.
+const usesBuiltin = (name) => name === "model" && Boolean(state.builtin);
 
 function buildFileInputs(catalog) {
   const names = new Set(catalog.methods.flatMap((m) => m.files));
@@ -149,6 +152,7 @@ function buildFileInputs(catalog) {
 function updateMethod() {
   const info = methodInfo();
   if (!info) return;
+  if (state.builtin && !info.files.includes("model")) pickBuiltin(null, false); // another method: no built-in style
   // Only the options that apply to this method (the blend has its own sliders).
   for (const field of document.querySelectorAll("#options .field[data-methods]")) {
     field.hidden = !field.dataset.methods.split(" ").includes(info.name);
@@ -160,7 +164,8 @@ function updateMethod() {
   $("style-drop").hidden = noStyles;
   document.querySelector(".gallery-wrap").hidden = noStyles;
   for (const drop of document.querySelectorAll("[id^='file-'][id$='-drop']")) {
-    drop.hidden = !info.files.includes(drop.id.slice(5, -5));
+    const name = drop.id.slice(5, -5);
+    drop.hidden = !info.files.includes(name) || usesBuiltin(name);
   }
   $("start").disabled = !ready() || isRunning();
 }
@@ -176,6 +181,7 @@ function optionFields() {
     out.push([input.dataset.option, value]);
   }
   const info = methodInfo();
+  if (info && info.files.includes("model") && state.builtin) out.push(["model", state.builtin]);
   if (state.styles.length > 1 && !(info && info.styles === "none")) {
     out.push(["style_blend", state.styles.map((s) => s.weight).join(",")]);
   }
@@ -348,6 +354,40 @@ async function buildGallery(items) {
   }
 }
 
+// The built-in styles: each a thumbnail (the style on an example photo) that picks model=builtin:N; pressed again,
+// it is put back. Where the server cannot run them, one line says why.
+function buildBuiltin(info) {
+  $("builtin-wrap").hidden = false;
+  if (!info || !info.available) {
+    $("builtin").hidden = true;
+    $("builtin-missing").hidden = false;
+    $("builtin-missing").textContent = `Built-in styles are not available on this server: ${info ? info.message : "it does not offer them"}`;
+    return;
+  }
+  for (const s of info.styles) {
+    const button = el("button", { type: "button", "aria-pressed": "false", "data-model": s.model, title: s.model },
+      el("img", { src: s.thumb, alt: "", loading: "lazy" }), el("span", { class: "label" }, s.label));
+    button.addEventListener("click", () => pickBuiltin(state.builtin === s.model ? null : s.model));
+    $("builtin").append(button);
+  }
+}
+
+function pickBuiltin(model, update = true) {
+  state.builtin = model;
+  for (const b of document.querySelectorAll("#builtin button")) {
+    b.setAttribute("aria-pressed", String(b.dataset.model === model));
+  }
+  if (!update) return;
+  const method = $("opt-method");
+  if (model && method && methodInfo() && !methodInfo().files.includes("model")) {
+    const takes = state.catalog.methods.find((m) => m.files.includes("model"));
+    if (takes) method.value = takes.name;
+  }
+  updateMethod();
+  inputsChanged();
+  renderPictures();
+}
+
 // -- the estimate ------------------------------------------------------------------------------------------------
 function schedulePlan() {
   clearTimeout(state.planTimer);
@@ -388,7 +428,7 @@ async function start() {
   const form = new FormData();
   form.append("content", state.content.file, state.content.file.name);
   if (info.styles !== "none") for (const s of state.styles) form.append("style", s.file, s.file.name);
-  for (const name of info.files) form.append(name, state.files[name], state.files[name].name);
+  for (const name of info.files) if (!usesBuiltin(name)) form.append(name, state.files[name], state.files[name].name);
   for (const [k, v] of optionFields()) form.append(k, v);
   // A new job: nothing of the previous one stays on screen. Focus moves to the status before Start is
   // disabled (a disabled button drops it to the page), then to Cancel once the job is queued.
@@ -603,6 +643,7 @@ async function init() {
   buildFileInputs(state.catalog);
   buildControls(state.catalog);
   buildGallery(state.catalog.gallery);
+  buildBuiltin(state.catalog.builtin);
   $("content-file").addEventListener("change", (e) => setContent(e.target.files[0], e.target));
   $("style-file").addEventListener("change", (e) => { addStyles([...e.target.files]); e.target.value = ""; });
   setupDrop($("content-drop"), (files) => setContent(files[0]));
