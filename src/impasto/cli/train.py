@@ -79,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _OPTIONS = ["start", "style_row", "fine_tune_convs", "conv_lr", "steps", "epochs", "batch_size", "lr", "train_size",
-            "style_size", "width", "seed", "device", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
-            "checkpoint_every", "sample_every"]  # fmt: skip
+            "style_size", "width", "seed", "device", "content_weight", "style_weight", "tv_weight", "content_layers",
+            "style_layers", "checkpoint_every", "sample_every"]  # fmt: skip
 
 
 class TrainBar:
