@@ -11,6 +11,7 @@ from impasto.cli import main
 from impasto.errors import InputError
 from impasto.io.images import load_image, read_metadata, tensor_to_pil
 from impasto.methods.adain import AdaIN
+from impasto.methods.base import Stylization
 from impasto.methods.gatys import Gatys
 from impasto.runner import Runner
 
@@ -132,7 +133,7 @@ def test_batch_writes_the_good_results_and_names_the_failed_one(tmp_path, conten
     assert [p.name for p, _ in result.failed] == ["b.png"] and "loss became nan" in result.failed[0][1]
     assert sorted(p.name for p in out.iterdir()) == ["a-starry_night.png"]
     monkeypatch.setattr(Gatys, "loss_and_grad", real)
-    expected = Runner(opts)(load_image(photos / "a.png", 40), [load_image(style_path, 40)])
+    expected = Runner(opts)(Stylization(load_image(photos / "a.png", 40), [load_image(style_path, 40)]))
     assert np.array_equal(np.asarray(Image.open(out / "a-starry_night.png")), np.asarray(tensor_to_pil(expected)))
 
 

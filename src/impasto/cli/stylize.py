@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import api, batch, cluster
 from ..errors import InputError, NonFiniteLossError, OutputError, StylizeInterrupted
-from ..io.atomic import check_writable
+from ..io.atomic import check_writable, same_file, sibling
 from ..io.history import write_history
 from ..io.images import FORMATS, open_image, output_format, save_image, tensor_to_pil
 from ..io.models import model_stand_in
@@ -191,18 +191,6 @@ def options_from_args(args: argparse.Namespace) -> Options:
     return make_options(args.preset, **{k: getattr(args, k) for k in _OPTION_ARGS})
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
-        return False
-
-
-def sibling(output: Path, tag: str) -> Path:
-    """``out.png`` -> ``out.TAG.png``, next to the output."""
-    return output.with_name(f"{output.stem}.{tag}{output.suffix}")
-
-
 def check_paths(args: argparse.Namespace, opts: Options) -> Path:
     """Validate output paths against inputs, and that their folders can be written; returns the output path."""
     inputs = [Path(args.content), *map(Path, args.styles), *map(Path, opts.masks or ())]
@@ -227,7 +215,7 @@ def check_paths(args: argparse.Namespace, opts: Options) -> Path:
         if not path.parent.is_dir():
             raise InputError(f"output folder does not exist: {path.parent}")
         for src in inputs:
-            if _same_file(path, src):
+            if same_file(path, src):
                 raise InputError(f"output {path} is the same file as input {src}; refusing to overwrite an input")
     for folder in dict.fromkeys(p.parent for p in [output, *extras]):
         check_writable(folder)
@@ -258,7 +246,7 @@ def _save_result(image, output: Path, meta: dict) -> Path:  # noqa: ANN001 - a P
 def run(args: argparse.Namespace) -> int:
     """The command; returns the exit code (errors before the run raise :class:`ImpastoError`)."""
     opts = options_from_args(args)
-    api.as_list(args.styles, opts)  # as many style images as the method takes (none for a trained model)
+    api.as_list(args.styles, opts)  # as many style images as the method takes and --style-blend weighs
     if batch.is_batch(args.content):
         return run_batch(args, opts)
     if args.cluster:
@@ -270,8 +258,6 @@ def run(args: argparse.Namespace) -> int:
     # Decode every input before any heavy work, so a bad file fails fast.
     content_im = open_image(args.content)
     style_ims = [open_image(s) for s in args.styles]
-    if opts.style_blend is not None and len(opts.style_blend) != len(style_ims):
-        raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(style_ims)} style images")
     if opts.model:
         api.model_info(opts.model)  # a bad model file fails here, in one line, before any heavy work
     # Memory and time before any heavy work: refuse what cannot fit, print the plan on --dry-run.
@@ -365,8 +351,6 @@ def check_batch_args(args: argparse.Namespace, opts: Options) -> tuple[list[Path
         open_image(s)
     if opts.model:
         api.model_info(opts.model)  # a bad model file fails here, in one line
-    if opts.style_blend is not None and len(opts.style_blend) != len(styles):
-        raise InputError(f"--style-blend has {len(opts.style_blend)} weights for {len(styles)} style images")
     contents = batch.find_contents(args.content)
     batch.make_jobs(contents, styles, outdir, opts, fmt)
     return contents, styles, outdir, fmt
