@@ -53,7 +53,7 @@ from .core.color import match_color
 from .core.progress import Callback
 from .errors import InputError, NonFiniteLossError
 from .io.atomic import check_writable, same_file, sibling
-from .io.images import MAX_SIZE, ImageLike
+from .io.images import MAX_SIZE, ImageLike, image_size
 from .io.video import (
     MIN_FPS,
     Frame,
@@ -67,7 +67,7 @@ from .io.video import (
     open_source,
 )
 from .options import Options, make_options, validate
-from .plan import Plan, fmt_range
+from .plan import Plan, check, fmt_range
 from .runner import Runner
 from .version import __version__
 
@@ -345,10 +345,10 @@ class VideoJob:
             check_frame_size(w, h, None if self.folder_output else self.codec)
         r.size = (w, h)
         self.size = (w, h)
-        first = _tensor(r.first_image())  # the run is planned and prepared on the first frame
         opts = validate(dataclasses.replace(options, size=max(w, h)))
         styles = [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style]
-        plan = api.plan(first, styles, opts)
+        sizes = [image_size(st) for st in styles]
+        plan = api.plan_sizes((w, h), sizes, opts)
         self.iterative = plan.iterative
         weight = s.temporal if s.temporal is not None else (DEFAULT_TEMPORAL_LOSS if plan.iterative else DEFAULT_BLEND)
         if not plan.iterative and weight > 1:
@@ -356,7 +356,9 @@ class VideoJob:
         self.temporal = float(weight)
         self.options = validate(dataclasses.replace(opts, temporal_weight=self.temporal if plan.iterative else 0.0))
         if plan.iterative and self.temporal > 0:
-            plan = api.plan(first, styles, self.options)  # the temporal term's memory
+            plan = api.plan_sizes((w, h), sizes, self.options)  # the temporal term's memory
+        check(plan)  # what cannot fit is refused before any frame is scaled
+        first = _tensor(r.first_image())  # the run is prepared on the first frame
         run = api.prepare(first, styles, self.options, masks, planned=plan)
         if self.options.preserve_color == "histogram":
             # Recolour the styles once, to the first frame: their statistics then stay fixed for the whole video.
