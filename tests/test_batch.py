@@ -154,3 +154,28 @@ def test_the_batch_bar_counts_the_images_to_make_from_the_start(tmp_path, photos
     assert main([str(photos), str(style_path), str(style2), "-o", str(tmp_path / "out"), "--method", "fast"]) == 0
     assert seen["total"] == 4 * 2  # every readable-looking picture x each style, before the first is made
     assert "8 image(s) to make: loading the networks..." in capsys.readouterr().err
+
+
+def test_one_driver_whatever_runs_the_jobs(tmp_path, style_path):
+    """batch.run_batch drives any executor: the outcomes it yields, in order, become the result, with one warning
+    per unreadable content file and progress over every job."""
+    contents = [tmp_path / f"{name}.png" for name in ("a", "b", "c")]
+    outcomes = {"a": {"status": "written"}, "b": {"status": "skipped", "error": "cannot read b"},
+                "c": {"status": "failed", "error": "the loss became nan"}}  # fmt: skip
+    seen = []
+
+    class Recorded:
+        def map(self, options, styles, jobs):  # noqa: ANN001, ANN202
+            for job in jobs:
+                seen.append((job.content.stem, list(styles)))
+                yield job, outcomes[job.content.stem]
+
+    styles = [style_path, style_path.with_name("other.png")]
+    warnings, progress = [], []
+    result = batch.run_batch(contents, styles, tmp_path / "out", make_options(method="fast"), on_image=lambda d, t:
+                             progress.append((d, t)), warn=warnings.append, executor=Recorded())  # fmt: skip
+    assert [c for c, _ in seen] == ["a", "a", "b", "b", "c", "c"] and seen[0][1] == styles
+    assert [p.name for p in result.written] == ["a-starry_night.png", "a-other.png"]
+    assert result.skipped == [(contents[1], "cannot read b")] and len(result.failed) == 2
+    assert warnings[0] == "impasto: warning: skipped cannot read b" and len(warnings) == 3
+    assert progress[-1] == (6, 6)

@@ -361,3 +361,19 @@ def test_after_a_run_each_region_is_nearer_its_own_style(content64, two_styles):
     for region, own, other in ((left, red, blue), (right, blue, red)):
         colour = region.mean(dim=(2, 3))
         assert float((colour - own).abs().sum()) < float((colour - other).abs().sum())
+
+
+def test_mask_tensors_are_checked_against_the_styles_when_the_run_is_prepared(content_path, style_path, monkeypatch):
+    """Masks given as a tensor are checked once, by api.prepare, before any network is built."""
+    from impasto import api
+
+    monkeypatch.setattr(api, "Runner", lambda *a, **k: pytest.fail("a runner was built for a bad run"))
+    opts = make_options(method="fast", size=32)
+    two = torch.ones(2, 1, 8, 8)
+    with pytest.raises(InputError, match=r"^2 mask\(s\) for 1 style image\(s\): give one per style$"):
+        api.prepare(content_path, style_path, opts, masks=two)
+    with pytest.raises(InputError, match="--style-blend does not apply with masks"):
+        api.prepare(content_path, [style_path, style_path], make_options(method="fast", size=32, style_blend=(1, 1)),
+                    masks=two)  # fmt: skip
+    prepared = api.prepare(content_path, style_path, opts, masks=two[:1])
+    assert prepared.masks.shape[-2:] == prepared.content.shape[-2:]  # resized to the content

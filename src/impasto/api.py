@@ -180,7 +180,7 @@ def prepare(
         p = check(estimate.plan(options, (w, h), [(s.shape[-1], s.shape[-2]) for s in style_ts], device=p.device))
     prepared = Stylization(content_t, style_ts, masks, regions=regions, plan=p, options=options)
     if start is not None:
-        prepared.start, prepared.start_step = _start(start, start_step, prepared)
+        prepared.start, prepared.start_step = _start(start, start_step, p, content_t)
     return prepared
 
 
@@ -201,10 +201,9 @@ def checkpoint_step(image: ImageLike) -> int | None:
     return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
 
 
-def _start(start: ImageLike, start_step: int | None, prepared: Stylization) -> tuple[torch.Tensor, int]:
-    """The image and step a resumed run continues from, checked against the run."""
-    p, name = prepared.plan, _describe(start)
-    assert p is not None
+def _start(start: ImageLike, start_step: int | None, p: Plan, content: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The image and step a resumed run continues from, checked against the run's plan and content."""
+    name = _describe(start)
     if not p.iterative:
         raise InputError(f"--resume needs an optimizing method: --method {p.method} runs in one pass")
     total = sum(s.steps for s in p.scales)
@@ -214,7 +213,7 @@ def _start(start: ImageLike, start_step: int | None, prepared: Stylization) -> t
     if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= total:
         raise InputError(f"--resume-step must be a whole number from 0 to {total} (the run's steps), got {step!r}")
     image = load_image(start, None, "resume image")
-    (h, w), (sh, sw) = prepared.content.shape[-2:], image.shape[-2:]
+    (h, w), (sh, sw) = content.shape[-2:], image.shape[-2:]
     if abs(sw / sh - w / h) > 0.02 * (w / h) + 2 / min(sw, sh):  # not the run's picture at some scale
         raise InputError(f"cannot resume from {name}: it is {sw}x{sh}, the picture {w}x{h} (a tile or another image?)")
     return image, step
