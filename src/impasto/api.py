@@ -139,7 +139,7 @@ def coarse_to_fine_hint(
     return estimate.coarse_to_fine_hint(options, p, image_size(content), sizes)
 
 
-#: A run ready to go (what :func:`prepare` returns and :func:`run` takes): the one run object.
+#: A run ready to go, as :func:`prepare` returns it and :func:`run` takes it: another name of :class:`Stylization`.
 Prepared = Stylization
 
 
@@ -151,7 +151,7 @@ def prepare(
     planned: Plan | None = None,
     start: ImageLike | None = None,
     start_step: int | None = None,
-) -> Prepared:
+) -> Stylization:
     """Check and load everything a run needs. The plan (``planned``, or one made from the images' sizes) is
     checked against available memory before any image is loaded at the output size.
 
