@@ -98,6 +98,7 @@ def run_tutorial(size: int, frozen: bool = True, impasto_evals: int = 300, impas
     sys.path.insert(0, str(HERE))
     from impasto import make_options
     from impasto.io.images import load_image
+    from impasto.methods.base import Stylization
     from impasto.methods.gatys import Gatys
     from tutorial_baseline import run_style_transfer
 
@@ -128,7 +129,8 @@ def run_tutorial(size: int, frozen: bool = True, impasto_evals: int = 300, impas
         t0 = time.perf_counter()
         stamps: list[float] = []
         transfer = Gatys(make_options("tutorial", size=size, steps=max(impasto_evals, 300)))
-        out["ours"] = transfer.stylize(content, [style], callback=lambda info: stamps.append(time.perf_counter() - t0))
+        run = Stylization(content, [style])
+        out["ours"] = transfer.stylize(run, callback=lambda info: stamps.append(time.perf_counter() - t0))
         out["stamps"], out["transfer"] = stamps, transfer
 
     for side in (impasto, baseline) if impasto_first else (baseline, impasto):  # the first runs on a cooler CPU

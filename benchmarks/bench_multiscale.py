@@ -31,7 +31,7 @@ def run(opts, content, styles):
     """Every evaluation (global step, loss, wall and CPU seconds since the start, image height), and the
     result."""
     from impasto import estimate
-    from impasto.methods.base import Inputs
+    from impasto.methods.base import Stylization
     from impasto.methods.coarse_to_fine import CoarseToFine
     from impasto.methods.gatys import Gatys
 
@@ -45,7 +45,7 @@ def run(opts, content, styles):
         rows.append({"step": info.step, "loss": info.loss, "wall": time.perf_counter() - t0,
                      "cpu": time.process_time() - c0, "h": int(info.image.shape[-2])})  # fmt: skip
 
-    result = CoarseToFine(transfer).run(Inputs(content, list(styles)), plan, record)
+    result = CoarseToFine(transfer).run(Stylization(content, list(styles), plan=plan), callback=record)
     return rows, result
 
 

@@ -99,7 +99,7 @@ def bench_build(args: argparse.Namespace) -> dict:
 
 
 def bench_fast(args: argparse.Namespace) -> list[dict]:
-    from impasto.api import Runner
+    from impasto.api import Runner, Stylization
 
     content, style = images(args.size)
     rows = []
@@ -107,8 +107,8 @@ def bench_fast(args: argparse.Namespace) -> list[dict]:
         for transform in args.transform:
             opts = make_options(method="photo-fast", size=args.size, smooth=smooth, transform=transform)
             runner = Runner(opts)
-            runner(content, [style])  # warm
-            times = timed(lambda runner=runner: runner(content, [style]), max(1, args.iters // 2))
+            runner(Stylization(content, [style]))  # warm
+            times = timed(lambda runner=runner: runner(Stylization(content, [style])), max(1, args.iters // 2))
             seconds = round(statistics.median(times), 3)
             rows.append({"size": args.size, "smooth": smooth, "transform": transform, "seconds": seconds,
                          "iterations": runner.method.iterations})  # fmt: skip
@@ -186,7 +186,7 @@ def bench_edges(args: argparse.Namespace) -> list[dict]:
     sys.path.insert(0, str(ROOT))
     from tests.test_photo import EDGE_MARGIN, EDGE_STEPS, edge_correlation, straight_edges
 
-    from impasto.api import Runner
+    from impasto.api import Runner, Stylization
 
     styles = [ROOT / "examples" / "starry_night.jpg"] + sorted((SHARED / "style").glob("the_scream.jpg"))
     rows = []
@@ -201,7 +201,7 @@ def bench_edges(args: argparse.Namespace) -> list[dict]:
                 corr = {}
                 for name, preset in (("gatys", "default"), ("photo", "photo")):
                     opts = make_options(preset, size=64, steps=steps, precision="fp32", style_weight=5.0, seed=seed)
-                    corr[name] = edge_correlation(Runner(opts)(content, [style]), content)
+                    corr[name] = edge_correlation(Runner(opts)(Stylization(content, [style])), content)
                 rows.append({"style": style_path.name, "steps": steps, "seed": seed, **{k: round(v, 3) for k, v in
                              corr.items()}, "margin": round(corr["photo"] - corr["gatys"], 3)})  # fmt: skip
                 print(json.dumps(rows[-1]), flush=True)
@@ -213,7 +213,7 @@ def bench_structure(args: argparse.Namespace) -> list[dict]:
     sys.path.insert(0, str(ROOT))
     from tests.test_photo import edge_correlation
 
-    from impasto.api import Runner
+    from impasto.api import Runner, Stylization
 
     pairs = [(PHOTO / "input" / f"in{n}.png", PHOTO / "style" / f"tar{n}.png") for n in (1, 9, 17)]
     pairs = [p for p in pairs if p[0].exists()] or [(FREE / "coffee.png", FREE / "rocket.jpg")]
@@ -225,7 +225,7 @@ def bench_structure(args: argparse.Namespace) -> list[dict]:
             row = {"content": content_path.name, "transform": transform}
             for smooth in ("none", "guided"):
                 opts = make_options(method="photo-fast", size=args.size, smooth=smooth, transform=transform)
-                row[smooth] = round(edge_correlation(Runner(opts)(content, [style]), content), 3)
+                row[smooth] = round(edge_correlation(Runner(opts)(Stylization(content, [style])), content), 3)
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows

@@ -23,7 +23,7 @@ from impasto.methods.adain import (
     pad_to_stride,
     stylize_tiled,
 )
-from impasto.methods.base import Inputs
+from impasto.methods.base import Stylization
 
 from .conftest import np_channel_stats
 
@@ -232,7 +232,7 @@ def test_fast_method_gives_each_masked_region_its_own_style(content_path, two_st
     method = FastMethod(opts)
     assert method.history == []
     plan = api.plan(content, two_styles, opts)
-    mixed = method.run(Inputs(content, two_styles, masks), plan)
+    mixed = method.run(Stylization(content, two_styles, masks, plan=plan))
     engine = AdaIN()
     only = [engine.stylize(content, [s]) for s in two_styles]
     inner_left, inner_right = slice(0, w // 2 - 8), slice(w // 2 + 8, w)
@@ -248,7 +248,7 @@ def test_fast_method_refuses_masks_with_tiles_in_one_exact_line(content_path, tw
     plan = api.plan(content, two_styles, opts)
     masks = torch.ones(2, 1, *content.shape[-2:]) / 2
     with pytest.raises(InputError) as err:
-        FastMethod(opts).run(Inputs(content, two_styles, masks), plan)
+        FastMethod(opts).run(Stylization(content, two_styles, masks, plan=plan))
     assert str(err.value) == "masks cannot be combined with tiles; use --tile 0 or a smaller --size"
 
 
@@ -298,7 +298,7 @@ def test_the_tiled_fast_method_follows_its_options_and_normalizes_blend_weights(
                         strength=0.8)  # fmt: skip
     plan = api.plan(content, two_styles, opts)
     assert plan.scales[-1].tile == 64
-    out = FastMethod(opts).run(Inputs(content, two_styles), plan)
+    out = FastMethod(opts).run(Stylization(content, two_styles, plan=plan))
     ref = stylize_tiled(AdaIN(), content, two_styles, 64, 16, 1, (0.25, 0.75), 0.8)
     assert out.shape == content.shape and torch.allclose(out, ref, atol=1e-5)
 

@@ -11,6 +11,7 @@ from impasto.cli import main
 from impasto.errors import InputError
 from impasto.io.images import load_image, read_metadata, tensor_to_pil
 from impasto.methods.adain import AdaIN
+from impasto.methods.base import Stylization
 from impasto.methods.gatys import Gatys
 from impasto.runner import Runner
 
@@ -132,7 +133,7 @@ def test_batch_writes_the_good_results_and_names_the_failed_one(tmp_path, conten
     assert [p.name for p, _ in result.failed] == ["b.png"] and "loss became nan" in result.failed[0][1]
     assert sorted(p.name for p in out.iterdir()) == ["a-starry_night.png"]
     monkeypatch.setattr(Gatys, "loss_and_grad", real)
-    expected = Runner(opts)(load_image(photos / "a.png", 40), [load_image(style_path, 40)])
+    expected = Runner(opts)(Stylization(load_image(photos / "a.png", 40), [load_image(style_path, 40)]))
     assert np.array_equal(np.asarray(Image.open(out / "a-starry_night.png")), np.asarray(tensor_to_pil(expected)))
 
 
@@ -153,3 +154,28 @@ def test_the_batch_bar_counts_the_images_to_make_from_the_start(tmp_path, photos
     assert main([str(photos), str(style_path), str(style2), "-o", str(tmp_path / "out"), "--method", "fast"]) == 0
     assert seen["total"] == 4 * 2  # every readable-looking picture x each style, before the first is made
     assert "8 image(s) to make: loading the networks..." in capsys.readouterr().err
+
+
+def test_one_driver_whatever_runs_the_jobs(tmp_path, style_path):
+    """batch.run_batch drives any executor: the outcomes it yields, in order, become the result, with one warning
+    per unreadable content file and progress over every job."""
+    contents = [tmp_path / f"{name}.png" for name in ("a", "b", "c")]
+    outcomes = {"a": {"status": "written"}, "b": {"status": "skipped", "error": "cannot read b"},
+                "c": {"status": "failed", "error": "the loss became nan"}}  # fmt: skip
+    seen = []
+
+    class Recorded:
+        def map(self, options, styles, jobs):  # noqa: ANN001, ANN202
+            for job in jobs:
+                seen.append((job.content.stem, list(styles)))
+                yield job, outcomes[job.content.stem]
+
+    styles = [style_path, style_path.with_name("other.png")]
+    warnings, progress = [], []
+    result = batch.run_batch(contents, styles, tmp_path / "out", make_options(method="fast"), on_image=lambda d, t:
+                             progress.append((d, t)), warn=warnings.append, executor=Recorded())  # fmt: skip
+    assert [c for c, _ in seen] == ["a", "a", "b", "b", "c", "c"] and seen[0][1] == styles
+    assert [p.name for p in result.written] == ["a-starry_night.png", "a-other.png"]
+    assert result.skipped == [(contents[1], "cannot read b")] and len(result.failed) == 2
+    assert warnings[0] == "impasto: warning: skipped cannot read b" and len(warnings) == 3
+    assert progress[-1] == (6, 6)

@@ -9,6 +9,7 @@ from impasto import make_options
 from impasto.core import color
 from impasto.errors import InputError
 from impasto.io.images import load_image
+from impasto.methods.base import Stylization
 from impasto.runner import Runner, prepare
 
 
@@ -71,10 +72,10 @@ def test_luminance_matching_of_the_style(pair):
 def test_luminance_transfer_end_to_end_keeps_chroma(pair):
     content, style = pair
     opts = make_options(method="fast", preserve_color="luminance", precision="fp32")
-    out = Runner(opts)(content, [style])
+    out = Runner(opts)(Stylization(content, [style]))
     assert torch.allclose(color.rgb_to_yiq(out)[:, 1:], color.rgb_to_yiq(content)[:, 1:], atol=1e-5)
     assert float((color.luminance(out) - color.luminance(content)).abs().mean()) > 0.03  # still stylized
-    plain = Runner(make_options(method="fast", precision="fp32"))(content, [style])
+    plain = Runner(make_options(method="fast", precision="fp32"))(Stylization(content, [style]))
     assert float((color.rgb_to_yiq(plain)[:, 1:] - color.rgb_to_yiq(content)[:, 1:]).abs().mean()) > 0.02
 
 
@@ -83,8 +84,9 @@ def test_histogram_mode_brings_the_result_colours_near_the_content(pair):
     net_content, net_styles = prepare(content, [style], "histogram")
     assert net_content is content
     assert torch.allclose(color.color_stats(net_styles[0])[0], color.color_stats(content)[0], atol=0.02)
-    kept = Runner(make_options(method="fast", preserve_color="histogram", precision="fp32"))(content, [style])
-    plain = Runner(make_options(method="fast", precision="fp32"))(content, [style])
+    histogram = make_options(method="fast", preserve_color="histogram", precision="fp32")
+    kept = Runner(histogram)(Stylization(content, [style]))
+    plain = Runner(make_options(method="fast", precision="fp32"))(Stylization(content, [style]))
     mu_c = color.color_stats(content)[0]
     assert (color.color_stats(kept)[0] - mu_c).norm() < 0.5 * (color.color_stats(plain)[0] - mu_c).norm()
 
@@ -266,12 +268,12 @@ def test_under_luminance_preservation_the_network_sees_gray_images(content64, st
     seen = {}
     real = runner.method.run
 
-    def spy(inputs, plan, callback=None):
+    def spy(inputs, *, callback=None):
         seen["inputs"] = inputs
-        return real(inputs, plan, callback)
+        return real(inputs, callback=callback)
 
     monkeypatch.setattr(runner.method, "run", spy)
-    out = runner(content64, [style64])
+    out = runner(Stylization(content64, [style64]))
     inputs = seen["inputs"]
     for image in (inputs.content, *inputs.styles):
         assert torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 1], image[:, 2])  # gray

@@ -270,3 +270,17 @@ def test_the_cli_writes_the_best_image_before_a_nan(tmp_path, content_path, styl
     best = min(seen, key=lambda item: item[0])[1]
     assert np.array_equal(kept, np.asarray(tensor_to_pil(best))) and not out.exists()
     assert "loss became inf at step 4" in capsys.readouterr().err
+
+
+def test_the_style_blend_length_is_checked_when_a_run_is_planned(content_path, style_path):
+    """--style-blend's weights against the style images: one check (api.as_list), made by every way of planning a
+    run, the sizes-only one of a front end that has not uploaded the images too."""
+    opts = impasto.make_options(method="fast", size=32, style_blend=(1.0, 2.0))
+    message = r"^--style-blend has 2 weights for 1 style images$"
+    with pytest.raises(InputError, match=message):
+        impasto.api.plan_sizes((64, 48), [(64, 64)], opts)
+    with pytest.raises(InputError, match=message):
+        impasto.api.plan(content_path, style_path, opts)
+    with pytest.raises(InputError, match=message):
+        impasto.api.prepare(content_path, style_path, opts)
+    assert impasto.api.plan_sizes((64, 48), [(64, 64), (32, 32)], opts).fits in (True, False)

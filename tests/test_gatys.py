@@ -8,7 +8,7 @@ from impasto.core.sizes import fit_size, resize_tensor
 from impasto.errors import InputError, NonFiniteLossError, StylizeInterrupted
 from impasto.io.images import load_image
 from impasto.methods import terms
-from impasto.methods.base import Inputs
+from impasto.methods.base import Stylization
 from impasto.methods.gatys import Gatys
 from impasto.methods.terms import TemporalTerm
 from impasto.options import PRESETS
@@ -16,7 +16,7 @@ from impasto.options import PRESETS
 
 def _run(content, style, **opts):
     st = Gatys(make_options(**opts))
-    out = st.stylize(content, [style])
+    out = st.stylize(Stylization(content, [style]))
     return st, out
 
 
@@ -86,7 +86,7 @@ def test_non_finite_loss_stops_with_the_best_image_before(content64, style64, mo
     st = Gatys(make_options(steps=10, precision="fp32"))
     seen = _recording(st, monkeypatch, fail_at=4)
     with pytest.raises(NonFiniteLossError, match="loss became nan at step 4; stopped, best image so far kept") as info:
-        st.stylize(content64, [style64])
+        st.stylize(Stylization(content64, [style64]))
     assert len(seen) == 3
     assert torch.equal(info.value.image, _best(seen))  # not the start image, not the image whose loss was NaN
     assert not torch.equal(info.value.image, content64)
@@ -99,7 +99,7 @@ def test_a_run_returns_the_best_image_it_evaluated_not_the_last(monkeypatch, sty
     red[:, 0] = 1.0
     st = Gatys(make_options(steps=3, precision="bf16"))
     seen = _recording(st, monkeypatch)
-    out = st.stylize(red, [style64])
+    out = st.stylize(Stylization(red, [style64]))
     losses = [v for v, _ in seen]
     assert losses[-1] > 2 * min(losses)  # this run does end worse than it was
     assert torch.equal(out, _best(seen)) and not torch.equal(out, seen[-1][1])
@@ -109,7 +109,7 @@ def test_a_run_returns_the_best_image_it_evaluated_not_the_last(monkeypatch, sty
 def test_adam_returns_the_best_evaluated_image_not_the_step_after_it(content64, style64, monkeypatch):
     st = Gatys(make_options(optimizer="adam", lr=0.05, steps=6, precision="fp32"))
     seen = _recording(st, monkeypatch)
-    out = st.stylize(content64, [style64])
+    out = st.stylize(Stylization(content64, [style64]))
     assert len(seen) == 6 and torch.equal(out, _best(seen))
 
 
@@ -122,7 +122,7 @@ def test_ctrl_c_keeps_the_best_image_so_far(content64, style64, monkeypatch):
             raise KeyboardInterrupt
 
     with pytest.raises(StylizeInterrupted) as info:
-        st.stylize(content64, [style64], stop_at_five)
+        st.stylize(Stylization(content64, [style64]), callback=stop_at_five)
     assert len(seen) == 5 and torch.equal(info.value.image, _best(seen))
 
 
@@ -190,12 +190,12 @@ def test_gatys_runs_a_one_scale_plan_as_its_stylize_and_refuses_others(content64
     opts = make_options(steps=3, init="noise", seed=2, precision="fp32", size=64)
     plan = api.plan(content64, style64, opts)
     st = Gatys(opts)
-    out = st.run(Inputs(content64, [style64]), plan)
+    out = st.run(Stylization(content64, [style64], plan=plan))
     assert len(st.history) == 3
-    assert torch.equal(out, Gatys(opts).stylize(content64, [style64], steps=3))
+    assert torch.equal(out, Gatys(opts).stylize(Stylization(content64, [style64]), steps=3))
     two = api.plan(content64, style64, make_options(size=64, start_size=32, steps=4))
     with pytest.raises(ValueError, match="single untiled scale"):
-        st.run(Inputs(content64, [style64]), two)
+        st.run(Stylization(content64, [style64], plan=two))
 
 
 def test_zero_steps_return_the_start_clamped_and_one_step_evaluates_once(content_path, style_path):
@@ -240,18 +240,20 @@ def test_gatys_run_passes_every_input_of_its_one_scale_to_stylize(content_path, 
     assert plan.scales[0].steps == 4
     seen, expected = [], []
     out = Gatys(make_options(size=32, steps=9, precision="fp32", temporal_weight=50.0)).run(
-        Inputs(content, styles, masks, start=start, start_step=1, temporal=temporal), plan, seen.append
+        Stylization(content, styles, masks, start=start, start_step=1, temporal=temporal, plan=plan),
+        callback=seen.append,
     )
-    ref = Gatys(opts).stylize(content, styles, expected.append, masks, 4, start, 1, None, temporal)
+    given = Stylization(content, styles, masks, start=start, start_step=1, temporal=temporal)
+    ref = Gatys(opts).stylize(given, steps=4, callback=expected.append)
     assert torch.equal(out, ref) and [i.step for i in seen] == [i.step for i in expected] == [2, 3, 4]
-    unmasked = Gatys(opts).stylize(content, styles, None, None, 4, start, 1, None, temporal)
-    untemporal = Gatys(opts).stylize(content, styles, None, masks, 4, start, 1, None, None)
+    unmasked = Gatys(opts).stylize(Stylization(content, styles, start=start, start_step=1, temporal=temporal), steps=4)
+    untemporal = Gatys(opts).stylize(Stylization(content, styles, masks, start=start, start_step=1), steps=4)
     assert not torch.equal(out, unmasked) and not torch.equal(out, untemporal)  # each input changes the result
 
 
 def test_stylize_starts_from_the_style_image_when_asked(content_path, style_path):
     content, style = load_image(content_path, 32), load_image(style_path, 48)
-    out = Gatys(make_options(size=32, init="style")).stylize(content, [style], steps=0)
+    out = Gatys(make_options(size=32, init="style")).stylize(Stylization(content, [style]), steps=0)
     assert torch.equal(out, resize_tensor(style, tuple(content.shape[-2:])))
 
 
@@ -264,9 +266,9 @@ def test_gatys_run_passes_label_regions(content_path, style_path):
     regions, style_regions = torch.cat([top, 1 - top]), torch.cat([stop, 1 - stop])
     opts = make_options(size=32, steps=2, precision="fp32")
     plan = api.plan(content, [style], opts)
-    out = Gatys(opts).run(Inputs(content, [style], regions=regions, style_regions=style_regions), plan)
-    ref = Gatys(opts).stylize(content, [style], None, None, 2, None, 0, (regions, style_regions))
-    plain = Gatys(opts).stylize(content, [style], steps=2)
+    out = Gatys(opts).run(Stylization(content, [style], regions=(regions, style_regions), plan=plan))
+    ref = Gatys(opts).stylize(Stylization(content, [style], regions=(regions, style_regions)), steps=2)
+    plain = Gatys(opts).stylize(Stylization(content, [style]), steps=2)
     assert torch.equal(out, ref) and not torch.equal(out, plain)
 
 
@@ -275,7 +277,7 @@ def test_gatys_run_refuses_a_plan_of_several_scales_in_one_exact_line(content_pa
     two = api.plan(content, [style], make_options(size=64, start_size=32, steps=4))
     assert len(two.scales) == 2 and not two.scales[0].tile
     with pytest.raises(ValueError) as err:
-        Gatys(make_options(size=64)).run(Inputs(content, [style]), two)
+        Gatys(make_options(size=64)).run(Stylization(content, [style], plan=two))
     assert str(err.value) == "Gatys.run takes a single untiled scale; CoarseToFine runs the others"
 
 

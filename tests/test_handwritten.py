@@ -8,6 +8,7 @@ import torch
 from impasto import make_options
 from impasto.core.device import cpu_supports_bf16
 from impasto.methods import handwritten
+from impasto.methods.base import Stylization
 from impasto.methods.gatys import Gatys
 
 
@@ -74,7 +75,7 @@ def test_fused_run_lowers_the_loss_like_autograd(content64, style64):
     for use_fused in (False, True):
         st = Gatys(make_options("tutorial", precision="fp32", steps=15))
         st.handwritten = use_fused
-        st.stylize(content64, [style64])
+        st.stylize(Stylization(content64, [style64]))
         results.append([row["loss"] for row in st.history])
     assert results[1][-1] < 0.5 * results[1][0]
     assert results[1][-1] == pytest.approx(results[0][-1], rel=0.02)

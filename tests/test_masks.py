@@ -21,6 +21,7 @@ from impasto.methods.adain import (
     downsample_masks,
     pad_to_stride,
 )
+from impasto.methods.base import Stylization
 from impasto.methods.gatys import Gatys
 from impasto.methods.terms import strength_factor
 from impasto.runner import Runner
@@ -134,7 +135,7 @@ def test_outside_every_mask_stays_content(content, styles, method):
         content = torch.nn.functional.interpolate(content, scale_factor=0.5, mode="area")
     masks = half_masks(*content.shape[-2:])
     opts = make_options(method=method, size=max(content.shape[-2:]), steps=3, precision="fp32")
-    out = Runner(opts)(content, styles, masks)
+    out = Runner(opts)(Stylization(content, styles, masks))
     w = content.shape[-1]
     assert torch.allclose(out[..., 2 * w // 3 :], content[..., 2 * w // 3 :], atol=1e-6)  # unstyled, exactly
     for k in range(2):
@@ -354,9 +355,25 @@ def test_after_a_run_each_region_is_nearer_its_own_style(content64, two_styles):
     masks[0, ..., : w // 2] = 1
     masks[1, ..., w // 2 :] = 1
     opts = make_options(size=64, steps=40, precision="fp32", style_weight=50.0)
-    out = Runner(opts)(content64, list(two_styles), masks)
+    out = Runner(opts)(Stylization(content64, list(two_styles), masks))
     left, right = out[..., : w // 2], out[..., w // 2 :]
     red, blue = (s.mean(dim=(2, 3)) for s in two_styles)
     for region, own, other in ((left, red, blue), (right, blue, red)):
         colour = region.mean(dim=(2, 3))
         assert float((colour - own).abs().sum()) < float((colour - other).abs().sum())
+
+
+def test_mask_tensors_are_checked_against_the_styles_when_the_run_is_prepared(content_path, style_path, monkeypatch):
+    """Masks given as a tensor are checked once, by api.prepare, before any network is built."""
+    from impasto import api
+
+    monkeypatch.setattr(api, "Runner", lambda *a, **k: pytest.fail("a runner was built for a bad run"))
+    opts = make_options(method="fast", size=32)
+    two = torch.ones(2, 1, 8, 8)
+    with pytest.raises(InputError, match=r"^2 mask\(s\) for 1 style image\(s\): give one per style$"):
+        api.prepare(content_path, style_path, opts, masks=two)
+    with pytest.raises(InputError, match="--style-blend does not apply with masks"):
+        api.prepare(content_path, [style_path, style_path], make_options(method="fast", size=32, style_blend=(1, 1)),
+                    masks=two)  # fmt: skip
+    prepared = api.prepare(content_path, style_path, opts, masks=two[:1])
+    assert prepared.masks.shape[-2:] == prepared.content.shape[-2:]  # resized to the content

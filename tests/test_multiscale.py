@@ -6,7 +6,7 @@ from impasto.core.schedule import balanced_steps, scale_sizes, schedule, split_s
 from impasto.core.sizes import resize_tensor
 from impasto.errors import InputError, NonFiniteLossError, StylizeInterrupted
 from impasto.methods import tiled
-from impasto.methods.base import Inputs
+from impasto.methods.base import Stylization
 from impasto.methods.coarse_to_fine import CoarseToFine
 from impasto.methods.gatys import Gatys
 
@@ -15,7 +15,7 @@ def _run(engine, content, styles, callback=None):
     """The coarse-to-fine driver with the plan the runner would make."""
     h, w = content.shape[-2:]
     p = estimate.plan(engine.options, (w, h), [(s.shape[-1], s.shape[-2]) for s in styles], device="cpu")
-    return CoarseToFine(engine).run(Inputs(content, list(styles)), p, callback)
+    return CoarseToFine(engine).run(Stylization(content, list(styles), plan=p), callback=callback)
 
 
 @pytest.mark.parametrize(
@@ -118,7 +118,7 @@ def test_multiscale_run_reports_global_steps_and_rescales_style_targets(small_ru
 def test_single_scale_is_the_plain_run(content64, style64):
     opts = make_options(size=64, steps=3, precision="fp32")
     a = _run(Gatys(opts), content64, [style64])
-    b = Gatys(opts).stylize(content64, [style64])
+    b = Gatys(opts).stylize(Stylization(content64, [style64]))
     assert torch.equal(a, b)
 
 
@@ -175,7 +175,7 @@ def test_a_multiscale_failure_keeps_the_best_image_of_its_scale_at_full_size(con
     seen = _record(engine, monkeypatch, fail_at)
     plan = estimate.plan(opts, (64, 48), [(style64.shape[-1], style64.shape[-2])], device="cpu")
     with pytest.raises(NonFiniteLossError) as caught:
-        CoarseToFine(engine).run(Inputs(content, [style64]), plan, None)
+        CoarseToFine(engine).run(Stylization(content, [style64], plan=plan))
     scale_start = 0 if fail_at <= 3 else 3
     best = min(seen[scale_start:], key=lambda item: item[0])[1]
     assert caught.value.image.shape == content.shape

@@ -487,7 +487,7 @@ def test_photo_keeps_straight_edges_that_gatys_bends(style_path):
     results = {}
     for name, preset in (("gatys", "default"), ("photo", "photo")):
         opts = make_options(preset, size=64, steps=EDGE_STEPS, precision="fp32", style_weight=5.0)
-        results[name] = impasto.api.Runner(opts)(content, [style])
+        results[name] = impasto.api.Runner(opts)(impasto.api.Stylization(content, [style]))
     corr = {k: edge_correlation(v, content) for k, v in results.items()}
     assert corr["photo"] > corr["gatys"] + EDGE_MARGIN, corr
     assert float((results["photo"] - content).abs().mean()) > 0.02  # and it did restyle

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from impasto import make_options
 from impasto.core.vgg import build_vgg
 from impasto.errors import InputError
+from impasto.methods.base import Stylization
 from impasto.methods.gatys import Gatys
 from impasto.presets import preset_values
 
@@ -149,7 +150,7 @@ def test_the_article_runs_adam_at_its_learning_rate(content64, style64, monkeypa
         return real(params, lr=lr)
 
     monkeypatch.setattr(torch.optim, "Adam", spy)
-    Gatys(make_options("article", steps=2, precision="fp32")).stylize(content64, [style64])
+    Gatys(make_options("article", steps=2, precision="fp32")).stylize(Stylization(content64, [style64]))
     assert seen == {"lr": 0.003}
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from .io.images import ImageLike, image_size, load_image, open_image, read_metad
 from .io.labels import check_label_pair, load_label_map
 from .io.masks import load_masks
 from .io.models import describe, load_model
-from .methods import METHODS
+from .methods import METHODS, Stylization
 from .methods.transformer import Stylizer, onnx_bytes, onnx_difference
 from .options import _CHOICES as CHOICES
 from .options import INIT_KINDS, PRESETS, Options, make_options, validate
@@ -43,8 +42,8 @@ from .training import Trainer, TrainInfo, TrainingInterrupted, TrainOptions, Tra
 from .version import __version__
 
 __all__ = [
-    "Prepared", "Runner", "TrainInfo", "TrainOptions", "TrainResult", "TrainingInterrupted", "as_list", "catalog",
-    "check_onnx", "checkpoint_step", "export_onnx", "make_train_options", "metadata", "model_info", "plan",
+    "Prepared", "Runner", "Stylization", "TrainInfo", "TrainOptions", "TrainResult", "TrainingInterrupted", "as_list",
+    "catalog", "check_onnx", "checkpoint_step", "export_onnx", "make_train_options", "metadata", "model_info", "plan",
     "plan_sizes", "prepare", "preview", "run", "style_sheet", "stylize", "stylize_tensors", "train",
 ]  # fmt: skip
 
@@ -75,8 +74,9 @@ def metadata(options: Options, content: ImageLike, styles: Sequence[ImageLike]) 
 
 
 def as_list(style: ImageLike | Sequence[ImageLike] | None, options: Options | None = None) -> list[ImageLike]:
-    """One style or several, as a list, as many as the method of ``options`` takes (:class:`MethodSpec`'s
-    ``styles``): one or more by default, exactly one, or none (a trained model: its style is in its weights)."""
+    """One style or several, as a list, checked against ``options``: as many as its method takes
+    (:class:`MethodSpec`'s ``styles``: one or more by default, exactly one, or none: a trained model's style is in
+    its weights) and as ``style_blend`` has weights. Every front end's count of style images is checked here."""
     styles = [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style]
     takes = METHODS[options.method].styles if options is not None and options.method in METHODS else "many"
     if takes == "none":
@@ -105,8 +105,7 @@ def plan(content: ImageLike, style: ImageLike | Sequence[ImageLike] | None, opti
 
 def plan_sizes(content: tuple[int, int], styles: Sequence[tuple[int, int]], options: Options) -> Plan:
     """The plan of a run from the images' (width, height) alone (a front end that has not uploaded them yet)."""
-    if not styles and options.model is None:
-        raise InputError("at least one style image is needed")
+    as_list(list(styles), options)  # as many as the method takes and --style-blend weighs
     for w, h in [content, *styles]:
         if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
             raise InputError(f"image sizes must be positive whole numbers, got {w}x{h}")
@@ -146,18 +145,8 @@ def coarse_to_fine_hint(
     return estimate.coarse_to_fine_hint(options, p, image_size(content), sizes)
 
 
-@dataclass
-class Prepared:
-    """A run ready to go: options, images loaded at their working sizes, region masks, and its plan."""
-
-    options: Options
-    content: torch.Tensor
-    styles: list[torch.Tensor]
-    masks: torch.Tensor | None
-    plan: Plan
-    start: torch.Tensor | None = None  # resume: the image to continue from ...
-    start_step: int = 0  # ... and the steps it had done
-    regions: tuple[torch.Tensor, torch.Tensor] | None = None  # label-matched (content, style) regions
+#: A run ready to go, as :func:`prepare` returns it and :func:`run` takes it: another name of :class:`Stylization`.
+Prepared = Stylization
 
 
 def prepare(
@@ -168,7 +157,7 @@ def prepare(
     planned: Plan | None = None,
     start: ImageLike | None = None,
     start_step: int | None = None,
-) -> Prepared:
+) -> Stylization:
     """Check and load everything a run needs. The plan (``planned``, or one made from the images' sizes) is
     checked against available memory before any image is loaded at the output size.
 
@@ -188,16 +177,16 @@ def prepare(
     if masks is None:
         masks = load_masks(hw, max(1, len(style_ts)), options.masks, options.mask_map, options.mask_colors)
     else:
-        masks = _mask_tensor(masks, hw)
+        masks = _mask_tensor(masks, hw, len(style_ts), options)
     regions = None
     if options.content_seg is not None:
         regions = label_regions(options, image_size(content), image_size(styles[0]), hw, tuple(style_ts[0].shape[-2:]))
     if tuple(p.scales[-1].hw) != hw:  # sizes that a file's header got wrong: plan the loaded tensors
         h, w = hw
         p = check(estimate.plan(options, (w, h), [(s.shape[-1], s.shape[-2]) for s in style_ts], device=p.device))
-    prepared = Prepared(options, content_t, style_ts, masks, p, regions=regions)
+    prepared = Stylization(content_t, style_ts, masks, regions=regions, plan=p, options=options)
     if start is not None:
-        prepared.start, prepared.start_step = _start(start, start_step, prepared)
+        prepared.start, prepared.start_step = _start(start, start_step, p, content_t)
     return prepared
 
 
@@ -218,9 +207,9 @@ def checkpoint_step(image: ImageLike) -> int | None:
     return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
 
 
-def _start(start: ImageLike, start_step: int | None, prepared: Prepared) -> tuple[torch.Tensor, int]:
-    """The image and step a resumed run continues from, checked against the run."""
-    p, name = prepared.plan, _describe(start)
+def _start(start: ImageLike, start_step: int | None, p: Plan, content: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The image and step a resumed run continues from, checked against the run's plan and content."""
+    name = _describe(start)
     if not p.iterative:
         raise InputError(f"--resume needs an optimizing method: --method {p.method} runs in one pass")
     total = sum(s.steps for s in p.scales)
@@ -230,13 +219,13 @@ def _start(start: ImageLike, start_step: int | None, prepared: Prepared) -> tupl
     if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= total:
         raise InputError(f"--resume-step must be a whole number from 0 to {total} (the run's steps), got {step!r}")
     image = load_image(start, None, "resume image")
-    (h, w), (sh, sw) = prepared.content.shape[-2:], image.shape[-2:]
+    (h, w), (sh, sw) = content.shape[-2:], image.shape[-2:]
     if abs(sw / sh - w / h) > 0.02 * (w / h) + 2 / min(sw, sh):  # not the run's picture at some scale
         raise InputError(f"cannot resume from {name}: it is {sw}x{sh}, the picture {w}x{h} (a tile or another image?)")
     return image, step
 
 
-def preview(prepared: Prepared, image: torch.Tensor) -> torch.Tensor:
+def preview(prepared: Stylization, image: torch.Tensor) -> torch.Tensor:
     """An image reported during a run (:class:`~impasto.core.progress.StepInfo`'s, at any scale) as the result
     would look: colour and unstyled regions put back as the runner does at the end. (1, 3, h, w) on the CPU."""
     hw = tuple(image.shape[-2:])
@@ -244,7 +233,7 @@ def preview(prepared: Prepared, image: torch.Tensor) -> torch.Tensor:
     masks = prepared.masks
     if masks is not None and tuple(masks.shape[-2:]) != hw:
         masks = resize_tensor(masks, hw)
-    return finish(image, content, prepared.options.preserve_color, masks)
+    return finish(image, content, prepared.options.preserve_color if prepared.options else None, masks)
 
 
 def label_regions(
@@ -268,10 +257,17 @@ def label_regions(
     return content_regions, style_regions
 
 
-def _mask_tensor(masks: torch.Tensor, hw: tuple[int, ...]) -> torch.Tensor:
-    """Region masks given as a tensor, checked and resized to the content's (H, W)."""
+def _mask_tensor(masks: torch.Tensor, hw: tuple[int, ...], styles: int, options: Options) -> torch.Tensor:
+    """Region masks given as a tensor, checked against the ``styles`` style images and ``options``, resized to
+    the content's (H, W)."""
     if not isinstance(masks, torch.Tensor) or masks.ndim != 4 or masks.shape[1] != 1 or masks.numel() == 0:
         raise InputError("masks must be a (K, 1, H, W) tensor in [0, 1], one region per style image")
+    if options.method == "model" and masks.shape[0] != 1:
+        raise InputError(f"{masks.shape[0]} masks for one trained model: give one mask (white: stylized)")
+    if options.method != "model" and masks.shape[0] != styles:
+        raise InputError(f"{masks.shape[0]} mask(s) for {styles} style image(s): give one per style")
+    if options.style_blend is not None:
+        raise InputError("--style-blend does not apply with masks: each region takes its own style")
     return resize_tensor(masks.float(), hw) if tuple(masks.shape[-2:]) != hw else masks.float()
 
 
@@ -282,12 +278,16 @@ def tune_allocator() -> bool:
     return malloc.tune_allocator()
 
 
-def run(prepared: Prepared, callback: Callback | None = None, runner: Runner | None = None) -> torch.Tensor:
-    """Run a prepared job; returns the (1, 3, H, W) result on the CPU. Pass a ``runner`` to reuse its networks
-    across jobs (batch mode) or to read its ``history`` afterwards, also after an interruption."""
-    runner = runner if runner is not None else Runner(prepared.options)
-    p = prepared
-    return runner(p.content, p.styles, p.masks, callback, p.plan, p.start, p.start_step, p.regions)
+def run(prepared: Stylization, callback: Callback | None = None, runner: Runner | None = None) -> torch.Tensor:
+    """Run a prepared run (:func:`prepare`'s, or a copy of one with another content, start image or temporal
+    target: a video's frames); returns the (1, 3, H, W) result on the CPU. Pass a ``runner`` to reuse its
+    networks across runs (batch mode, video) or to read its ``history`` afterwards, also after an
+    interruption."""
+    if runner is None:
+        if prepared.options is None:
+            raise ValueError("a run without options needs a runner")
+        runner = Runner(prepared.options)
+    return runner(prepared, callback=callback)
 
 
 def stylize_tensors(

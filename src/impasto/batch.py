@@ -16,13 +16,16 @@ import glob
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
+
+import torch
 
 from . import api
 from .errors import InputError, NonFiniteLossError
-from .io.images import load_image, save_image, tensor_to_pil
+from .io.images import encode_image, image_from_bytes, load_image, save_image, tensor_to_pil
 from .io.models import model_stand_in
 from .options import Options
 from .runner import Runner
@@ -108,6 +111,82 @@ class BatchResult:
         return len(self.written) / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass
+class BatchTask:
+    """One output of a batch, as a worker gets it."""
+
+    content: str  # the content file's path (as the driver names it: recorded in the output's metadata)
+    data: bytes | None  # its bytes (sent by the driver), or None: the worker reads ``content``
+    styles: list[int]  # indices into the style list
+    output: str
+    error: str | None = None  # the driver could not read the content: the worker reports it skipped
+
+
+class BatchWorker:
+    """Stylizes batch tasks with one :class:`~impasto.runner.Runner` (networks built once), the style images
+    decoded once and the last content image kept for its next styles. ``styles``: (path, bytes or None: read
+    the path) each. ``io="shared"`` writes each result to its output path; ``io="store"`` returns the encoded
+    file for the driver to write."""
+
+    def __init__(self, options: Options, styles: Sequence[tuple[str, bytes | None]], io: str = "shared") -> None:
+        self.options, self.io = options, io
+        self.trained = options.method == "model"
+        self.style_paths = [Path(p) for p, _ in styles]
+        self.style_ts = []
+        if not self.trained:
+            for path, data in styles:
+                source = image_from_bytes(data, path) if data is not None else path
+                self.style_ts.append(load_image(source, options.style_size(), "style image"))
+        self.runner = Runner(options)
+        self.content: tuple[str, torch.Tensor] | None = None
+
+    def load(self, task: BatchTask) -> torch.Tensor:
+        """The task's content image at the run's size (the last one kept)."""
+        if self.content is None or self.content[0] != task.content:
+            self.content = None
+            if task.error is not None:
+                raise InputError(task.error)
+            source = image_from_bytes(task.data, task.content) if task.data is not None else task.content
+            self.content = (task.content, load_image(source, self.options.size, "content image"))
+        return self.content[1]
+
+    def run(self, task: BatchTask) -> dict:
+        """``{"status": "written"}`` (io="shared"), ``{"status": "ok", "data": bytes}`` (io="store"),
+        ``{"status": "skipped" | "failed", "error": message}``."""
+        o = self.options
+        try:
+            content_t = self.load(task)
+        except InputError as err:
+            return {"status": "skipped", "error": str(err)}
+        chosen = [] if self.trained else [self.style_ts[i] for i in task.styles]
+        try:
+            image = api.run(api.prepare(content_t, chosen, o), runner=self.runner)
+        except NonFiniteLossError as err:
+            return {"status": "failed", "error": str(err)}
+        styles = [] if self.trained else [self.style_paths[i] for i in task.styles]
+        meta = api.metadata(o, Path(task.content), styles)
+        if self.io == "shared":
+            save_image(tensor_to_pil(image), task.output, meta)
+            return {"status": "written"}
+        return {"status": "ok", "data": encode_image(tensor_to_pil(image), task.output, meta)}
+
+
+class Executor(Protocol):
+    """Where a batch's jobs run: ``map`` yields each job with its outcome (:meth:`BatchWorker.run`'s, every
+    result written), in the order of ``jobs``."""
+
+    def map(self, options: Options, styles: Sequence[Path], jobs: Sequence[Job]) -> Iterator[tuple[Job, dict]]: ...
+
+
+class LocalExecutor:
+    """Runs a batch's jobs one after another in this process, with one :class:`BatchWorker`."""
+
+    def map(self, options: Options, styles: Sequence[Path], jobs: Sequence[Job]) -> Iterator[tuple[Job, dict]]:
+        worker = BatchWorker(options, [(str(s), None) for s in styles])
+        for job in jobs:
+            yield job, worker.run(BatchTask(str(job.content), None, job.styles, str(job.output)))
+
+
 def run_batch(
     contents: Sequence[Path],
     styles: Sequence[Path],
@@ -117,18 +196,18 @@ def run_batch(
     skip_existing: bool = False,
     on_image: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    executor: Executor | None = None,
 ) -> BatchResult:
     """Stylize every content image with every style (or with the blend of all, when ``style_blend`` is set),
     writing each result atomically into ``outdir`` with the options recorded. Each job is prepared by
-    :func:`impasto.api.prepare` (so each is checked against available memory) and run by one shared
-    :class:`~impasto.runner.Runner` (networks built once). ``on_image(done, total)`` follows the progress. A
-    write that fails raises :class:`~impasto.errors.OutputError` and ends the batch; the images written
-    before stay."""
+    :func:`impasto.api.prepare` (so each is checked against available memory) and run by a worker's one
+    :class:`~impasto.runner.Runner` (networks built once), here (``executor`` None: :class:`LocalExecutor`) or
+    on a cluster (:class:`impasto.cluster.RayExecutor`). ``on_image(done, total)`` follows the progress. A
+    content file that cannot be read is skipped with one warning. A write that fails raises
+    :class:`~impasto.errors.OutputError` and ends the batch; the images written before stay."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
-    trained = options.method == "model"  # a trained network: no style image, outputs named after the model
+    executor = executor if executor is not None else LocalExecutor()
     jobs = make_jobs(contents, styles, outdir, options, fmt)
-    style_ts = [] if trained else [load_image(s, options.style_size(), "style image") for s in styles]
-    runner = Runner(options)
     result = BatchResult()
     done = 0
 
@@ -139,34 +218,23 @@ def run_batch(
             on_image(done, len(jobs))
 
     start = time.perf_counter()
+    todo = jobs
+    if skip_existing:
+        todo = [j for j in jobs if not j.output.exists()]
+        result.existing = len(jobs) - len(todo)
+        advance(result.existing)
     try:
-        for content in dict.fromkeys(j.content for j in jobs):
-            todo = [j for j in jobs if j.content == content]
-            if skip_existing:
-                result.existing += sum(j.output.exists() for j in todo)
-                todo = [j for j in todo if not j.output.exists()]
-            if not todo:
-                advance(len([j for j in jobs if j.content == content]))
-                continue
-            try:
-                content_t = load_image(content, options.size, "content image")
-            except InputError as err:
-                warn(f"impasto: warning: skipped {err}")
-                result.skipped.append((content, str(err)))
-                advance(len(todo))
-                continue
-            for job in todo:
-                chosen = [] if trained else [style_ts[i] for i in job.styles]
-                try:
-                    image = api.run(api.prepare(content_t, chosen, options), runner=runner)
-                except NonFiniteLossError as err:
-                    warn(f"impasto: warning: {job.output.name} not written: {err}")
-                    result.failed.append((content, str(err)))
-                else:
-                    meta = api.metadata(options, content, [] if trained else [styles[i] for i in job.styles])
-                    save_image(tensor_to_pil(image), job.output, meta)
-                    result.written.append(job.output)
-                advance(1)
+        for job, out in executor.map(options, [] if options.method == "model" else styles, todo) if todo else ():
+            if out["status"] == "written":
+                result.written.append(job.output)
+            elif out["status"] == "skipped":
+                if not any(c == job.content for c, _ in result.skipped):  # one warning per content file
+                    warn(f"impasto: warning: skipped {out['error']}")
+                    result.skipped.append((job.content, out["error"]))
+            else:
+                warn(f"impasto: warning: {job.output.name} not written: {out['error']}")
+                result.failed.append((job.content, out["error"]))
+            advance(1)
     finally:
         result.seconds = time.perf_counter() - start
     return result

@@ -52,9 +52,8 @@ import torch
 
 from . import api, batch
 from . import video as videolib
-from .errors import InputError, NonFiniteLossError
+from .errors import InputError
 from .io.atomic import write_bytes
-from .io.images import encode_image, image_from_bytes, load_image, save_image, tensor_to_pil
 from .options import Options
 
 #: The one-line error when Ray is asked for and not installed.
@@ -253,57 +252,21 @@ def _crash(fault: tuple[str, str] | None, name: str) -> None:
 
 
 # -- batch ------------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class BatchTask:
-    """One output of a batch, as an actor gets it."""
-
-    content: str  # the content file's path (as the driver names it: recorded in the output's metadata)
-    data: bytes | None  # its bytes (io="store"), or None: the actor reads ``content`` (io="shared")
-    styles: list[int]
-    output: str
-
-
-class BatchActor:
-    """Stylizes batch tasks with one :class:`~impasto.runner.Runner` (networks built once) and the style
-    images decoded once."""
+class BatchActor(batch.BatchWorker):
+    """A :class:`~impasto.batch.BatchWorker` on one CPU and one torch thread of a cluster."""
 
     def __init__(self, options: Options, styles: list[tuple[str, bytes | None]], io: str = "store",
                  fault: tuple[str, str] | None = None) -> None:  # fmt: skip
         torch.set_num_threads(1)
-        self.options, self.io, self.fault = options, io, fault
-        self.trained = options.method == "model"
-        self.style_paths = [Path(p) for p, _ in styles]
-        self.style_ts = []
-        if not self.trained:
-            for path, data in styles:
-                source = image_from_bytes(data, path) if data is not None else path
-                self.style_ts.append(load_image(source, options.style_size(), "style image"))
-        self.runner = api.Runner(options)
+        super().__init__(options, styles, io)
+        self.fault = fault
 
     def pid(self) -> int:
         return os.getpid()
 
-    def run(self, task: BatchTask) -> dict:
-        """``{"status": "ok", "data": bytes}`` (io="store"), ``{"status": "written"}`` (io="shared"),
-        ``{"status": "skipped" | "failed", "error": message}``."""
+    def run(self, task: batch.BatchTask) -> dict:
         _crash(self.fault, Path(task.content).name)
-        o = self.options
-        try:
-            source = image_from_bytes(task.data, task.content) if task.data is not None else task.content
-            content_t = load_image(source, o.size, "content image")
-        except InputError as err:
-            return {"status": "skipped", "error": str(err)}
-        chosen = [] if self.trained else [self.style_ts[i] for i in task.styles]
-        try:
-            image = api.run(api.prepare(content_t, chosen, o), runner=self.runner)
-        except NonFiniteLossError as err:
-            return {"status": "failed", "error": str(err)}
-        styles = [] if self.trained else [self.style_paths[i] for i in task.styles]
-        meta = api.metadata(o, Path(task.content), styles)
-        if self.io == "shared":
-            save_image(tensor_to_pil(image), task.output, meta)
-            return {"status": "written"}
-        return {"status": "ok", "data": encode_image(tensor_to_pil(image), task.output, meta)}
+        return super().run(task)
 
 
 def _read(path: Path) -> bytes | None:
@@ -311,6 +274,50 @@ def _read(path: Path) -> bytes | None:
         return path.read_bytes()
     except OSError:
         return None
+
+
+class RayExecutor:
+    """Runs a batch's jobs on the actors of a Ray cluster (:class:`BatchActor`, at most one per job), in order.
+    ``cluster``: see :func:`parse_address`, or a :class:`Cluster` already connected; ``actors``: how many
+    (default one per CPU of the cluster); ``io``: ``store`` (the driver reads each input and sends its bytes
+    through the object store, and writes the encoded results the actors return) or ``shared`` (paths all nodes
+    see: the actors read and write them). ``fault`` is for tests (see :func:`_crash`)."""
+
+    def __init__(self, cluster: str | Cluster = "ray", actors: int | None = None, io: str = "store",
+                 fault: tuple[str, str] | None = None) -> None:  # fmt: skip
+        if io not in IO_MODES:
+            raise InputError(f"--cluster-io must be one of {', '.join(IO_MODES)}, got {io!r}")
+        self.cluster, self.actors, self.io, self.fault = cluster, actors, io, fault
+
+    def tasks(self, jobs: Sequence[batch.Job]) -> Iterator[batch.BatchTask]:
+        """The jobs as tasks; with ``io="store"`` each content file read once, here (one that cannot be read is
+        sent as the error its task reports)."""
+        current: tuple[Path, bytes | None] | None = None
+        for job in jobs:
+            if current is None or current[0] != job.content:
+                current = (job.content, _read(job.content) if self.io == "store" else None)
+            error = f"cannot read content image {job.content}" if self.io == "store" and current[1] is None else None
+            yield batch.BatchTask(str(job.content), current[1], job.styles, str(job.output), error)
+
+    def map(self, options: Options, styles: Sequence[Path],
+            jobs: Sequence[batch.Job]) -> Iterator[tuple[batch.Job, dict]]:  # fmt: skip
+        style_blobs = [(str(s), s.read_bytes() if self.io == "store" else None) for s in styles]
+        by_output = {str(j.output): j for j in jobs}
+        c, owned = Cluster.of(self.cluster, self.actors)
+        try:
+            pool = c.spawn(BatchActor, min(self.actors or c.actors, len(jobs)), options, style_blobs, self.io,
+                           self.fault)  # fmt: skip
+            try:
+                for task, out in c.map_ordered(pool, "run", self.tasks(jobs)):
+                    if out["status"] == "ok":  # the driver writes: once, whichever try of the task returned it
+                        write_bytes(Path(task.output), out["data"])
+                        out = {"status": "written"}
+                    yield by_output[task.output], out
+            finally:
+                c.kill(pool)
+        finally:
+            if owned:
+                c.close()
 
 
 def run_batch(
@@ -327,84 +334,11 @@ def run_batch(
     io: str = "store",
     fault: tuple[str, str] | None = None,
 ) -> batch.BatchResult:
-    """:func:`impasto.batch.run_batch` on a Ray cluster: the same jobs, output names, metadata, pixels and
-    ``skip_existing``; ``on_image(done, total)`` counts images finished anywhere on the cluster. ``cluster``:
-    see :func:`parse_address`, or a :class:`Cluster` already connected; ``actors``: how many (default one per
-    CPU of the cluster); ``io``: ``store`` (inputs and outputs through the object store, the driver writes) or
-    ``shared`` (paths all nodes see). ``fault`` is for tests (see :func:`_crash`)."""
-    if io not in IO_MODES:
-        raise InputError(f"--cluster-io must be one of {', '.join(IO_MODES)}, got {io!r}")
-    warn = warn or (lambda msg: print(msg, file=sys.stderr))
-    trained = options.method == "model"
-    jobs = batch.make_jobs(contents, styles, outdir, options, fmt)
-    result = batch.BatchResult()
-    total = len(jobs)
-    done = 0
-
-    def advance(n: int) -> None:
-        nonlocal done
-        done += n
-        if on_image is not None:
-            on_image(done, total)
-
-    start = time.perf_counter()
-    todo = jobs
-    if skip_existing:
-        todo = [j for j in jobs if not j.output.exists()]
-        result.existing = total - len(todo)
-        advance(result.existing)
-    if not todo:
-        result.seconds = time.perf_counter() - start
-        return result
-    style_blobs = [] if trained else [(str(s), s.read_bytes() if io == "store" else None) for s in styles]
-    unreadable: set[Path] = set()
-
-    def tasks() -> Iterator[BatchTask]:
-        current: tuple[Path, bytes | None] | None = None
-        for job in todo:
-            if job.content in unreadable:
-                continue
-            if current is None or current[0] != job.content:
-                data = _read(job.content) if io == "store" else None
-                if io == "store" and data is None:
-                    err = f"cannot read content image {job.content}"
-                    warn(f"impasto: warning: skipped {err}")
-                    unreadable.add(job.content)
-                    n = sum(j.content == job.content for j in todo)
-                    result.skipped.append((job.content, err))
-                    advance(n)
-                    continue
-                current = (job.content, data)
-            yield BatchTask(str(job.content), current[1], job.styles, str(job.output))
-
-    skipped_contents: set[str] = set()
-    c, owned = Cluster.of(cluster, actors)
-    try:
-        pool = c.spawn(BatchActor, min(actors or c.actors, len(todo)), options, style_blobs, io, fault)
-        try:
-            for task, out in c.map_ordered(pool, "run", tasks()):
-                output = Path(task.output)
-                if out["status"] == "ok":
-                    write_bytes(output, out["data"])
-                    result.written.append(output)
-                elif out["status"] == "written":
-                    result.written.append(output)
-                elif out["status"] == "skipped":
-                    if task.content not in skipped_contents:  # one warning per content file, as locally
-                        skipped_contents.add(task.content)
-                        warn(f"impasto: warning: skipped {out['error']}")
-                        result.skipped.append((Path(task.content), out["error"]))
-                else:
-                    warn(f"impasto: warning: {output.name} not written: {out['error']}")
-                    result.failed.append((Path(task.content), out["error"]))
-                advance(1)
-        finally:
-            c.kill(pool)
-            result.seconds = time.perf_counter() - start
-    finally:
-        if owned:
-            c.close()
-    return result
+    """:func:`impasto.batch.run_batch` on a Ray cluster (:class:`RayExecutor`): the same jobs, output names,
+    metadata, pixels and ``skip_existing``; ``on_image(done, total)`` counts images finished anywhere on the
+    cluster."""
+    executor = RayExecutor(cluster, actors, io, fault)
+    return batch.run_batch(contents, styles, outdir, options, fmt, skip_existing, on_image, warn, executor)
 
 
 # -- long-running services (impasto serve's workers) -------------------------------------------------------

@@ -52,7 +52,7 @@ from .core.sizes import fit_size
 from .core.vgg import VGG19, build_vgg, resolve_layers
 from .errors import InputError
 from .io import builtin
-from .io.atomic import check_writable
+from .io.atomic import check_writable, sibling
 from .io.history import write_history
 from .io.images import load_image, open_image, save_image, tensor_to_pil, to_rgb
 from .io.models import ARCHITECTURE, MULTISTYLE, LoadedModel, check_state_dict, load_model, save_model
@@ -414,11 +414,6 @@ def _deferred_signals() -> Iterator[list[int]]:
     finally:
         for s, h in saved.items():
             signal.signal(s, h)
-
-
-def sibling(path: Path, tag: str, suffix: str | None = None) -> Path:
-    """``model.pt`` -> ``model.TAG.pt`` (or ``model.TAG.SUFFIX``)."""
-    return path.with_name(f"{path.stem}.{tag}{path.suffix if suffix is None else suffix}")
 
 
 class Trainer:

@@ -52,8 +52,8 @@ from .core.checks import check_arguments, check_fields, option
 from .core.color import match_color
 from .core.progress import Callback
 from .errors import InputError, NonFiniteLossError
-from .io.atomic import check_writable
-from .io.images import MAX_SIZE, ImageLike
+from .io.atomic import check_writable, same_file, sibling
+from .io.images import MAX_SIZE, ImageLike, image_size
 from .io.video import (
     MIN_FPS,
     Frame,
@@ -67,7 +67,7 @@ from .io.video import (
     open_source,
 )
 from .options import Options, make_options, validate
-from .plan import Plan, fmt_range
+from .plan import Plan, check, fmt_range
 from .runner import Runner
 from .version import __version__
 
@@ -174,18 +174,6 @@ class VideoStopped(KeyboardInterrupt):
         self.partial, self.frames, self.cache = partial, frames, cache
 
 
-def sibling(output: Path, tag: str) -> Path:
-    """``out.mp4`` -> ``out.TAG.mp4``."""
-    return output.with_name(f"{output.stem}.{tag}{output.suffix}")
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except (OSError, RuntimeError):
-        return False
-
-
 def _fingerprint(tensors: Sequence[torch.Tensor]) -> list[str]:
     return [hashlib.blake2b(t.detach().float().cpu().contiguous().numpy().tobytes(), digest_size=12).hexdigest()
             for t in tensors]  # fmt: skip
@@ -223,16 +211,16 @@ class FrameStylizer:
     files open: it can be pickled and sent to other processes (a cluster's actors), which build their own
     :class:`~impasto.runner.Runner` and flow estimator once (:meth:`runner`) and stylize chunks of frames."""
 
-    styles: list[torch.Tensor]
-    masks: torch.Tensor | None
-    plan: Plan
-    options: Options  # the options the frames run with (histogram colour preservation already applied)
+    #: The video's run, prepared once (styles, masks, plan, and the options the frames run with: histogram
+    #: colour preservation already applied); each frame runs a copy with its own content, start and target.
+    stylization: api.Stylization
     temporal: float
     iterative: bool
     flow: str
 
     def runner(self) -> Runner:
-        return Runner(self.options)
+        assert self.stylization.options is not None
+        return Runner(self.stylization.options)
 
     def estimator(self) -> flowlib.FlowEstimator:
         return flowlib.FlowEstimator(self.flow)
@@ -261,18 +249,15 @@ class FrameStylizer:
                                   START_WARP if self.iterative else BLEND_WARP)  # fmt: skip
             info.flow_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
-        if self.iterative:
-            temporal = start = None
-            if consistent:
-                start = _tensor(warped)
-                temporal = (start, torch.from_numpy(weights)[None, None])
-            result = _array(runner(content, self.styles, self.masks, callback, self.plan, start=start,
-                                   temporal=temporal))  # fmt: skip
-        else:
-            result = _array(runner(content, self.styles, self.masks, None, self.plan))
-            if consistent:
-                result = flowlib.blend(result, warped, weights, self.temporal, FEATHER, DETAIL_LEVELS, DETAIL_WINDOW,
-                                       MAX_GAIN, DETAIL_ORIENTATIONS)  # fmt: skip
+        temporal = start = None
+        if self.iterative and consistent:  # start from the warped previous result, held to it by the loss
+            start = _tensor(warped)
+            temporal = (start, torch.from_numpy(weights)[None, None])
+        run = dataclasses.replace(self.stylization, content=content, start=start, temporal=temporal)
+        result = _array(api.run(run, callback if self.iterative else None, runner))
+        if not self.iterative and consistent:  # blend the warped previous result in
+            result = flowlib.blend(result, warped, weights, self.temporal, FEATHER, DETAIL_LEVELS, DETAIL_WINDOW,
+                                   MAX_GAIN, DETAIL_ORIENTATIONS)  # fmt: skip
         info.stylize_seconds = time.perf_counter() - t0
         return quantize(result)
 
@@ -329,7 +314,7 @@ class VideoJob:
     # -- checks ----------------------------------------------------------------------------------------------
     def _check_output(self) -> None:
         s, out = self.settings, self.output
-        if _same(out, self.source):
+        if same_file(out, self.source):
             raise InputError(f"output {out} is the input; refusing to overwrite it")
         parent = out.parent if str(out.parent) else Path(".")
         if self.folder_output:
@@ -360,10 +345,10 @@ class VideoJob:
             check_frame_size(w, h, None if self.folder_output else self.codec)
         r.size = (w, h)
         self.size = (w, h)
-        probe = torch.zeros(1, 3, 1, 1).expand(1, 3, h, w)  # the frame's size, no memory
         opts = validate(dataclasses.replace(options, size=max(w, h)))
         styles = [] if style is None else list(style) if isinstance(style, (list, tuple)) else [style]
-        plan = api.plan(probe, styles, opts)
+        sizes = [image_size(st) for st in styles]
+        plan = api.plan_sizes((w, h), sizes, opts)
         self.iterative = plan.iterative
         weight = s.temporal if s.temporal is not None else (DEFAULT_TEMPORAL_LOSS if plan.iterative else DEFAULT_BLEND)
         if not plan.iterative and weight > 1:
@@ -371,16 +356,16 @@ class VideoJob:
         self.temporal = float(weight)
         self.options = validate(dataclasses.replace(opts, temporal_weight=self.temporal if plan.iterative else 0.0))
         if plan.iterative and self.temporal > 0:
-            plan = api.plan(probe, styles, self.options)  # the temporal term's memory
-        prepared = api.prepare(probe, styles, self.options, masks, planned=plan)
-        self.plan: Plan = prepared.plan
-        self.styles, self.masks = prepared.styles, prepared.masks
-        self.run_options = self.options
-        first = r.first_image()
+            plan = api.plan_sizes((w, h), sizes, self.options)  # the temporal term's memory
+        check(plan)  # what cannot fit is refused before any frame is scaled
+        first = _tensor(r.first_image())  # the run is prepared on the first frame
+        run = api.prepare(first, styles, self.options, masks, planned=plan)
         if self.options.preserve_color == "histogram":
             # Recolour the styles once, to the first frame: their statistics then stay fixed for the whole video.
-            self.styles = [match_color(st, _tensor(first)) for st in self.styles]
-            self.run_options = dataclasses.replace(self.options, preserve_color=None)
+            run.styles = [match_color(st, first) for st in run.styles]
+            run.options = dataclasses.replace(self.options, preserve_color=None)
+        self.stylization = run
+        self.plan: Plan = run.plan
         self.total = r.info.frames
         self.metadata = api.metadata(self.options, self.source, styles)
         self.metadata["video"] = {
@@ -394,8 +379,8 @@ class VideoJob:
         self.manifest = {
             "impasto": __version__,
             "source": _source_identity(self.source),
-            "styles": _fingerprint(self.styles),
-            "masks": _fingerprint([self.masks]) if self.masks is not None else None,
+            "styles": _fingerprint(run.styles),
+            "masks": _fingerprint([run.masks]) if run.masks is not None else None,
             "options": self.options.to_dict(),
             "video": {
                 "start": s.start,
@@ -447,8 +432,7 @@ class VideoJob:
 
     def stylizer(self) -> FrameStylizer:
         """What stylizes this video's frames, to be sent elsewhere (e.g. to the actors of a cluster)."""
-        return FrameStylizer(self.styles, self.masks, self.plan, self.run_options, self.temporal, self.iterative,
-                             self.settings.flow)  # fmt: skip
+        return FrameStylizer(self.stylization, self.temporal, self.iterative, self.settings.flow)
 
     def frames(self, callback: Callback | None = None) -> Iterator[tuple[Frame, np.ndarray, FrameInfo]]:
         """Every input frame with its result, in order, stylized here one after another (the cached frames of a

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import api, batch, cluster, schema
 from ..errors import InputError, NonFiniteLossError, OutputError, StylizeInterrupted
-from ..io.atomic import check_writable
+from ..io.atomic import check_writable, same_file, sibling
 from ..io.history import write_history
 from ..io.images import FORMATS, open_image, output_format, save_image, tensor_to_pil
 from ..io.models import model_stand_in
@@ -110,18 +110,6 @@ def options_from_args(args: argparse.Namespace) -> Options:
     return schema.options_from_args(args)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
-        return False
-
-
-def sibling(output: Path, tag: str) -> Path:
-    """``out.png`` -> ``out.TAG.png``, next to the output."""
-    return output.with_name(f"{output.stem}.{tag}{output.suffix}")
-
-
 def check_paths(args: argparse.Namespace, opts: Options) -> Path:
     """Validate output paths against inputs, and that their folders can be written; returns the output path."""
     inputs = [Path(args.content), *map(Path, args.styles), *map(Path, opts.masks or ())]
@@ -146,7 +134,7 @@ def check_paths(args: argparse.Namespace, opts: Options) -> Path:
         if not path.parent.is_dir():
             raise InputError(f"output folder does not exist: {path.parent}")
         for src in inputs:
-            if _same_file(path, src):
+            if same_file(path, src):
                 raise InputError(f"output {path} is the same file as input {src}; refusing to overwrite an input")
     for folder in dict.fromkeys(p.parent for p in [output, *extras]):
         check_writable(folder)

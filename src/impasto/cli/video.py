@@ -18,6 +18,7 @@ from tqdm import tqdm
 from .. import cluster, schema, video
 from ..core.progress import StepInfo
 from ..errors import InputError, NonFiniteLossError
+from ..io.atomic import same_file
 from ..io.models import model_stand_in
 from ..options import Options
 from ..plan import fmt_range
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         tag = named.stem
         args.output = f"{Path(args.input).stem}-{tag}.mp4"
     for style in args.styles:
-        if Path(style).resolve() == Path(args.output).resolve():
+        if same_file(Path(style), Path(args.output)):
             raise InputError(f"output {args.output} is the same file as input {style}; refusing to overwrite an input")
     settings = settings_from_args(args)
     styles = list(args.styles)

@@ -52,6 +52,19 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
+def sibling(path: Path, tag: str, suffix: str | None = None) -> Path:
+    """A file beside ``path`` named after it: ``out.png`` -> ``out.TAG.png`` (or ``out.TAG.SUFFIX``)."""
+    return path.with_name(f"{path.stem}.{tag}{path.suffix if suffix is None else suffix}")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (the same path, or links to one file): an output must not be an input."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop (Python < 3.13)
+        return False
+
+
 def check_writable(folder: str | os.PathLike) -> None:
     """Raise :class:`InputError` unless a file can be created in ``folder`` (tried, then removed): catches
     read-only folders and file systems, also for root, before any heavy work."""

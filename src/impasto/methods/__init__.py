@@ -1,7 +1,7 @@
 """Style transfer methods, one module each, behind one interface (:class:`~impasto.methods.base.Method`).
 
 :func:`create` builds the method an :class:`~impasto.options.Options` names. Adding a method: a module here
-with a class that has ``run(inputs, plan, callback)`` and ``history``, and one line in :data:`METHODS` (its
+with a class that has ``run(stylization, callback=...)`` and ``history``, and one line in :data:`METHODS` (its
 :class:`MethodSpec`: how to build it and what a front end must ask the user for).
 """
 
@@ -14,7 +14,7 @@ import torch
 
 from ..options import Options
 from .adain import FastMethod
-from .base import Inputs, Method
+from .base import Method, Stylization
 from .coarse_to_fine import CoarseToFine
 from .gatys import Gatys
 from .photo_fast import PhotoFast
@@ -47,4 +47,4 @@ def create(options: Options, device: torch.device | None = None) -> Method:
     return METHODS[options.method].build(options, device)
 
 
-__all__ = ["METHODS", "Inputs", "Method", "MethodSpec", "create"]
+__all__ = ["METHODS", "Method", "MethodSpec", "Stylization", "create"]

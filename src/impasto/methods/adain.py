@@ -36,8 +36,7 @@ from ..core.weights import load_decoder_state_dict
 from ..core.winograd import winograd_layers
 from ..errors import InputError
 from ..options import Options
-from ..plan import Plan
-from .base import Inputs
+from .base import Stylization
 
 #: Decoder layout of pytorch-AdaIN: (in, out) channels of each 3x3 conv, "up" for nearest upsampling x2.
 DECODER_LAYOUT: list[tuple[int, int] | str] = [
@@ -317,10 +316,10 @@ class FastMethod:
         self.history: list[dict[str, float]] = []  # one pass: no loss history
         self.engine = AdaIN.shared(str(device) if device is not None else options.device, options.precision)
 
-    def run(self, inputs: Inputs, plan: Plan, callback: Callback | None = None) -> torch.Tensor:
+    def run(self, inputs: Stylization, *, callback: Callback | None = None) -> torch.Tensor:
         """Stylize ``inputs`` in one pass, whole or in the plan's tiles (masks are not combined with tiles)."""
         o, content = self.options, inputs.content
-        tile = plan.scales[-1].tile
+        tile = inputs.plan.scales[-1].tile
         if not tile or max(content.shape[-2:]) <= tile:
             return self.engine.stylize(content, inputs.styles, o.style_blend, o.strength, inputs.masks)
         if inputs.masks is not None:

@@ -18,9 +18,8 @@ from ..core.malloc import release_free_memory
 from ..core.progress import Callback, StepInfo
 from ..core.sizes import resize_tensor
 from ..errors import InputError, NonFiniteLossError, StylizeInterrupted
-from ..plan import Plan
-from .base import Inputs
-from .gatys import Gatys, regions_of
+from .base import Stylization
+from .gatys import Gatys
 from .tiled import optimize_tiled
 
 
@@ -35,24 +34,23 @@ class CoarseToFine:
         """The loss history of the last run, with global step numbers and seconds since its start."""
         return self.engine.history
 
-    def run(self, inputs: Inputs, plan: Plan, callback: Callback | None = None) -> torch.Tensor:
-        """Stylize ``inputs`` as ``plan`` says; returns the result on the CPU at the content's size.
+    def run(self, inputs: Stylization, *, callback: Callback | None = None) -> torch.Tensor:
+        """Stylize ``inputs`` as its plan says; returns the result on the CPU at the content's size.
 
-        With ``inputs.start`` and ``inputs.start_step`` it resumes: the scales done are skipped, the start image
+        With its ``start`` and ``start_step`` it resumes: the scales done are skipped, the start image
         is resized to the scale the step falls in, and only the remaining steps run, numbered on from there.
         On Ctrl-C or a non-finite loss, the exception's image is upsampled to the final size.
         """
-        engine, scales = self.engine, plan.scales
+        engine, scales = self.engine, inputs.plan.scales if inputs.plan is not None else []
         if not scales:
             raise InputError("no scales to run")
         full_hw = tuple(inputs.content.shape[-2:])
         if tuple(scales[-1].hw) != full_hw:
             raise ValueError(f"the plan is for {scales[-1].hw}, the content is {full_hw}")
         tiled = any(s.tile and max(s.hw) > s.tile for s in scales)
-        regions = regions_of(inputs)
+        regions = inputs.regions
         if len(scales) == 1 and not tiled:
-            return engine.stylize(inputs.content, inputs.styles, callback, inputs.masks, scales[0].steps, inputs.start,
-                                  inputs.start_step, regions, inputs.temporal)  # fmt: skip
+            return engine.stylize(inputs, steps=scales[0].steps, callback=callback)
         if tiled and inputs.masks is not None:
             raise InputError("masks cannot be combined with tiles; use --tile 0 or a smaller --size")
         if tiled and (regions is not None or engine.options.photo_weight > 0):

@@ -27,9 +27,8 @@ from ..core.vgg import VGG19, build_vgg
 from ..errors import NonFiniteLossError, StylizeInterrupted
 from ..io.images import load_image
 from ..options import Options
-from ..plan import Plan
 from . import handwritten
-from .base import Inputs
+from .base import Stylization
 from .terms import StyleGrams, Targets, Term, build_terms
 
 
@@ -241,28 +240,21 @@ class Gatys:
         return resize_tensor(load_image(o.init, what="init image"), hw)
 
     def stylize(
-        self,
-        content: torch.Tensor,
-        styles: Sequence[torch.Tensor],
-        callback: Callback | None = None,
-        masks: torch.Tensor | None = None,
-        steps: int | None = None,
-        start: torch.Tensor | None = None,
-        start_step: int = 0,
-        regions: tuple[torch.Tensor, torch.Tensor] | None = None,
-        temporal: tuple[torch.Tensor, torch.Tensor] | None = None,
+        self, stylization: Stylization, *, steps: int | None = None, callback: Callback | None = None
     ) -> torch.Tensor:
-        """Stylize a content tensor (1, 3, H, W) with style tensors, whole, at its size; returns the result on
-        the CPU. ``masks`` (K, 1, H, W) give region k style k; ``regions`` are label-matched regions.
-        ``start`` (resized to the content) and ``start_step`` resume a run: the ``steps - start_step``
-        remaining steps, numbered on from ``start_step``. ``temporal``: the temporal loss's target (video; see
-        :class:`~impasto.methods.terms.TemporalTerm`)."""
+        """Stylize ``stylization``'s content whole, at its size, for ``steps`` (default: the options'); returns
+        the result on the CPU. Its masks give region k style k, its regions are label-matched regions; its
+        ``start`` (resized to the content) and ``start_step`` resume a run: the ``steps - start_step`` remaining
+        steps, numbered on from ``start_step``; its ``temporal`` is the temporal loss's target (video; see
+        :class:`~impasto.methods.terms.TemporalTerm`). Its plan is not read (see :meth:`run`)."""
+        s = stylization
         torch.manual_seed(self.options.seed)
         self.history = []
-        terms = self.build_terms(content, styles, masks, regions, temporal=temporal)
-        hw = tuple(content.shape[-2:])
-        init = self.initial_image(content, styles, regions) if start is None else resize_tensor(start, hw)
+        terms = self.build_terms(s.content, s.styles, s.masks, s.regions, temporal=s.temporal)
+        hw = tuple(s.content.shape[-2:])
+        init = self.initial_image(s.content, s.styles, s.regions) if s.start is None else resize_tensor(s.start, hw)
         steps = self.options.steps if steps is None else steps
+        start_step = s.start_step
         if not start_step:
             return self.optimize(init, terms, steps, callback=callback).cpu()
 
@@ -276,14 +268,9 @@ class Gatys:
             for row in self.history:
                 row["step"] += start_step
 
-    def run(self, inputs: Inputs, plan: Plan, callback: Callback | None = None) -> torch.Tensor:
+    def run(self, stylization: Stylization, *, callback: Callback | None = None) -> torch.Tensor:
         """Run a plan of one whole-image scale (see :class:`impasto.methods.coarse_to_fine.CoarseToFine`)."""
-        if len(plan.scales) != 1 or plan.scales[0].tile:
+        plan = stylization.plan
+        if plan is None or len(plan.scales) != 1 or plan.scales[0].tile:
             raise ValueError("Gatys.run takes a single untiled scale; CoarseToFine runs the others")
-        return self.stylize(inputs.content, inputs.styles, callback, inputs.masks, plan.scales[0].steps, inputs.start,
-                            inputs.start_step, regions_of(inputs), inputs.temporal)  # fmt: skip
-
-
-def regions_of(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The label-matched (content, style) regions of ``inputs``, or None."""
-    return None if inputs.regions is None else (inputs.regions, inputs.style_regions)
+        return self.stylize(stylization, steps=plan.scales[0].steps, callback=callback)

@@ -26,9 +26,8 @@ from ..core.progress import Callback
 from ..core.regions import layer_masks, normalized
 from ..errors import InputError
 from ..options import Options
-from ..plan import Plan
 from .adain import EPS, AdaIN, crop_pads, pad_to_stride
-from .base import Inputs
+from .base import Stylization
 
 #: Covariance regularization of the whitening, relative to the mean eigenvalue.
 WCT_EPS = 1e-4
@@ -132,14 +131,15 @@ class PhotoFast:
             target = o.strength * target + (1 - o.strength) * feats.float()
         return crop_pads(self.engine.decode(target), pads).cpu().clone()
 
-    def run(self, inputs: Inputs, plan: Plan, callback: Callback | None = None) -> torch.Tensor:
+    def run(self, inputs: Stylization, *, callback: Callback | None = None) -> torch.Tensor:
         """Stylize ``inputs`` (one style image) whole; returns (1, 3, H, W) on the CPU."""
-        if plan.scales[-1].tile and max(inputs.content.shape[-2:]) > plan.scales[-1].tile:
+        tile = inputs.plan.scales[-1].tile
+        if tile and max(inputs.content.shape[-2:]) > tile:
             raise InputError("--method photo-fast does not run in tiles; use --tile 0 or a smaller --size")
         if len(inputs.styles) != 1:
             raise InputError(f"--method photo-fast takes one style image, got {len(inputs.styles)}")
         content = inputs.content.float()
-        y = self.decode_stylized(content, inputs.styles[0], inputs.regions, inputs.style_regions)
+        y = self.decode_stylized(content, inputs.styles[0], *(inputs.regions or (None, None)))
         self.iterations = 0
         if self.options.smooth == "none":
             return y

@@ -37,8 +37,7 @@ from ..errors import InputError
 from ..io import builtin
 from ..io.models import MULTISTYLE, LoadedModel, check_state_dict, load_model
 from ..options import Options
-from ..plan import Plan
-from .base import Inputs
+from .base import Stylization
 from .layers import InstanceNorm, SharedStatistics, UpsampleConv, WideConv, conv, relu
 from .multistyle import MultiStyleNet
 
@@ -281,9 +280,9 @@ class ModelMethod:
         self.history: list[dict[str, float]] = []  # one pass: no loss history
         self.stylizer = shared_stylizer(options.model, device or pick_device(options.device))
 
-    def run(self, inputs: Inputs, plan: Plan, callback: Callback | None = None) -> torch.Tensor:
+    def run(self, inputs: Stylization, *, callback: Callback | None = None) -> torch.Tensor:
         o, content = self.options, inputs.content
-        tile = plan.scales[-1].tile
+        tile = inputs.plan.scales[-1].tile
         if not tile or max(content.shape[-2:]) <= tile:
             out = self.stylizer(content)
         else:
