@@ -70,7 +70,7 @@ def make_jobs(
     in place of a style with a trained network). Refuses names that collide or outputs that would overwrite an
     input."""
     blend = options.style_blend is not None
-    if options.method == "model":
+    if api.METHODS[options.method].styles == "none":  # a trained network: its file names the outputs
         styles = [model_stand_in(options.model)]
     groups = [list(range(len(styles)))] if blend else [[i] for i in range(len(styles))]
     jobs: list[Job] = []
@@ -125,7 +125,7 @@ def run_batch(
     write that fails raises :class:`~impasto.errors.OutputError` and ends the batch; the images written
     before stay."""
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
-    trained = options.method == "model"  # a trained network: no style image, outputs named after the model
+    trained = api.METHODS[options.method].styles == "none"  # a trained network: no style image
     jobs = make_jobs(contents, styles, outdir, options, fmt)
     style_ts = [] if trained else [load_image(s, options.style_size(), "style image") for s in styles]
     runner = Runner(options)

@@ -271,7 +271,7 @@ class BatchActor:
                  fault: tuple[str, str] | None = None) -> None:  # fmt: skip
         torch.set_num_threads(1)
         self.options, self.io, self.fault = options, io, fault
-        self.trained = options.method == "model"
+        self.trained = api.METHODS[options.method].styles == "none"  # a trained network
         self.style_paths = [Path(p) for p, _ in styles]
         self.style_ts = []
         if not self.trained:
@@ -335,7 +335,7 @@ def run_batch(
     if io not in IO_MODES:
         raise InputError(f"--cluster-io must be one of {', '.join(IO_MODES)}, got {io!r}")
     warn = warn or (lambda msg: print(msg, file=sys.stderr))
-    trained = options.method == "model"
+    trained = api.METHODS[options.method].styles == "none"  # a trained network
     jobs = batch.make_jobs(contents, styles, outdir, options, fmt)
     result = batch.BatchResult()
     total = len(jobs)

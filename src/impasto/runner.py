@@ -117,9 +117,9 @@ class Runner:
             if tuple(regions[0].shape[-2:]) != tuple(content.shape[-2:]):
                 raise InputError(f"regions are {tuple(regions[0].shape[-2:])}, the content {tuple(content.shape[-2:])}")
         if masks is not None:
-            if o.method == "model" and masks.shape[0] != 1:
+            if takes == "none" and masks.shape[0] != 1:
                 raise InputError(f"{masks.shape[0]} masks for one trained model: give one mask (white: stylized)")
-            if o.method != "model" and masks.shape[0] != len(styles):
+            if takes != "none" and masks.shape[0] != len(styles):
                 raise InputError(f"{masks.shape[0]} mask(s) for {len(styles)} style image(s): give one per style")
             if o.style_blend is not None:
                 raise InputError("--style-blend does not apply with masks: each region takes its own style")
