@@ -258,7 +258,8 @@ def _validate_scales(opts: Options) -> None:
 
 def validate(opts: Options) -> Options:
     """Check every option, first each field against its type and spec (made canonical: lists as tuples, paths as
-    str), then how they combine; raise :class:`InputError` naming the first bad one."""
+    str), then how they combine, the method's own checks among them (registered by :mod:`impasto.methods`); raise
+    :class:`InputError` naming the first bad one."""
     current = {f.name: getattr(opts, f.name) for f in dataclasses.fields(Options)}
     for name, value in check_fields(Options, current).items():
         setattr(opts, name, value)

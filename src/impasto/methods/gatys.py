@@ -4,6 +4,9 @@ the content image's features and the style images' Gram matrices.
 :class:`Gatys` builds the loss terms (:mod:`impasto.methods.terms`) from the targets and runs the optimizer
 loop (L-BFGS or Adam), reporting each evaluation to a callback. It runs one whole-image scale; coarse to fine
 and tiles are :mod:`impasto.methods.coarse_to_fine` and :mod:`impasto.methods.tiled`, which drive it.
+
+:data:`SPEC` is ``--method gatys``: its checks and its memory and time (:func:`peak_bytes`, :func:`seconds`),
+which the photorealistic optimization (:mod:`impasto.methods.photo`) shares.
 """
 
 from __future__ import annotations
