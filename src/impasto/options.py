@@ -7,7 +7,7 @@ A preset (:mod:`impasto.presets`) is a set of option values; anything given expl
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,8 +26,26 @@ from .presets import PRESETS, preset_values
 #: register themselves (:func:`register_method`) as :mod:`impasto.methods` is imported, which importing impasto does
 #: first: the options are a lower layer than the methods and know them only by what they register.
 _METHOD_CHECKS: dict[str, Callable[[Options], None]] = {}
-#: The names ``--method`` accepts (a live view of the registered methods: the ``method`` option's choices).
-METHOD_NAMES = _METHOD_CHECKS.keys()
+
+
+class _MethodNames(Sequence[str]):
+    """The registered methods' names in the order they were registered, as they are now (a live view)."""
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return list(_METHOD_CHECKS)[index]
+
+    def __len__(self) -> int:
+        return len(_METHOD_CHECKS)
+
+    def __contains__(self, name: object) -> bool:
+        return name in _METHOD_CHECKS
+
+    def __repr__(self) -> str:
+        return repr(tuple(_METHOD_CHECKS))
+
+
+#: The names ``--method`` accepts: the ``method`` option's choices.
+METHOD_NAMES = _MethodNames()
 
 
 def register_method(name: str, check: Callable[[Options], None]) -> None:
