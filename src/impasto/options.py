@@ -227,7 +227,7 @@ INIT_KINDS = ("content", "noise", "style", "colors")
 
 #: The options with a fixed set of values, and those values (what a front end offers).
 _CHOICES = {f.name: f.metadata["check"].choices for f in dataclasses.fields(Options)
-            if "check" in f.metadata and f.metadata["check"].choices}  # fmt: skip
+            if "check" in f.metadata and f.metadata["check"].choices is not None}  # fmt: skip
 
 
 def _validate_controls(opts: Options) -> None:
