@@ -51,7 +51,8 @@ CHECK = {
                                                 "--tile", "0"],
     "fast 2048": ["--method", "fast", "--size", "2048", "--tile", "0"],
 }  # fmt: skip
-#: The estimate's constants that the calibration corrects: the fixed part and the per-pixel backward bytes.
+#: The estimate's constants that the calibration corrects (impasto.methods.gatys's): the fixed part and the
+#: per-pixel backward bytes.
 FIXED, PER_PIXEL = "WORK_FIXED_BYTES", "FUSED_BACKWARD_BYTES_PER_PIXEL"
 
 
@@ -71,19 +72,20 @@ def estimate_for(argv: list[str], correction: tuple[float, float] = (0.0, 0.0)) 
     from impasto import estimate
     from impasto.cli import stylize
     from impasto.io.images import open_image
+    from impasto.methods import gatys
 
     args = stylize.build_parser().parse_args(argv)
     opts = stylize.options_from_args(args)
     content = open_image(args.content)
     styles = [open_image(s) for s in args.styles]
-    saved = getattr(estimate, FIXED), getattr(estimate, PER_PIXEL)
-    setattr(estimate, FIXED, saved[0] + correction[0])
-    setattr(estimate, PER_PIXEL, saved[1] + correction[1])
+    saved = getattr(gatys, FIXED), getattr(gatys, PER_PIXEL)
+    setattr(gatys, FIXED, saved[0] + correction[0])
+    setattr(gatys, PER_PIXEL, saved[1] + correction[1])
     try:
         p = estimate.plan(opts, content.size, [s.size for s in styles])
     finally:
-        setattr(estimate, FIXED, saved[0])
-        setattr(estimate, PER_PIXEL, saved[1])
+        setattr(gatys, FIXED, saved[0])
+        setattr(gatys, PER_PIXEL, saved[1])
     worst = max(p.scales, key=lambda s: s.peak_bytes)
     area = worst.hw[0] * worst.hw[1] if not worst.tile else min(worst.tile, max(worst.hw)) ** 2
     return p.peak_bytes, p.seconds, area

@@ -1,7 +1,7 @@
 """Inference speed of trained networks (``--model``): seconds per 512x512 image, warm, for the published width
 (32) and the smaller one (16), next to the fast method (AdaIN) measured in the same run, then batch mode end to
 end (read, stylize, write PNG) in images per second; ``--memory`` measures peak RSS of one pass at several sizes
-in fresh processes, against the estimate (:func:`impasto.estimate.model_peak_bytes`).
+in fresh processes, against the estimate (:func:`impasto.methods.model.peak_bytes`).
 
 Speed does not depend on the weights, so the networks are initialized, not trained.
 
@@ -26,10 +26,10 @@ from common import ROOT
 from common import SHARED as _SHARED
 from impasto.batch import run_batch
 from impasto.core.malloc import tune_allocator
-from impasto.estimate import model_peak_bytes
 from impasto.io.images import load_image
 from impasto.io.models import ARCHITECTURE, load_model, save_model
 from impasto.methods.adain import AdaIN
+from impasto.methods.model import peak_bytes as model_peak_bytes
 from impasto.methods.transformer import Stylizer, TransformerNet
 from impasto.options import make_options
 

@@ -94,7 +94,7 @@ def train(args: argparse.Namespace, out: Path) -> dict:
     data = training_photos(out)
     trainer = Trainer(args.style, out / "model.pt", options, data, history=out / "history.csv")
     budgets = sorted(args.minutes or [])
-    at = sorted(args.at or ([args.steps] if args.steps else []))
+    at = sorted(set(args.at or []) | ({args.steps} if args.steps else set()))
     kept: list[dict] = []
 
     def keep(label: str) -> None:

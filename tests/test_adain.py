@@ -14,7 +14,6 @@ from impasto.io.images import load_image, read_metadata
 from impasto.methods.adain import (
     AdaIN,
     Decoder,
-    FastMethod,
     adain,
     channel_stats,
     crop_pads,
@@ -24,6 +23,7 @@ from impasto.methods.adain import (
     stylize_tiled,
 )
 from impasto.methods.base import Stylization
+from impasto.methods.fast import FastMethod
 
 from .conftest import np_channel_stats
 

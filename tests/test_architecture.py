@@ -221,3 +221,37 @@ def test_the_checker_sees_cycles_and_upward_imports(tmp_path):
             test_the_command_line_does_not_import_the_web()
     finally:
         PACKAGE = saved
+
+
+def _is_str(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
+
+
+def method_name_comparisons(package: Path) -> list[str]:
+    """Every comparison of a ``method`` (an attribute or a name) with string constants: a method's knowledge
+    belongs in its module's spec (``impasto.methods.base.MethodSpec``), not in tests of its name elsewhere."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Compare):
+                continue
+            sides = [node.left, *node.comparators]
+            named = any(isinstance(s, ast.Attribute) and s.attr == "method" or isinstance(s, ast.Name)
+                        and s.id == "method" for s in sides)  # fmt: skip
+            strings = any(_is_str(s) or isinstance(s, (ast.Tuple, ast.List, ast.Set)) and any(map(_is_str, s.elts))
+                          for s in sides)  # fmt: skip
+            if named and strings:
+                found.append(f"{path.relative_to(package.parent)}:{node.lineno}")
+    return found
+
+
+def test_no_method_name_is_compared():
+    assert not method_name_comparisons(PACKAGE), "\n".join(method_name_comparisons(PACKAGE))
+
+
+def test_the_method_name_check_sees_comparisons(tmp_path):
+    pkg = tmp_path / "impasto"
+    pkg.mkdir()
+    (pkg / "a.py").write_text('def f(o, m):\n    a = o.method == "fast"\n    b = method not in ("photo", "gatys")\n'
+                              '    return m["name"] == o.method\n')
+    assert method_name_comparisons(pkg) == ["impasto/a.py:2", "impasto/a.py:3"]

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 import impasto
-from impasto import api, cli
+from impasto import api, cli, methods, options
 from impasto import video as video_module
 
 from .conftest import ROOT
@@ -252,8 +252,14 @@ def test_documented_python_runs(page: Path, folder: Path, monkeypatch) -> None:
     monkeypatch.setattr(impasto, "stylize_video", _small(video_module.stylize_video, steps=2))
     monkeypatch.setattr(api, "train", _small(api.train, sized=False, **SMALL_TRAIN_KW))
     monkeypatch.setattr(api, "style_sheet", _small(api.style_sheet, sized=False, tile=32))
-    for text in found:
-        exec(compile(text, f"{page.name} python block", "exec"), {"__name__": "__docs__"})
+    registered = dict(methods.METHODS), dict(options._METHOD_CHECKS)  # a page may register a method
+    try:
+        for text in found:
+            exec(compile(text, f"{page.name} python block", "exec"), {"__name__": "__docs__"})
+    finally:
+        for registry, saved in zip((methods.METHODS, options._METHOD_CHECKS), registered, strict=True):
+            registry.clear()
+            registry.update(saved)
 
 
 def test_the_commands_are_found_and_shrunk() -> None:

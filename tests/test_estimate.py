@@ -7,6 +7,7 @@ from impasto import cli, estimate
 from impasto.core import speed
 from impasto.errors import InputError
 from impasto.estimate import plan
+from impasto.methods import gatys
 from impasto.options import make_options
 from impasto.plan import GB, MB, check, fmt_range
 
@@ -48,8 +49,8 @@ def test_mixed_precision_is_planned_with_fp32_activations_and_a_faster_backward(
 
 def test_the_hand_written_pass_is_planned_with_less_memory_than_autograd():
     o = make_options(size=1024, device="cpu")
-    assert estimate.uses_handwritten_pass(o, "cpu") and not estimate.uses_handwritten_pass(o, "cuda:0")
-    assert not estimate.uses_handwritten_pass(make_options(padding="reflect"), "cpu")
+    assert gatys.uses_handwritten_pass(o, "cpu") and not gatys.uses_handwritten_pass(o, "cuda:0")
+    assert not gatys.uses_handwritten_pass(make_options(padding="reflect"), "cpu")
     assert _peak_and_time(1024, padding="reflect")[0] > _peak_and_time(1024)[0] + 500 * MB  # autograd's graph
 
 

@@ -3,10 +3,11 @@ import pytest
 import torch
 from PIL import Image
 
-from impasto import api, estimate, make_options
+from impasto import api, make_options
 from impasto.core.sizes import fit_size, resize_tensor
 from impasto.errors import InputError, NonFiniteLossError, StylizeInterrupted
 from impasto.io.images import load_image
+from impasto.methods import gatys as gatys_method
 from impasto.methods import terms
 from impasto.methods.base import Stylization
 from impasto.methods.gatys import Gatys
@@ -297,9 +298,9 @@ def test_a_new_term_without_a_hand_written_gradient_is_planned_under_autograd(mo
             return True
 
     opts = make_options(size=64)
-    assert estimate.uses_handwritten_pass(opts, "cpu")
+    assert gatys_method.uses_handwritten_pass(opts, "cpu")
     monkeypatch.setattr(terms, "TERMS", [*terms.TERMS, Brightness])
-    assert not estimate.uses_handwritten_pass(opts, "cpu")
+    assert not gatys_method.uses_handwritten_pass(opts, "cpu")
 
 
 def test_style_size_is_computed_in_one_place(style_path):

@@ -24,14 +24,16 @@ import torch
 from PIL import Image
 
 import impasto
-from impasto import api, estimate
+from impasto import api
 from impasto.cli import main
+from impasto.core import costs
 from impasto.core.color import rgb_to_yiq
 from impasto.core.tiles import tiled_apply
 from impasto.errors import InputError
-from impasto.estimate import model_peak_bytes, plan
+from impasto.estimate import plan
 from impasto.io.images import load_image, read_metadata
 from impasto.io.models import ARCHITECTURE, FORMAT_VERSION, load_model, model_bytes, save_model
+from impasto.methods import model as model_method
 from impasto.methods.transformer import Stylizer, TransformerNet, flops_per_pixel, network
 from impasto.options import make_options
 from impasto.training import PhotoFolder, Trainer, find_photos, make_train_options
@@ -357,8 +359,8 @@ def test_estimate_plans_the_model_method_and_tiles_when_memory_is_short(trained)
     opts = make_options(model=str(trained), size=2048)
     p = plan(opts, (2048, 1536), [], device="cpu", available=16 << 30)
     assert p.method == "model" and p.tiles == [None] and not p.iterative
-    assert p.peak_bytes == model_peak_bytes(2048 * 1536, 2048 * 1536, 8)
-    rate = estimate.flops_rate("cpu", "fp32")  # this machine's, measured
+    assert p.peak_bytes == model_method.peak_bytes(2048 * 1536, 2048 * 1536, 8)
+    rate = costs.flops_rate("cpu", "fp32")  # this machine's, measured
     assert p.seconds == pytest.approx(2048 * 1536 * flops_per_pixel(8) / rate * p.factor)
     small = plan(opts, (2048, 1536), [], device="cpu", available=int(p.peak_bytes * 0.9))
     assert small.tiles[0] is not None and small.fits

@@ -26,7 +26,7 @@ from impasto.errors import InputError
 from impasto.io import video as vio
 from impasto.io.atomic import write_bytes
 from impasto.io.video import FrameCache
-from impasto.methods import handwritten
+from impasto.methods import fused_backward
 from impasto.methods.terms import Targets, TemporalTerm
 
 from . import clips
@@ -328,7 +328,7 @@ def test_temporal_term_value_and_gradient() -> None:
     assert abs(float(term(x, {}, {})) - expected) < 1e-6 and term.weight == 50.0
     assert TemporalTerm.wanted(opts) and not TemporalTerm.wanted(make_options())
     # The hand-written pass adds its gradient: 2 * weight * c * (x - w) / N.
-    value, parts, grad = handwritten.loss_and_grad(_net(), x, [term])
+    value, parts, grad = fused_backward.loss_and_grad(_net(), x, [term])
     assert abs(value - 50.0 * expected) < 1e-4 and abs(parts["temporal"] - value) < 1e-9
     assert torch.allclose(grad, 2 * 50.0 * c * (x - w) / x.numel(), atol=1e-6)
     # A first frame (no target) has weight 0.

@@ -262,9 +262,10 @@ def _mask_tensor(masks: torch.Tensor, hw: tuple[int, ...], styles: int, options:
     the content's (H, W)."""
     if not isinstance(masks, torch.Tensor) or masks.ndim != 4 or masks.shape[1] != 1 or masks.numel() == 0:
         raise InputError("masks must be a (K, 1, H, W) tensor in [0, 1], one region per style image")
-    if options.method == "model" and masks.shape[0] != 1:
+    trained = METHODS[options.method].styles == "none"  # a trained network: one region, stylized or not
+    if trained and masks.shape[0] != 1:
         raise InputError(f"{masks.shape[0]} masks for one trained model: give one mask (white: stylized)")
-    if options.method != "model" and masks.shape[0] != styles:
+    if not trained and masks.shape[0] != styles:
         raise InputError(f"{masks.shape[0]} mask(s) for {styles} style image(s): give one per style")
     if options.style_blend is not None:
         raise InputError("--style-blend does not apply with masks: each region takes its own style")

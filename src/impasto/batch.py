@@ -73,7 +73,7 @@ def make_jobs(
     in place of a style with a trained network). Refuses names that collide or outputs that would overwrite an
     input."""
     blend = options.style_blend is not None
-    if options.method == "model":
+    if api.METHODS[options.method].styles == "none":  # a trained network: its file names the outputs
         styles = [model_stand_in(options.model)]
     groups = [list(range(len(styles)))] if blend else [[i] for i in range(len(styles))]
     jobs: list[Job] = []
@@ -130,7 +130,7 @@ class BatchWorker:
 
     def __init__(self, options: Options, styles: Sequence[tuple[str, bytes | None]], io: str = "shared") -> None:
         self.options, self.io = options, io
-        self.trained = options.method == "model"
+        self.trained = api.METHODS[options.method].styles == "none"  # a trained network: no style image
         self.style_paths = [Path(p) for p, _ in styles]
         self.style_ts = []
         if not self.trained:
@@ -224,7 +224,8 @@ def run_batch(
         result.existing = len(jobs) - len(todo)
         advance(result.existing)
     try:
-        for job, out in executor.map(options, [] if options.method == "model" else styles, todo) if todo else ():
+        used = [] if api.METHODS[options.method].styles == "none" else styles  # a trained network: no style image
+        for job, out in executor.map(options, used, todo) if todo else ():
             if out["status"] == "written":
                 result.written.append(job.output)
             elif out["status"] == "skipped":

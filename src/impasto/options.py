@@ -7,6 +7,7 @@ A preset (:mod:`impasto.presets`) is a set of option values; anything given expl
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,37 @@ from .io.images import MAX_SIZE
 from .io.masks import parse_color
 from .presets import PRESETS, preset_values
 
+#: Each method's own checks of the options, by method name, in the order the methods were registered. The methods
+#: register themselves (:func:`register_method`) as :mod:`impasto.methods` is imported, which importing impasto does
+#: first: the options are a lower layer than the methods and know them only by what they register.
+_METHOD_CHECKS: dict[str, Callable[[Options], None]] = {}
+
+
+class _MethodNames(Sequence[str]):
+    """The registered methods' names in the order they were registered, as they are now (a live view)."""
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return list(_METHOD_CHECKS)[index]
+
+    def __len__(self) -> int:
+        return len(_METHOD_CHECKS)
+
+    def __contains__(self, name: object) -> bool:
+        return name in _METHOD_CHECKS
+
+    def __repr__(self) -> str:
+        return repr(tuple(_METHOD_CHECKS))
+
+
+#: The names ``--method`` accepts: the ``method`` option's choices.
+METHOD_NAMES = _MethodNames()
+
+
+def register_method(name: str, check: Callable[[Options], None]) -> None:
+    """Make ``name`` a choice of the ``method`` option, its options checked by ``check`` (which raises
+    :class:`InputError`) after every option's own checks."""
+    _METHOD_CHECKS[name] = check
+
 
 @dataclass
 class Options:
@@ -28,8 +60,9 @@ class Options:
     :func:`~impasto.core.checks.option` spec (bounds, choices, paths) are what :func:`validate` checks first."""
 
     preset: str = "default"
-    # gatys, fast (AdaIN), model (a trained network), photo (Luan), photo-fast (Li)
-    method: str = option("gatys", choices=("gatys", "fast", "model", "photo", "photo-fast"))
+    # one of the registered methods (impasto.methods): gatys, fast (AdaIN), model (a trained network), photo
+    # (Luan), photo-fast (Li)
+    method: str = option("gatys", choices=METHOD_NAMES)
     model: str | None = option(None, path=True)  # a trained network's file (impasto train) or builtin:N
     size: int = option(512, lo=16, hi=MAX_SIZE)  # longest side of the result, pixels
     style_scale: float = option(1.0, lo=0.0, hi=8.0, lo_open=True)  # style image size relative to the result's size
@@ -194,11 +227,11 @@ INIT_KINDS = ("content", "noise", "style", "colors")
 
 #: The options with a fixed set of values, and those values (what a front end offers).
 _CHOICES = {f.name: f.metadata["check"].choices for f in dataclasses.fields(Options)
-            if "check" in f.metadata and f.metadata["check"].choices}  # fmt: skip
+            if "check" in f.metadata and f.metadata["check"].choices is not None}  # fmt: skip
 
 
 def _validate_controls(opts: Options) -> None:
-    """Colour preservation, masks, and what the fast method supports."""
+    """Colour preservation, masks, label maps and a built-in model's name: what holds for every method."""
     if opts.preserve_color in ("none", ""):
         opts.preserve_color = None
     if opts.preserve_color is not None and opts.preserve_color not in PRESERVE_COLOR:
@@ -214,44 +247,10 @@ def _validate_controls(opts: Options) -> None:
         raise InputError("--mask-colors needs --mask-map (the colour-coded mask image)")
     if (opts.masks or opts.mask_map is not None) and opts.style_blend is not None:
         raise InputError("--style-blend does not apply with masks: each region takes its own style")
-    if opts.method == "model" and not opts.model:
-        raise InputError("--method model needs a model file: --model FILE (made by impasto train)")
     if is_builtin(opts.model):
         parse_spec(opts.model)  # a bad index or weight: one line, before anything is read
-    if opts.model is not None and opts.method != "model":
-        raise InputError(f"--model cannot be combined with --method {opts.method} (the model is the method)")
-    if opts.method == "model" and opts.preserve_color == "histogram":
-        raise InputError("--preserve-color histogram recolours style images; a trained model has none: use luminance")
-    if opts.method == "model" and opts.style_blend is not None:
-        raise InputError("--style-blend does not apply to --model: a trained network has one style")
-    if opts.method in ("fast", "photo-fast"):
-        if opts.weights is not None:
-            raise InputError(f"--weights cannot be used with --method {opts.method} (its decoder was trained on the "
-                             "bundled VGG)")  # fmt: skip
-        if opts.pooling != "max":
-            raise InputError(f"--pooling avg cannot be used with --method {opts.method}: its encoder uses max pooling")
-    _validate_photo(opts)
-
-
-def _validate_photo(opts: Options) -> None:
-    """Label maps and the photorealism regularizer: photo methods only, both maps or none, no other masks."""
-    photo = opts.method in ("photo", "photo-fast")
     if (opts.content_seg is None) != (opts.style_seg is None):
         raise InputError("give both --content-seg and --style-seg (label maps of the content and the style image)")
-    if opts.content_seg is not None:
-        if not photo:
-            raise InputError("--content-seg/--style-seg need --method photo or photo-fast (use --mask for gatys/fast)")
-        if opts.masks or opts.mask_map is not None:
-            raise InputError("label maps (--content-seg/--style-seg) and --mask/--mask-map cannot be combined")
-    if photo and (opts.masks or opts.mask_map is not None):
-        raise InputError(f"--method {opts.method} takes label maps (--content-seg/--style-seg), not --mask/--mask-map")
-    if photo and opts.tile:
-        raise InputError(f"--method {opts.method} does not run in tiles (the matting Laplacian couples the whole "
-                         "picture); use --tile 0, --start-size or a smaller --size")  # fmt: skip
-    if photo and opts.style_blend is not None:
-        raise InputError(f"--method {opts.method} takes one style image (no --style-blend)")
-    if opts.photo_weight > 0 and opts.method != "photo":
-        raise InputError("--photo-weight needs --method photo (the optimization with the photorealism regularizer)")
 
 
 def _validate_scales(opts: Options) -> None:
@@ -277,7 +276,8 @@ def _validate_scales(opts: Options) -> None:
 
 def validate(opts: Options) -> Options:
     """Check every option, first each field against its type and spec (made canonical: lists as tuples, paths as
-    str), then how they combine; raise :class:`InputError` naming the first bad one."""
+    str), then how they combine, the method's own checks among them (registered by :mod:`impasto.methods`); raise
+    :class:`InputError` naming the first bad one."""
     current = {f.name: getattr(opts, f.name) for f in dataclasses.fields(Options)}
     for name, value in check_fields(Options, current).items():
         setattr(opts, name, value)
@@ -290,6 +290,7 @@ def validate(opts: Options) -> Options:
     if weights is not None and len(weights) != len(layers):
         raise InputError(f"--style-layer-weights has {len(weights)} values for {len(layers)} style layers")
     _validate_controls(opts)
+    _METHOD_CHECKS[opts.method](opts)
     _validate_scales(opts)
     if opts.style_blend is not None:
         if not opts.style_blend:

@@ -40,6 +40,7 @@ class Plan:
     scales: list[ScalePlan]
     available_bytes: int
     iterative: bool = True  # optimizes over steps (False: one feed-forward pass)
+    tileable: bool = True  # the method may run in tiles (False: the photo methods, which couple every pixel)
     load_seconds: float = 0.0  # loading the method's networks before the first step
     startup_seconds: float = 0.0  # before that: starting the program (set by a front end that knows it)
     factor: float = 1.0  # what the scales' seconds were scaled by from the measured rate (runs observed here)
@@ -141,7 +142,7 @@ def check(p: Plan) -> Plan:
     smaller = max(64, int(worst.size * math.sqrt(p.budget_bytes / max(p.peak_bytes, 1)) * 0.9) // 64 * 64)
     if worst.tile and worst.tile > MIN_AUTO_TILE:
         hint = f"use a smaller --tile (below {worst.tile}) or a smaller --size"
-    elif worst.tile or p.method in ("photo", "photo-fast"):  # the photo methods do not run in tiles
+    elif worst.tile or not p.tileable:
         hint = f"use a smaller --size (about {smaller})"
     else:
         hint = f"use --tile 1024 or a smaller --size (about {smaller})"

@@ -61,7 +61,7 @@ class _GramMSETap(torch.autograd.Function):
 
 def _gram_residual(x: torch.Tensor, target: torch.Tensor, n: float) -> tuple[torch.Tensor, bool]:
     """``(F F^T / n - target, positions_first)`` in fp32 for (N, C, H, W) features ``x``; ``target`` is
-    (N, C, C). Shared by :class:`_GramMSETap` and :mod:`impasto.fused`."""
+    (N, C, C). Shared by :class:`_GramMSETap` and :mod:`impasto.methods.fused_backward`."""
     positions_first = _positions_first(x)
     f32 = _flat(x, positions_first).float()
     gram = torch.bmm(f32.transpose(1, 2), f32) if positions_first else torch.bmm(f32, f32.transpose(1, 2))

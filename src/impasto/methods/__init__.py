@@ -1,50 +1,46 @@
-"""Style transfer methods, one module each, behind one interface (:class:`~impasto.methods.base.Method`).
+"""Style transfer methods, one module each, named as users name them, behind one interface
+(:class:`~impasto.methods.base.Method`).
 
-:func:`create` builds the method an :class:`~impasto.options.Options` names. Adding a method: a module here
-with a class that has ``run(stylization, callback=...)`` and ``history``, and one line in :data:`METHODS` (its
-:class:`MethodSpec`: how to build it and what a front end must ask the user for).
+Each method's module owns its :class:`~impasto.methods.base.MethodSpec` (``SPEC``): how it is built, which
+options it refuses (``check``), what it costs (``cost``), the style images it takes. :data:`METHODS` registers
+them, one line each; :func:`create` builds the one an :class:`~impasto.options.Options` names. Adding a method:
+a module here with a ``SPEC`` and one line in :data:`METHODS` (docs/architecture.md, "Adding a method").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
 
-from ..options import Options
-from .adain import FastMethod
-from .base import Method, Stylization
+from ..options import Options, register_method
+from . import fast, gatys, model, photo, photo_fast
+from .base import Method, MethodSpec, Stylization, Work
 from .coarse_to_fine import CoarseToFine
-from .gatys import Gatys
-from .photo_fast import PhotoFast
-from .transformer import ModelMethod
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    """A method: how to build it from options and a device, and the inputs a front end must ask for."""
-
-    build: Callable[[Options, torch.device | None], Method]
-    iterative: bool = True  # optimizes over steps (False: one feed-forward pass)
-    styles: str = "many"  # style images it takes: "many" (one or more), "one", or "none"
-    files: tuple[str, ...] = ()  # options naming input files it needs (uploaded by a web user), e.g. "model"
+def register(*specs: MethodSpec) -> dict[str, MethodSpec]:
+    """The methods by name, each registered as a choice of ``--method`` with its checks
+    (:func:`impasto.options.register_method`)."""
+    for spec in specs:
+        register_method(spec.name, spec.check)
+    return {spec.name: spec for spec in specs}
 
 
-#: Method name (``--method``) -> its spec.
-METHODS: dict[str, MethodSpec] = {
-    "gatys": MethodSpec(lambda options, device: CoarseToFine(Gatys(options, device))),
-    "fast": MethodSpec(FastMethod, iterative=False),
-    "model": MethodSpec(ModelMethod, iterative=False, styles="none", files=("model",)),
-    # Gatys + PhotoTerm + label regions
-    "photo": MethodSpec(lambda options, device: CoarseToFine(Gatys(options, device)), styles="one"),
-    "photo-fast": MethodSpec(PhotoFast, iterative=False, styles="one"),
-}
+#: Method name (``--method``) -> its spec, in the order front ends list them.
+METHODS: dict[str, MethodSpec] = register(
+    gatys.SPEC,
+    fast.SPEC,
+    model.SPEC,
+    photo.SPEC,  # the Gatys optimization with the photorealism regularizer and label regions
+    photo_fast.SPEC,
+)
 
 
 def create(options: Options, device: torch.device | None = None) -> Method:
-    """The method ``options.method`` names, built (networks loaded) for ``device`` (default: the options')."""
-    return METHODS[options.method].build(options, device)
+    """The method ``options.method`` names, built (networks loaded) for ``device`` (default: the options'). An
+    iterative method runs over the plan's scales and tiles (:class:`CoarseToFine`)."""
+    spec = METHODS[options.method]
+    method = spec.build(options, device)
+    return CoarseToFine(method) if spec.iterative else method  # type: ignore[arg-type]
 
 
-__all__ = ["METHODS", "Method", "MethodSpec", "Stylization", "create"]
+__all__ = ["METHODS", "Method", "MethodSpec", "Stylization", "Work", "create", "register"]

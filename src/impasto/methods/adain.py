@@ -1,4 +1,6 @@
-"""The fast method: arbitrary style transfer with adaptive instance normalization (Huang & Belongie, ICCV 2017).
+"""The AdaIN network of the fast methods: arbitrary style transfer with adaptive instance normalization (Huang &
+Belongie, ICCV 2017). The fast method (:mod:`impasto.methods.fast`) and the fast photorealistic method
+(:mod:`impasto.methods.photo_fast`) run on its shared engine (:meth:`AdaIN.shared`).
 
 The encoder is the normalized VGG-19 up to relu4_1 (the core's network, reflect padding); AdaIN gives the
 content features the channel-wise mean and standard deviation of the style features; the trained decoder
@@ -28,7 +30,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.device import pick_device, pick_dtype
-from ..core.progress import Callback
 from ..core.subpixel import fuse_upsample_convs
 from ..core.tiles import check_tile, core_positions, default_overlap, tile_grid, tiled_apply
 from ..core.vgg import VGG19, build_vgg
@@ -36,7 +37,6 @@ from ..core.weights import load_decoder_state_dict
 from ..core.winograd import winograd_layers
 from ..errors import InputError
 from ..options import Options
-from .base import Stylization
 
 #: Decoder layout of pytorch-AdaIN: (in, out) channels of each 3x3 conv, "up" for nearest upsampling x2.
 DECODER_LAYOUT: list[tuple[int, int] | str] = [
@@ -307,25 +307,14 @@ class AdaIN:
         return AdaIN(pick_device(device), precision)
 
 
-class FastMethod:
-    """The fast method behind the :class:`~impasto.methods.base.Method` interface: the shared :class:`AdaIN`
-    engine on the whole picture, or in the plan's tiles."""
-
-    def __init__(self, options: Options, device: torch.device | None = None) -> None:
-        self.options = options
-        self.history: list[dict[str, float]] = []  # one pass: no loss history
-        self.engine = AdaIN.shared(str(device) if device is not None else options.device, options.precision)
-
-    def run(self, inputs: Stylization, *, callback: Callback | None = None) -> torch.Tensor:
-        """Stylize ``inputs`` in one pass, whole or in the plan's tiles (masks are not combined with tiles)."""
-        o, content = self.options, inputs.content
-        tile = inputs.plan.scales[-1].tile
-        if not tile or max(content.shape[-2:]) <= tile:
-            return self.engine.stylize(content, inputs.styles, o.style_blend, o.strength, inputs.masks)
-        if inputs.masks is not None:
-            raise InputError("masks cannot be combined with tiles; use --tile 0 or a smaller --size")
-        return stylize_tiled(self.engine, content, inputs.styles, tile, o.tile_overlap, o.tile_passes,
-                             o.style_blend, o.strength)  # fmt: skip
+def check_encoder(options: Options) -> None:
+    """Options the AdaIN encoder and decoder cannot take: the decoder was trained on the bundled VGG-19's
+    max-pooled features."""
+    if options.weights is not None:
+        raise InputError(f"--weights cannot be used with --method {options.method} (its decoder was trained on the "
+                         "bundled VGG)")  # fmt: skip
+    if options.pooling != "max":
+        raise InputError(f"--pooling avg cannot be used with --method {options.method}: its encoder uses max pooling")
 
 
 def stylize_tiled(

@@ -4,6 +4,9 @@ the content image's features and the style images' Gram matrices.
 :class:`Gatys` builds the loss terms (:mod:`impasto.methods.terms`) from the targets and runs the optimizer
 loop (L-BFGS or Adam), reporting each evaluation to a callback. It runs one whole-image scale; coarse to fine
 and tiles are :mod:`impasto.methods.coarse_to_fine` and :mod:`impasto.methods.tiled`, which drive it.
+
+:data:`SPEC` is ``--method gatys``: its checks and its memory and time (:func:`peak_bytes`, :func:`seconds`),
+which the photorealistic optimization (:mod:`impasto.methods.photo`) shares.
 """
 
 from __future__ import annotations
@@ -13,23 +16,34 @@ import functools
 import math
 import operator
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from ..core import lbfgs
 from ..core.color import transfer_colors
+from ..core.costs import (
+    MB,
+    PICTURE_COPIES,
+    RUNTIME_BYTES,
+    VGG_FILE_BYTES,
+    activation_bytes_per_pixel,
+    flops_per_pixel,
+    flops_rate,
+    param_count,
+)
 from ..core.device import pick_device, pick_dtype, pick_grad_dtype
 from ..core.losses import gram_matrix
 from ..core.progress import Callback, StepInfo
+from ..core.schedule import split_steps
 from ..core.sizes import fit_size, resize_tensor
 from ..core.vgg import VGG19, build_vgg
 from ..errors import NonFiniteLossError, StylizeInterrupted
 from ..io.images import load_image
 from ..options import Options
-from . import handwritten
-from .base import Stylization
-from .terms import StyleGrams, Targets, Term, build_terms
+from . import fused_backward
+from .base import MethodSpec, Stylization, Work, refuse_label_maps, refuse_model, refuse_photo_weight
+from .terms import StyleGrams, Targets, Term, build_terms, term_classes
 
 
 class Gatys:
@@ -54,7 +68,7 @@ class Gatys:
         if self.device.type == "cpu":
             self.net = self.net.channels_last()
         self.history: list[dict[str, float]] = []
-        #: Use the hand-written forward/backward pass of :mod:`impasto.methods.handwritten` where it applies.
+        #: Use the hand-written forward/backward pass of :mod:`impasto.methods.fused_backward` where it applies.
         self.handwritten = True
 
     # -- targets ---------------------------------------------------------------------------------------
@@ -141,11 +155,11 @@ class Gatys:
     def loss_and_grad(self, image: torch.Tensor, terms: Sequence[Term]) -> tuple[float, dict[str, float], torch.Tensor]:
         """Weighted total loss of an image, each term's value, and the gradient with respect to the image (fp32).
 
-        By the hand-written pass of :mod:`impasto.methods.handwritten` where it applies (CPU, zero padding, terms
+        By the hand-written pass of :mod:`impasto.methods.fused_backward` where it applies (CPU, zero padding, terms
         it knows), else by autograd through :meth:`evaluate`.
         """
-        if self.handwritten and handwritten.supported(self.net, terms):
-            return handwritten.loss_and_grad(self.net, self.net_input(image), terms)
+        if self.handwritten and fused_backward.supported(self.net, terms):
+            return fused_backward.loss_and_grad(self.net, self.net_input(image), terms)
         with torch.enable_grad():
             leaf = image.detach().requires_grad_(True)
             total, parts = self.evaluate(leaf, terms)
@@ -274,3 +288,102 @@ class Gatys:
         if plan is None or len(plan.scales) != 1 or plan.scales[0].tile:
             raise ValueError("Gatys.run takes a single untiled scale; CoarseToFine runs the others")
         return self.stylize(stylization, steps=plan.scales[0].steps, callback=callback)
+
+
+# -- the method's spec: its checks and its cost -------------------------------------------------------------
+#: Memory a run holds besides the runtime, weights and per-pixel terms (workspaces, arenas; calibrated).
+WORK_FIXED_BYTES = 150 * MB
+#: Peak bytes per pixel held by the backward pass besides the saved activations: gradients and float32 Gram
+#: temporaries at full resolution (calibrated, the same in every precision).
+BACKWARD_BYTES_PER_PIXEL = 1480
+#: The same for the hand-written pass of :mod:`impasto.methods.fused_backward` (CPU, zero padding, terms it
+#: knows), which frees each layer's tensors as its backward goes by and holds no autograd graph, and what it
+#: saves of the fixed part (calibrated).
+FUSED_BACKWARD_BYTES_PER_PIXEL = 130
+FUSED_FIXED_SAVING = 40 * MB
+#: Image-sized float32 buffers besides the optimizer's history (pixels, gradient, copies; L-BFGS holds the point
+#: before its step through each evaluation, to store the step actually taken where the clamp moved a pixel, and
+#: the best point and its gradient, to go back to where the loss climbs).
+IMAGE_COPIES = 13
+#: Backward pass cost relative to the forward pass (input gradients only: the weights are fixed).
+BACKWARD_RATIO = 1.0
+
+
+def uses_handwritten_pass(options: Options, device: str) -> bool:
+    """Whether a run takes the hand-written pass of :mod:`impasto.methods.fused_backward` (every term of the run
+    is one it evaluates; masks, for one, make the style term guided)."""
+    known = all(cls.handwritten(options) for cls in term_classes(options))
+    return fused_backward.applies(device, options.padding, known)
+
+
+def terms_bytes_per_pixel(options: Options) -> float:
+    """What the run's loss terms add per working pixel (see :meth:`impasto.methods.terms.Term.bytes_per_pixel`)."""
+    return sum(cls.bytes_per_pixel(options) for cls in term_classes(options))
+
+
+def peak_bytes(
+    options: Options, area: int, picture: int, style_pixels: int, steps: int, precision: str,
+    style_area: int | None = None, device: str = "cpu",
+) -> int:  # fmt: skip
+    """Peak bytes of the optimization working on ``area`` pixels of a ``picture``-pixel image, with style images
+    of ``style_pixels`` passed through the network ``style_area`` pixels at a time.
+
+    Fixed: the runtime, the VGG-19 file, :data:`WORK_FIXED_BYTES`, the network's float32 parameters and, in
+    bf16/fp16/mixed, a 16-bit copy. Per working pixel: the activations autograd keeps, what the backward pass
+    holds at its peak, each loss term's own bytes, and :data:`IMAGE_COPIES` plus the optimizer's history of
+    image-sized float32 buffers (L-BFGS: 2 x min(steps, history); Adam: 2). Per pixel of the picture:
+    :data:`~impasto.core.costs.PICTURE_COPIES` buffers, and the style images."""
+    layers = [*options.content_layers, *options.style_layers]
+    elem = 2 if precision in ("bf16", "fp16") else 4  # "mixed" keeps fp32 activations
+    params = param_count(layers)
+    low_copy = 2 if precision in ("bf16", "fp16", "mixed") else 0  # the network's weights in 16 bits
+    hand_written = uses_handwritten_pass(options, device)
+    fixed = RUNTIME_BYTES + VGG_FILE_BYTES + WORK_FIXED_BYTES + params * (4 + low_copy)
+    fixed -= FUSED_FIXED_SAVING if hand_written else 0
+    backward = FUSED_BACKWARD_BYTES_PER_PIXEL if hand_written else BACKWARD_BYTES_PER_PIXEL
+    act = activation_bytes_per_pixel(layers, options.content_layers, elem, options.pooling) + backward
+    act += terms_bytes_per_pixel(options)
+    history = 2 if options.optimizer == "adam" else 2 * min(steps, getattr(options, "lbfgs_history", 20))
+    work = area * (act + 12 * (IMAGE_COPIES + history))
+    # Style targets: a forward pass (no gradient) over the style image; its peak is two conv outputs.
+    style_fwd = (style_pixels if style_area is None else style_area) * (2 * 64 * elem + 64 * 4 + 12)
+    return int(fixed + max(work, style_fwd) + picture * 12 * PICTURE_COPIES + style_pixels * 12)
+
+
+def step_seconds(options: Options, pixels: float, device: str, precision: str) -> float:
+    """Seconds of one loss evaluation (forward and backward through VGG-19) over ``pixels`` pixels."""
+    layers = [*options.content_layers, *options.style_layers]
+    rate = flops_rate(device, precision)
+    return pixels * flops_per_pixel(layers) * (1 + BACKWARD_RATIO) / rate
+
+
+def seconds(options: Options, pixels: float, steps: int, device: str, precision: str) -> float:
+    """Seconds of ``steps`` loss evaluations over ``pixels`` pixels (plus the targets' forward passes)."""
+    return step_seconds(options, pixels, device, precision) * (steps + 1)
+
+
+def scale_cost(
+    options: Options, work: Work, timing: Callable[[Options, float, int, str, str], float] = seconds
+) -> tuple[int, float]:
+    """(peak bytes, seconds) of one scale, whole or in tiles (each pass over the tiles doing its share of the
+    steps); ``timing(options, pixels, steps, device, precision)`` is the time of some steps over some pixels."""
+    tiled = work.tile is not None
+    per_pass = split_steps(work.steps, work.passes) if tiled else [work.steps]
+    steps_each = max(per_pass) if per_pass else 0
+    style_area = min(work.style_pixels, work.tile * work.tile) if tiled else None  # type: ignore[operator]
+    peak = peak_bytes(options, work.area, work.picture, work.style_pixels, steps_each, work.precision, style_area,
+                      work.device)  # fmt: skip
+    secs = sum(timing(options, px, k, work.device, work.precision)
+               for px, k in zip(work.pass_pixels, per_pass, strict=True))  # fmt: skip
+    return peak, secs
+
+
+def check(options: Options) -> None:
+    """The optimization takes masks, several styles and tiles; not a model file, label maps or the
+    photorealism regularizer (the photo method's)."""
+    refuse_model(options)
+    refuse_label_maps(options)
+    refuse_photo_weight(options)
+
+
+SPEC = MethodSpec("gatys", build=Gatys, cost=scale_cost, check=check)

@@ -26,11 +26,17 @@ from ..core.progress import Callback
 from ..core.regions import layer_masks, normalized
 from ..errors import InputError
 from ..options import Options
-from .adain import EPS, AdaIN, crop_pads, pad_to_stride
-from .base import Stylization
+from . import fast
+from .adain import EPS, AdaIN, check_encoder, crop_pads, pad_to_stride
+from .base import MethodSpec, Stylization, Work, check_photorealistic, refuse_model, refuse_photo_weight
 
 #: Covariance regularization of the whitening, relative to the mean eigenvalue.
 WCT_EPS = 1e-4
+#: Li et al.'s smoothing: peak bytes per pixel (the guided filter's float32 window statistics, which the exact
+#: solver's float32 stencil and vectors, ~170 B, stay below; measured 385-500 B at 1024 and 2048 px) and
+#: seconds per pixel (exact: ~280 conjugate-gradient iterations at 803x538, more on larger pictures; rough).
+SMOOTH_BYTES_PER_PIXEL = {"exact": 450, "guided": 450, "none": 0}
+SMOOTH_SECONDS_PER_PIXEL = {"exact": 3e-6, "guided": 3e-7, "none": 0.0}
 
 
 def _moments(f: torch.Tensor, weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -145,3 +151,24 @@ class PhotoFast:
             return y
         out, self.iterations = smooth(content[0].cpu(), y[0], self.options.smooth)
         return out.unsqueeze(0).cpu()
+
+
+def cost(options: Options, work: Work) -> tuple[int, float]:
+    """(peak bytes, seconds) of the fast method's pass over the whole picture plus the smoothing's."""
+    picture = work.picture
+    peak = fast.peak_bytes(picture, picture, work.style_pixels, work.precision)
+    peak += SMOOTH_BYTES_PER_PIXEL[options.smooth] * picture
+    secs = fast.seconds(picture, work.device, work.precision) + SMOOTH_SECONDS_PER_PIXEL[options.smooth] * picture
+    return int(peak), secs
+
+
+def check(options: Options) -> None:
+    """The AdaIN network's limits and the photorealistic methods'; no model file or photorealism regularizer."""
+    refuse_model(options)
+    check_encoder(options)
+    check_photorealistic(options)
+    refuse_photo_weight(options)
+
+
+SPEC = MethodSpec("photo-fast", build=PhotoFast, cost=cost, check=check, iterative=False, styles="one",
+                  tileable=False)  # fmt: skip

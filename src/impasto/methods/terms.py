@@ -4,7 +4,7 @@ A term has a ``name`` (its column in the loss history, the progress bar and the 
 VGG-19 ``layers`` whose features it reads (none for a term on the image itself, such as total variation), and
 computes its unweighted value. :data:`TERMS` lists the term classes; :func:`build_terms` builds those a run
 wants, in that order. The planner asks the same classes, before anything is built, whether the hand-written
-pass (:mod:`impasto.methods.handwritten`) evaluates them and how much memory they add per pixel.
+pass (:mod:`impasto.methods.fused_backward`) evaluates them and how much memory they add per pixel.
 
 Adding a term: one :class:`Term` subclass here (``build``, ``forward``; ``wanted``, ``handwritten`` and
 ``bytes_per_pixel`` where the defaults do not fit) and its class in :data:`TERMS`.

@@ -1,5 +1,5 @@
-"""Trained per-style networks (Johnson, Alahi & Fei-Fei, ECCV 2016): the image transformation network and the
-method that stylizes with a trained model file in one forward pass.
+"""Trained per-style networks (Johnson, Alahi & Fei-Fei, ECCV 2016): the image transformation network, and the
+stylizer that runs a trained model file in one forward pass (the model method, :mod:`impasto.methods.model`).
 
 :class:`TransformerNet` is the network of Johnson et al. with instance normalization (Ulyanov et al. 2016) as
 pytorch/examples' fast_neural_style builds it: a 9x9 conv, two stride-2 3x3 convs, five residual blocks, two
@@ -9,11 +9,10 @@ smaller, faster variant); the deeper layers have 2x and 4x that. It takes RGB in
 is mirrored out at the right and bottom to a multiple of 4 (what the two stride-2 convs need to come back to
 the same size) and the output cropped back, so odd sizes come out exactly as large as they went in.
 
-:class:`ModelMethod` (``method="model"``) loads a model file (:mod:`impasto.io.models`) and stylizes the whole
-picture, or a picture too large for memory in overlapping tiles that share one set of instance-norm statistics
-(measured on the whole picture at a reduced size), so no tile is normalized on its own and shows as a patch.
-``strength`` blends the result with the content in pixel space; masks keep the content outside their regions
-(the runner composites them); colour preservation is the runner's, around any method.
+:class:`Stylizer` runs a model file (:mod:`impasto.io.models`) on the whole picture, or on a picture too large
+for memory in overlapping tiles that share one set of instance-norm statistics (measured on the whole picture
+at a reduced size), so no tile is normalized on its own and shows as a patch. :func:`blend` applies
+``strength`` in pixel space.
 """
 
 from __future__ import annotations
@@ -29,15 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.device import pick_device
-from ..core.progress import Callback
 from ..core.sizes import fit_size, resize_tensor
 from ..core.tiles import tiled_apply
 from ..errors import InputError
 from ..io import builtin
 from ..io.models import MULTISTYLE, LoadedModel, check_state_dict, load_model
-from ..options import Options
-from .base import Stylization
 from .layers import InstanceNorm, SharedStatistics, UpsampleConv, WideConv, conv, relu
 from .multistyle import MultiStyleNet
 
@@ -266,25 +261,3 @@ def blend(result: torch.Tensor, content: torch.Tensor, strength: float) -> torch
     if strength >= 1:
         return result
     return (strength * result + (1 - strength) * content.to(result.device, result.dtype)).clamp_(0, 1)
-
-
-class ModelMethod:
-    """A trained per-style network (``method="model"``, ``options.model``) behind the
-    :class:`~impasto.methods.base.Method` interface: one pass, whole or in the plan's tiles. Style images are
-    not used (the style is in the weights)."""
-
-    def __init__(self, options: Options, device: torch.device | None = None) -> None:
-        if not options.model:
-            raise InputError("the model method needs a model file (--model FILE)")
-        self.options = options
-        self.history: list[dict[str, float]] = []  # one pass: no loss history
-        self.stylizer = shared_stylizer(options.model, device or pick_device(options.device))
-
-    def run(self, inputs: Stylization, *, callback: Callback | None = None) -> torch.Tensor:
-        o, content = self.options, inputs.content
-        tile = inputs.plan.scales[-1].tile
-        if not tile or max(content.shape[-2:]) <= tile:
-            out = self.stylizer(content)
-        else:
-            out = self.stylizer.tiled(content, tile, o.tile_overlap, o.tile_passes)
-        return blend(out, content, o.strength)

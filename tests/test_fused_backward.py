@@ -1,4 +1,4 @@
-"""The hand-written forward/backward pass (impasto.methods.handwritten) against autograd through Gatys.evaluate."""
+"""The hand-written forward/backward pass (impasto.methods.fused_backward) against autograd through Gatys.evaluate."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from impasto import make_options
 from impasto.core.device import cpu_supports_bf16
-from impasto.methods import handwritten
+from impasto.methods import fused_backward
 from impasto.methods.base import Stylization
 from impasto.methods.gatys import Gatys
 
@@ -17,7 +17,7 @@ def _both(st: Gatys, content: torch.Tensor, style: torch.Tensor):
     losses = st.build_terms(content, [style])
     gen = torch.Generator().manual_seed(1)
     x = (content + 0.1 * torch.randn(content.shape, generator=gen)).clamp(0, 1)
-    assert handwritten.supported(st.net, losses)
+    assert fused_backward.supported(st.net, losses)
     st.handwritten = False
     reference = st.loss_and_grad(x, losses)
     st.handwritten = True
@@ -64,10 +64,10 @@ def test_fused_pass_in_low_precision_stays_close_to_fp32(content64, style64, pre
 
 def test_fused_pass_is_not_used_where_it_does_not_apply(content64, style64):
     st = Gatys(make_options(padding="reflect"))
-    assert not handwritten.supported(st.net, st.build_terms(content64, [style64]))
+    assert not fused_backward.supported(st.net, st.build_terms(content64, [style64]))
     st = Gatys(make_options())
-    assert handwritten.supported(st.net, st.build_terms(content64, [style64]))
-    assert not handwritten.supported(st.net, st.build_terms(content64, [style64], torch.ones(1, 1, 64, 64)))
+    assert fused_backward.supported(st.net, st.build_terms(content64, [style64]))
+    assert not fused_backward.supported(st.net, st.build_terms(content64, [style64], torch.ones(1, 1, 64, 64)))
 
 
 def test_fused_run_lowers_the_loss_like_autograd(content64, style64):
