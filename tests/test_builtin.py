@@ -264,9 +264,11 @@ BUILTIN_TINY = {"train_size": 32, "style_size": 48, "batch_size": 1, "sample_eve
 
 def test_training_defaults_depend_on_the_start():
     o = make_train_options()
-    assert (o.start, o.lr, o.style_weight, o.fine_tune_convs, o.conv_lr) == ("builtin", 1e-2, 10.0, False, 1e-3)
+    assert (o.start, o.lr, o.style_weight, o.fine_tune_convs, o.conv_lr) == ("builtin", 1e-2, 5.0, True, 1e-3)
+    assert (o.content_layers, o.style_layers) == (impasto.Options().content_layers, impasto.Options().style_layers)
+    assert o.style_row == "nearest" and not make_train_options(fine_tune_convs=False).fine_tune_convs
     o = make_train_options(start="scratch")
-    assert (o.lr, o.style_weight) == (1e-3, 3.0)
+    assert (o.lr, o.style_weight, o.fine_tune_convs, o.content_layers) == (1e-3, 3.0, False, ("relu2_2",))
     assert make_train_options(lr=5e-3).lr == 5e-3
     for bad, why in [({"width": 8}, "--width sets the network trained --from-scratch"),
                      ({"start": "scratch", "fine_tune_convs": True}, "--fine-tune-convs applies to the built-in"),
@@ -282,7 +284,7 @@ def _convs(net: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def test_new_style_starts_at_the_mean_row_and_learns_only_the_norms(onnx_file, tmp_path, photos, style_path):
     out = tmp_path / "m.pt"
-    opts = make_train_options(steps=3, style_row="mean", **BUILTIN_TINY)
+    opts = make_train_options(steps=3, style_row="mean", fine_tune_convs=False, **BUILTIN_TINY)
     t = Trainer(style_path, out, opts, photos, warn=lambda m: None)
     assert isinstance(t.net, MultiStyleNet) and t.net.styles == 1 and t.start_row is None
     table = builtin.read_weights(onnx_file)

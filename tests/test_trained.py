@@ -36,7 +36,7 @@ from impasto.io.models import ARCHITECTURE, FORMAT_VERSION, load_model, model_by
 from impasto.methods import model as model_method
 from impasto.methods.transformer import Stylizer, TransformerNet, flops_per_pixel, network
 from impasto.options import make_options
-from impasto.training import PhotoFolder, Trainer, find_photos, make_train_options
+from impasto.training import UNTIL_STOPPED, PhotoFolder, Trainer, find_photos, make_train_options
 
 from .conftest import TINY
 
@@ -213,6 +213,17 @@ def test_a_few_steps_at_64px_lower_the_training_loss(tmp_path, photos, style_pat
     assert after < 0.6 * before, (before, after)
     rows = t.history
     assert [r["step"] for r in rows] == list(range(1, 9)) and rows[-1]["style"] < rows[0]["style"]
+
+
+def test_a_time_budget_alone_trains_for_the_whole_budget(tmp_path, photos, style_path, capsys):
+    argv = ["train", str(style_path), "--data", str(photos), "-o", str(tmp_path / "m.pt"), "--minutes", "0.03",
+            "--from-scratch", "--width", "8", "--train-size", "32", "--style-size", "48", "--batch-size", "1",
+            "--sample-every", "0", "--checkpoint-every", "0"]  # fmt: skip
+    assert main(argv) == 0
+    meta = load_model(tmp_path / "m.pt").metadata
+    assert meta["seconds"] >= 1.8 and meta["training"]["steps"] == UNTIL_STOPPED  # the budget, no step count
+    assert meta["step"] > 1
+    assert "/2 [" in capsys.readouterr().err  # a bar over the budget's 2 seconds
 
 
 def test_data_is_recursive_skips_unreadable_files_and_is_a_function_of_the_seed(photos, tmp_path):

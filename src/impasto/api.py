@@ -38,7 +38,15 @@ from .options import _CHOICES as CHOICES
 from .options import INIT_KINDS, PRESETS, Options, make_options, validate
 from .plan import Plan, check
 from .runner import Runner, finish
-from .training import Trainer, TrainInfo, TrainingInterrupted, TrainOptions, TrainResult, make_train_options
+from .training import (
+    UNTIL_STOPPED,
+    Trainer,
+    TrainInfo,
+    TrainingInterrupted,
+    TrainOptions,
+    TrainResult,
+    make_train_options,
+)
 from .version import __version__
 
 __all__ = [
@@ -351,7 +359,7 @@ def train(
     ``OUTPUT.ckpt.pt``) every ``checkpoint_every`` steps and on Ctrl-C / SIGTERM, which raise
     :class:`~impasto.training.TrainingInterrupted`. ``callback`` gets a :class:`~impasto.training.TrainInfo`
     after every step. ``max_minutes`` ends the run after that long as if its steps were done (the model file records
-    the steps it took).
+    the steps it took); without ``steps`` or ``epochs`` it trains for the whole budget.
     """
     kw = {"checkpoint": checkpoint, "samples": samples, "history": history, "warn": warn}
     named = {"style": style, "output": output, "data": data, "resume": resume, "callback": callback,
@@ -368,6 +376,8 @@ def train(
     elif output is None:
         raise InputError("give the model file to write (-o MODEL.pt)")
     else:
+        if max_minutes is not None and options.get("steps") is None and options.get("epochs") is None:
+            options["steps"] = UNTIL_STOPPED  # a time budget alone: train for all of it
         train_options = make_train_options(**options)
         tune_allocator()
         trainer = Trainer(style, output, train_options, data, **kw)

@@ -41,13 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--style-row", choices=("nearest", "mean"),
                    help="built-in start: the new style starts from the built-in style with the lowest loss on the "
                    "first photos (nearest, the default) or from the mean of the 26")  # fmt: skip
-    g.add_argument("--fine-tune-convs", action="store_true", default=None,
-                   help="built-in start: train the shared convolutions too (default: only the new style's norms)")
-    g.add_argument("--conv-lr", type=float, help="learning rate of the convolutions with --fine-tune-convs "
-                   "(default 1e-3)")  # fmt: skip
-    g.add_argument("--steps", type=int, help="Adam steps (default 200; 2000 --from-scratch)")
+    g.add_argument("--freeze-convs", dest="fine_tune_convs", action="store_const", const=False,
+                   help="built-in start: learn only the new style's norms, the convolutions shared and frozen as in "
+                   "Dumoulin et al. (default: fine-tune the convolutions too, which scores better in the same time)")
+    g.add_argument("--fine-tune-convs", action="store_true", default=None, help=argparse.SUPPRESS)
+    g.add_argument("--conv-lr", type=float, help="learning rate of the convolutions (default 1e-3)")
+    g.add_argument("--steps", type=int, help="Adam steps (default 150; 2000 --from-scratch)")
     g.add_argument("--epochs", type=float, help="passes over the photos, instead of --steps")
-    g.add_argument("--minutes", type=float, help="stop after this many minutes (the model is written as finished)")
+    g.add_argument("--minutes", type=float, help="train for this many minutes (with --steps/--epochs: stop at "
+                   "whichever comes first); the model is written as finished")  # fmt: skip
     g.add_argument("--batch-size", type=int, help="photos per step (default 4)")
     g.add_argument("--lr", type=float, help="Adam learning rate (default 1e-2 for the new style's norms, 1e-3 "
                    "--from-scratch)")  # fmt: skip
@@ -60,10 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
     g = p.add_argument_group("losses (each divided by its target's mean square)")
     g.add_argument("--content-weight", type=float, help="content loss weight (default 1)")
-    g.add_argument("--style-weight", type=float, help="style loss weight (default 10; 3 --from-scratch)")
+    g.add_argument("--style-weight", type=float, help="style loss weight (default 5; 3 --from-scratch)")
     g.add_argument("--tv-weight", type=float, help="total-variation weight (default 0)")
-    g.add_argument("--content-layers", type=_layers, help="default relu2_2")
-    g.add_argument("--style-layers", type=_layers, help="default relu1_1,relu2_1,relu3_1,relu4_1")
+    g.add_argument("--content-layers", type=_layers, help="default relu4_2; relu2_2 --from-scratch")
+    g.add_argument("--style-layers", type=_layers, help="default relu1_1,relu2_1,relu3_1,relu4_1,relu5_1; "
+                   "relu1_1 ... relu4_1 --from-scratch")  # fmt: skip
     g = p.add_argument_group("output")
     g.add_argument("--checkpoint", metavar="FILE", help="checkpoint file (default: OUTPUT.ckpt.pt)")
     g.add_argument("--checkpoint-every", type=int, metavar="N", help="write a checkpoint every N steps "
@@ -86,17 +89,24 @@ _OPTIONS = ["start", "style_row", "fine_tune_convs", "conv_lr", "steps", "epochs
 class TrainBar:
     """tqdm bar over steps with the weighted losses and images/s (tqdm shows the ETA)."""
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
+    def __init__(self, quiet: bool, minutes: float | None = None) -> None:
+        self.quiet, self.minutes = quiet, minutes
         self.bar: tqdm | None = None
 
     def __call__(self, info: api.TrainInfo) -> None:
         if self.quiet:
             return
-        if self.bar is None:  # a resumed run starts at its step, so the rate and ETA count this run only
-            self.bar = tqdm(total=info.total, initial=info.step - 1, unit="step", dynamic_ncols=True, file=sys.stderr)
-        self.bar.update(info.step - self.bar.n)
-        post = {k: f"{v:.3g}" for k, v in info.parts.items() if v}
+        if self.minutes is not None and info.total >= api.UNTIL_STOPPED:  # a time budget: a bar over its seconds
+            if self.bar is None:
+                self.bar = tqdm(total=round(60 * self.minutes), unit="s", dynamic_ncols=True, file=sys.stderr)
+            self.bar.update(min(round(info.elapsed), self.bar.total) - self.bar.n)
+        else:
+            if self.bar is None:  # a resumed run starts at its step, so the rate and ETA count this run only
+                self.bar = tqdm(total=info.total, initial=info.step - 1, unit="step", dynamic_ncols=True,
+                                file=sys.stderr)  # fmt: skip
+            self.bar.update(info.step - self.bar.n)
+        post = {"step": str(info.step)} if self.minutes is not None else {}
+        post.update({k: f"{v:.3g}" for k, v in info.parts.items() if v})
         post["img/s"] = f"{info.images_per_second:.2f}"
         self.bar.set_postfix(post, refresh=False)
 
@@ -120,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     if args.plot and args.sample_every == 0:
         raise InputError("--plot shows the last sample: it needs --sample-every above 0")
     options = {k: getattr(args, k) for k in _OPTIONS}
-    bar = TrainBar(args.quiet)
+    bar = TrainBar(args.quiet, args.minutes)
     status("loading the networks and the training images...", args.quiet)
     try:
         extra = {"checkpoint": args.checkpoint, "samples": args.samples, "history": args.history,
