@@ -355,11 +355,6 @@ def one_row(full: MultiStyleNet, row: int | None) -> MultiStyleNet:
     return net
 
 
-def builtin_start() -> MultiStyleNet:
-    """The built-in styles' network with one style row, the mean of its 26."""
-    return one_row(builtin_networks(), None)
-
-
 def nearest_row(full: MultiStyleNet, loss: Callable[[torch.Tensor], float], x: torch.Tensor) -> int:
     """The built-in style row whose pictures ``full(x)`` score the lowest ``loss`` (where a new style starts: a row
     near the painting needs fewer steps than the mean of the rows)."""
@@ -476,18 +471,8 @@ class Trainer:
         torch.manual_seed(o.seed)
         style_t = load_image(self.style_path, o.style_size, "style image")
         self.loss = PerceptualLoss(o, style_t, self.device)
-        self.net: TransformerNet | MultiStyleNet
-        self.start_row: int | None = None
-        if o.start == "builtin" and start is None:
-            self.net = MultiStyleNet.for_state_dict(state.state_dict)
-            self.start_row = state.metadata.get("start", {}).get("row")
-        elif o.start == "builtin":
-            if o.style_row == "nearest":
-                x = self.data.batch(0, min(o.batch_size, 2)).to(self.device)
-                self.start_row = nearest_row(start.to(self.device), self._scorer(x), x)
-            self.net = one_row(start, self.start_row)
-        else:
-            self.net = TransformerNet(o.width)
+        self.start_row: int | None = None  # the built-in row a new style started from (None: their mean)
+        self.net = self._network(start, state)
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.seconds_before = 0.0
@@ -537,6 +522,20 @@ class Trainer:
         data = data if data is not None else meta.get("data", {}).get("folder")
         kwargs["checkpoint"] = kwargs.get("checkpoint") or source
         return cls(style, output, options, data, state=state, **kwargs)
+
+    def _network(self, builtins: MultiStyleNet | None, state: LoadedModel | None) -> TransformerNet | MultiStyleNet:
+        """The network to train: a checkpoint's shape, a new row of the built-in network ``builtins``, or Johnson
+        et al.'s from random weights."""
+        o = self.options
+        if o.start != "builtin":
+            return TransformerNet(o.width)
+        if builtins is None:  # resumed: the checkpoint's weights are loaded next
+            self.start_row = state.metadata.get("start", {}).get("row") if state is not None else None
+            return MultiStyleNet.for_state_dict(state.state_dict)  # type: ignore[union-attr]
+        if o.style_row == "nearest":
+            x = self.data.batch(0, min(o.batch_size, 2)).to(self.device)
+            self.start_row = nearest_row(builtins.to(self.device), self._scorer(x), x)
+        return one_row(builtins, self.start_row)
 
     def _scorer(self, x: torch.Tensor) -> Callable[[torch.Tensor], float]:
         """The weighted training loss of outputs for the inputs ``x`` (no autograd)."""
