@@ -121,7 +121,7 @@ def choices(name: str) -> tuple[Any, ...] | None:
     if name == "preserve_color":
         return PRESERVE_COLOR
     spec = _fields()[name].metadata.get("check")
-    return spec.choices if spec is not None and spec.choices else None
+    return tuple(spec.choices) if spec is not None and spec.choices else None
 
 
 def words(text: str) -> tuple[str, ...]:
