@@ -405,3 +405,13 @@ def test_a_built_in_style_exports_to_onnx_named_after_it(onnx_file, tmp_path, mo
     ours = api.stylize_tensors(content_path, None, impasto.make_options(model="builtin:3:0.5,12:0.5", size=96))
     out = session.run(None, {"image": x.numpy()})[0]
     assert out.shape == tuple(ours.shape) and np.abs(out - ours.numpy()).max() < 1e-3
+
+
+def test_the_sheet_refuses_to_overwrite_its_photo_or_write_into_a_missing_folder(tmp_path, content_path, capsys):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(content_path.read_bytes())
+    assert main(["styles", str(photo), "-o", str(photo)]) == 2
+    assert main(["styles", str(photo), "-o", str(tmp_path / "missing" / "sheet.png")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert "is the photo; refusing to overwrite an input" in err[0] and "output folder does not exist" in err[1]
+    assert photo.read_bytes() == content_path.read_bytes()

@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import api
 from ..errors import InputError
 from ..io import builtin
-from ..io.atomic import check_writable
+from ..io.atomic import check_output
 from ..version import __version__
 from .stylize import Parser
 
@@ -37,11 +37,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else default
     if output.suffix.lower() != ".onnx":
         raise InputError(f"the ONNX file name must end in .onnx: {output}")
-    if not output.parent.is_dir():
-        raise InputError(f"output folder does not exist: {output.parent}")
-    if isinstance(model, Path) and output.exists() and output.resolve() == model.resolve():
-        raise InputError(f"output {output} is the model file; refusing to overwrite an input")
-    check_writable(output.parent)
+    check_output(output, *([(model, "model file")] if isinstance(model, Path) else []))
     if not 17 <= args.opset <= 23:
         raise InputError(f"--opset must be from 17 to 23, got {args.opset}")
     if not args.quiet:

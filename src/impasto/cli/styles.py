@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import api
 from ..errors import InputError
-from ..io.atomic import check_writable
+from ..io.atomic import check_output
 from ..io.images import open_image, output_format, save_image
 from ..version import __version__
 from .stylize import Parser
@@ -34,11 +34,7 @@ def run(args: argparse.Namespace) -> int:
     output_format(output)
     if output.is_dir():
         raise InputError(f"output is a folder, expected an image file name: {output}")
-    if not output.parent.is_dir():
-        raise InputError(f"output folder does not exist: {output.parent}")
-    if output.exists() and output.resolve() == content.resolve():
-        raise InputError(f"output {output} is the photo; refusing to overwrite an input")
-    check_writable(output.parent)
+    check_output(output, (content, "photo"))
     photo = open_image(content)  # a bad photo fails here, in one line
     sheet = api.style_sheet(photo, args.tile, args.columns, args.device)
     sheet.info["impasto"]["content"] = content.name

@@ -65,6 +65,17 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def check_output(output: Path, *inputs: tuple[Path, str]) -> None:
+    """One-line :class:`InputError` unless ``output``'s folder exists and can be written and ``output`` is none of
+    the existing ``inputs``, each given as (path, what it is: "photo", "model file")."""
+    if not output.parent.is_dir():
+        raise InputError(f"output folder does not exist: {output.parent}")
+    for path, what in inputs:
+        if output.exists() and same_file(output, path):
+            raise InputError(f"output {output} is the {what}; refusing to overwrite an input")
+    check_writable(output.parent)
+
+
 def check_writable(folder: str | os.PathLike) -> None:
     """Raise :class:`InputError` unless a file can be created in ``folder`` (tried, then removed): catches
     read-only folders and file systems, also for root, before any heavy work."""
