@@ -151,7 +151,8 @@ def test_a_built_in_style_is_picked_from_its_thumbnail_with_the_keyboard(server,
     sync_api.expect(styles).to_have_count(26)
     assert page.locator("#builtin-missing").is_hidden()
     third = styles.nth(3)
-    assert third.inner_text() == "Built-in style 3" and third.get_attribute("aria-pressed") == "false"
+    assert page.get_by_role("button", name="Built-in style 3", exact=True).get_attribute("data-model") == "builtin:3"
+    assert third.inner_text() == "3" and third.get_attribute("aria-pressed") == "false"
     page.wait_for_function("document.querySelectorAll('#builtin img')[3].naturalWidth === 96", timeout=60_000)
     page.set_input_files("#content-file", str(content_path))
     third.focus()

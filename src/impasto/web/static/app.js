@@ -365,8 +365,9 @@ function buildBuiltin(info) {
     return;
   }
   for (const s of info.styles) {
-    const button = el("button", { type: "button", "aria-pressed": "false", "data-model": s.model, title: s.model },
-      el("img", { src: s.thumb, alt: "", loading: "lazy" }), el("span", { class: "label" }, s.label));
+    const button = el("button", { type: "button", "aria-pressed": "false", "data-model": s.model, "aria-label": s.label,
+      title: `${s.label} (${s.model})` }, el("img", { src: s.thumb, alt: "", loading: "lazy" }),
+      el("span", { class: "label", "aria-hidden": "true" }, String(s.index)));
     button.addEventListener("click", () => pickBuiltin(state.builtin === s.model ? null : s.model));
     $("builtin").append(button);
   }
