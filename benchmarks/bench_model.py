@@ -1,11 +1,12 @@
 """Inference speed of trained networks (``--model``): seconds per 512x512 image, warm, for the published width
-(32) and the smaller one (16), next to the fast method (AdaIN) measured in the same run, then batch mode end to
-end (read, stylize, write PNG) in images per second; ``--memory`` measures peak RSS of one pass at several sizes
-in fresh processes, against the estimate (:func:`impasto.methods.model.peak_bytes`).
+(32), the smaller one (16) and any built-in styles asked for, next to the fast method (AdaIN) measured in the same
+run, then batch mode end to end (read, stylize, write PNG) in images per second; ``--memory`` measures peak RSS of
+one pass at several sizes in fresh processes, against the estimate (:func:`impasto.methods.model.peak_bytes`).
 
-Speed does not depend on the weights, so the networks are initialized, not trained.
+Speed does not depend on the weights, so the networks of a given width are initialized, not trained.
 
-    python benchmarks/bench_model.py [--size 512] [--repeats 5] [--batch 8] [--widths 32 16] [--memory 1024 2048]
+    python benchmarks/bench_model.py [--size 512] [--repeats 5] [--batch 8] [--widths 32 16] [--builtin 19]
+                                     [--memory 1024 2048]
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=8, help="images in the batch-mode run")
     ap.add_argument("--widths", type=int, nargs="+", default=[32, 16])
+    ap.add_argument("--builtin", nargs="*", default=[], metavar="N", help="built-in styles to time too, e.g. 19")
     ap.add_argument("--memory", type=int, nargs="*", default=[], help="sizes for the peak-RSS check")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -81,6 +83,9 @@ def main() -> None:
         for w in args.widths:
             s = Stylizer(load_model(folder / f"w{w}.pt"), torch.device("cpu"))
             fns[f"model width {w}"] = lambda s=s: s(x)
+        for spec in args.builtin:
+            s = Stylizer(load_model(f"builtin:{spec}"), torch.device("cpu"))
+            fns[f"builtin:{spec}"] = lambda s=s: s(x)
         engine = AdaIN.shared("cpu", "auto")
         fns["fast (AdaIN)"] = lambda: engine.stylize(x, [style])
         for fn in fns.values():
@@ -100,11 +105,13 @@ def main() -> None:
         inputs.mkdir()
         for i, p in enumerate(photos[: args.batch]):
             (inputs / f"{i:03d}-{p.name}").write_bytes(p.read_bytes())
-        for w in args.widths:
-            opts = make_options(model=str(folder / f"w{w}.pt"), size=args.size)
-            (folder / f"out{w}").mkdir()
-            result = run_batch(sorted(inputs.iterdir()), [], folder / f"out{w}", opts)
-            print(f"batch, width {w}: {len(result.written)} images in {result.seconds:.1f} s = "
+        models = {f"width {w}": str(folder / f"w{w}.pt") for w in args.widths}
+        models.update({f"builtin:{spec}": f"builtin:{spec}" for spec in args.builtin})
+        for i, (name, model) in enumerate(models.items()):
+            opts = make_options(model=model, size=args.size)
+            (folder / f"out{i}").mkdir()
+            result = run_batch(sorted(inputs.iterdir()), [], folder / f"out{i}", opts)
+            print(f"batch, {name}: {len(result.written)} images in {result.seconds:.1f} s = "
                   f"{result.images_per_second:.2f} images/s (read, stylize, write PNG)")  # fmt: skip
 
 

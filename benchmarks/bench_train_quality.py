@@ -10,11 +10,14 @@ should be a painting that is not one of the 26 built-in styles (default: Turner'
     python benchmarks/bench_train_quality.py --minutes 15 --start scratch --out /tmp/tq-scratch
     python benchmarks/bench_train_quality.py --steps 80 --at 20 40 80 --set fine_tune_convs=true --out /tmp/v2
     python benchmarks/bench_train_quality.py --figure /tmp/tq /tmp/tq-scratch --gatys-steps 300 --out /tmp/fig
+    python benchmarks/bench_train_quality.py --figure /tmp/tq /tmp/tq-scratch --gatys-images /tmp/gatys --out /tmp/fig
 
 ``--minutes`` trains for the largest budget and keeps the network when each smaller one has passed (one run, so
 5 and 15 minutes cost 15); ``--steps`` / ``--at`` do the same by step count (for comparing recipes on a busy
 machine, where minutes are not comparable). Results go to ``OUT/result.json``; ``--figure`` draws the photos,
-the networks of the given result folders, AdaIN and Gatys side by side (free images only).
+the networks of the given result folders, AdaIN and Gatys side by side (free images only). A Gatys run counts
+steps, not minutes, so its pictures can be made beforehand, on a busy machine, with
+``impasto free/PHOTO.png STYLE --size 512 --steps 300 --seed 0 -o DIR/PHOTO.png`` and drawn with ``--gatys-images DIR``.
 """
 
 from __future__ import annotations
@@ -92,27 +95,31 @@ def train(args: argparse.Namespace, out: Path) -> dict:
     options = make_train_options(start=args.start, steps=args.steps or 10**7, checkpoint_every=0, sample_every=0,
                                  seed=args.seed, **overrides)  # fmt: skip
     data = training_photos(out)
-    trainer = Trainer(args.style, out / "model.pt", options, data, history=out / "history.csv")
-    budgets = sorted(args.minutes or [])
-    at = sorted(set(args.at or []) | ({args.steps} if args.steps else set()))
     kept: list[dict] = []
+    # A constant learning rate: one run, the network kept as each budget passes. A schedule over the budget
+    # (lr_schedule="linear"): a run of its own per budget, as `impasto train --minutes M` would make it.
+    budgets_all = sorted(args.minutes or [])
+    runs = [budgets_all] if options.lr_schedule == "constant" or not budgets_all else [[m] for m in budgets_all]
+    for budgets in runs:
+        trainer = Trainer(args.style, out / "model.pt", options, data, history=out / "history.csv")
+        at = sorted(set(args.at or []) | ({args.steps} if args.steps else set()))
 
-    def keep(label: str) -> None:
-        kept.append({"label": label, "step": trainer.step, "seconds": round(trainer.history[-1]["seconds"], 1),
-                     "state": copy.deepcopy(trainer.net.state_dict())})  # fmt: skip
-        print(f"kept {label}: step {trainer.step}, {kept[-1]['seconds']:.0f} s", flush=True)
+        def keep(label: str, trainer: Trainer = trainer) -> None:
+            kept.append({"label": label, "step": trainer.step, "seconds": round(trainer.history[-1]["seconds"], 1),
+                         "state": copy.deepcopy(trainer.net.state_dict())})  # fmt: skip
+            print(f"kept {label}: step {trainer.step}, {kept[-1]['seconds']:.0f} s", flush=True)
 
-    def callback(info) -> None:  # noqa: ANN001
-        while budgets and info.elapsed >= 60 * budgets[0]:
+        def callback(info, budgets: list = budgets, at: list = at, keep=keep) -> None:  # noqa: ANN001
+            while budgets[:-1] and info.elapsed >= 60 * budgets[0]:
+                keep(f"{budgets.pop(0):g} min")
+            while at and info.step >= at[0]:
+                keep(f"{at.pop(0)} steps")
+
+        t0 = time.perf_counter()
+        trainer.run(callback, 60 * budgets[-1] if budgets else None)
+        while budgets:  # the run ended by its budget: the last network is the largest budget's
             keep(f"{budgets.pop(0):g} min")
-        while at and info.step >= at[0]:
-            keep(f"{at.pop(0)} steps")
-
-    t0 = time.perf_counter()
-    trainer.run(callback, 60 * max(args.minutes) if args.minutes else None)
-    while budgets:  # the run ended by its budget: the last network is the largest budget's
-        keep(f"{budgets.pop(0):g} min")
-    print(f"trained {trainer.step} steps in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+        print(f"trained {trainer.step} steps in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
 
     scorer = Scorer(Path(args.style), args.size)
     net = trainer.net.eval()
@@ -175,7 +182,9 @@ def figure(args: argparse.Namespace, out: Path) -> None:
     fast, gatys = {}, {}
     for name in HELD_OUT:
         fast[name] = api.stylize_tensors(SHARED / "free" / name, style, make_options(method="fast", size=args.size))
-        if args.gatys_steps:
+        if args.gatys_images:  # pictures of an earlier `impasto PHOTO STYLE --size 512 --steps N` run per photo
+            gatys[name] = load_image(Path(args.gatys_images) / f"{Path(name).stem}.png", args.size)
+        elif args.gatys_steps:
             gatys[name] = api.stylize_tensors(SHARED / "free" / name, style,
                                               make_options(size=args.size, steps=args.gatys_steps))  # fmt: skip
     columns.append(("fast (AdaIN)", fast))
@@ -215,6 +224,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512, help="evaluation size")
     ap.add_argument("--figure", nargs="*", help="result folders to draw (instead of training)")
     ap.add_argument("--gatys-steps", type=int, default=300)
+    ap.add_argument("--gatys-images", help="folder of Gatys pictures made beforehand (PHOTO_STEM.png) to draw instead")
     ap.add_argument("--out", default="/tmp/impasto-train-quality")
     args = ap.parse_args()
     out = Path(args.out)

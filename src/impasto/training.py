@@ -78,13 +78,16 @@ LOSS_WINDOW = 50
 STARTS = ("builtin", "scratch")
 #: Where a new style row starts: the built-in row with the lowest training loss on the first batch, or their mean.
 STYLE_ROWS = ("nearest", "mean")
+#: How the learning rates change over a run: a straight line down to zero at the end of its budget (the step count
+#: or ``--minutes``, whichever ends first), or constant.
+LR_SCHEDULES = ("linear", "constant")
 #: Defaults that depend on the start: Adam's learning rate (of the style row / of the whole network), style weight.
 #: From the built-in start the network learns the default preset's own objective (content relu4_2, style
 #: relu1_1..relu5_1, weight 5: what the outputs are scored by), with the convolutions fine-tuned; from scratch,
 #: Johnson et al.'s layers (docs/guides/trained-networks.md says how each was chosen).
 START_DEFAULTS: dict[str, dict[str, Any]] = {
     "builtin": {"lr": 1e-2, "style_weight": 5.0, "fine_tune_convs": True, "content_layers": ("relu4_2",),
-                "style_layers": ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")},
+                "style_layers": ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"), "lr_schedule": "linear"},
     "scratch": {"lr": 1e-3, "style_weight": 3.0},
 }  # fmt: skip
 
@@ -107,6 +110,7 @@ class TrainOptions:
     train_size: int = option(256, lo=32, hi=2048)  # side of the square training crops (a multiple of 4)
     batch_size: int = option(4, lo=1, hi=256)
     lr: float = option(1e-3, lo=0.0, hi=1.0, lo_open=True)  # 1e-2 from the builtin start (the style row)
+    lr_schedule: str = option("constant", choices=LR_SCHEDULES)  # linear from the builtin start
     steps: int | None = option(None, lo=1, hi=10_000_000)  # None: from epochs, else DEFAULT_STEPS
     epochs: float | None = option(None, lo=0.0, lo_open=True)
     width: int = option(DEFAULT_WIDTH, lo=4, hi=128)
@@ -491,6 +495,7 @@ class Trainer:
         self.memory_format = torch.contiguous_format
         self.net = self.net.to(self.device, memory_format=self.memory_format).train()
         self.optimizer = torch.optim.Adam(self._param_groups(), lr=o.lr)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]  # before a checkpoint's (scaled) rates
         if state is not None and state.optimizer:
             try:
                 self.optimizer.load_state_dict(state.optimizer)
@@ -623,9 +628,21 @@ class Trainer:
         return save_image(tensor_to_pil(out), self.samples_dir / f"step{self.step:06d}.png",
                           {"impasto": __version__, "step": self.step})  # fmt: skip
 
-    def train_step(self) -> dict[str, float]:
-        """One Adam step on the next batch; returns the weighted losses."""
+    def lr_scale(self, elapsed: float = 0.0, max_seconds: float | None = None) -> float:
+        """The learning rates' factor now: 1 - the fraction of the budget spent (steps of the total, seconds of
+        ``max_seconds``, whichever is further) with ``lr_schedule="linear"``; 1 with ``"constant"``."""
+        if self.options.lr_schedule == "constant":
+            return 1.0
+        spent = self.step / self.total if self.total < UNTIL_STOPPED else 0.0
+        if max_seconds:
+            spent = max(spent, elapsed / max_seconds)
+        return max(0.0, 1.0 - spent)
+
+    def train_step(self, lr_scale: float = 1.0) -> dict[str, float]:
+        """One Adam step on the next batch, the learning rates times ``lr_scale``; returns the weighted losses."""
         o = self.options
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * lr_scale
         x = self.data.batch(self.step, o.batch_size).to(self.device)
         x = x.contiguous(memory_format=self.memory_format)
         targets = self.loss.content_targets(x)
@@ -660,7 +677,7 @@ class Trainer:
                 while self.step < self.total:
                     if max_seconds is not None and time.perf_counter() - start >= max_seconds:
                         break
-                    row = self.train_step()
+                    row = self.train_step(self.lr_scale(time.perf_counter() - start, max_seconds))
                     elapsed = time.perf_counter() - start
                     self.history.append({"step": self.step, **row, "seconds": round(seconds(), 3)})
                     sample = None

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, help="photos per step (default 4)")
     g.add_argument("--lr", type=float, help="Adam learning rate (default 1e-2 for the new style's norms, 1e-3 "
                    "--from-scratch)")  # fmt: skip
+    g.add_argument("--lr-schedule", choices=("linear", "constant"), help="learning rates: down in a straight line "
+                   "to zero at the end of the budget (--steps or --minutes; the default from the built-in start) or "
+                   "constant (the default --from-scratch)")  # fmt: skip
     g.add_argument("--train-size", type=int, metavar="PX", help="side of the square training crops (default 256)")
     g.add_argument("--style-size", type=int, metavar="PX", help="longest side of the style image (default 512; "
                    "larger: finer strokes)")  # fmt: skip
@@ -81,9 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_OPTIONS = ["start", "style_row", "fine_tune_convs", "conv_lr", "steps", "epochs", "batch_size", "lr", "train_size",
-            "style_size", "width", "seed", "device", "content_weight", "style_weight", "tv_weight", "content_layers",
-            "style_layers", "checkpoint_every", "sample_every"]  # fmt: skip
+_OPTIONS = ["start", "style_row", "fine_tune_convs", "conv_lr", "steps", "epochs", "batch_size", "lr", "lr_schedule",
+            "train_size", "style_size", "width", "seed", "device", "content_weight", "style_weight", "tv_weight",
+            "content_layers", "style_layers", "checkpoint_every", "sample_every"]  # fmt: skip
 
 
 class TrainBar:
