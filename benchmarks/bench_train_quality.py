@@ -95,31 +95,27 @@ def train(args: argparse.Namespace, out: Path) -> dict:
     options = make_train_options(start=args.start, steps=args.steps or 10**7, checkpoint_every=0, sample_every=0,
                                  seed=args.seed, **overrides)  # fmt: skip
     data = training_photos(out)
+    trainer = Trainer(args.style, out / "model.pt", options, data, history=out / "history.csv")
+    budgets = sorted(args.minutes or [])
+    at = sorted(set(args.at or []) | ({args.steps} if args.steps else set()))
     kept: list[dict] = []
-    # A constant learning rate: one run, the network kept as each budget passes. A schedule over the budget
-    # (lr_schedule="linear"): a run of its own per budget, as `impasto train --minutes M` would make it.
-    budgets_all = sorted(args.minutes or [])
-    runs = [budgets_all] if options.lr_schedule == "constant" or not budgets_all else [[m] for m in budgets_all]
-    for budgets in runs:
-        trainer = Trainer(args.style, out / "model.pt", options, data, history=out / "history.csv")
-        at = sorted(set(args.at or []) | ({args.steps} if args.steps else set()))
 
-        def keep(label: str, trainer: Trainer = trainer) -> None:
-            kept.append({"label": label, "step": trainer.step, "seconds": round(trainer.history[-1]["seconds"], 1),
-                         "state": copy.deepcopy(trainer.net.state_dict())})  # fmt: skip
-            print(f"kept {label}: step {trainer.step}, {kept[-1]['seconds']:.0f} s", flush=True)
+    def keep(label: str) -> None:
+        kept.append({"label": label, "step": trainer.step, "seconds": round(trainer.history[-1]["seconds"], 1),
+                     "state": copy.deepcopy(trainer.net.state_dict())})  # fmt: skip
+        print(f"kept {label}: step {trainer.step}, {kept[-1]['seconds']:.0f} s", flush=True)
 
-        def callback(info, budgets: list = budgets, at: list = at, keep=keep) -> None:  # noqa: ANN001
-            while budgets[:-1] and info.elapsed >= 60 * budgets[0]:
-                keep(f"{budgets.pop(0):g} min")
-            while at and info.step >= at[0]:
-                keep(f"{at.pop(0)} steps")
-
-        t0 = time.perf_counter()
-        trainer.run(callback, 60 * budgets[-1] if budgets else None)
-        while budgets:  # the run ended by its budget: the last network is the largest budget's
+    def callback(info) -> None:  # noqa: ANN001
+        while budgets and info.elapsed >= 60 * budgets[0]:
             keep(f"{budgets.pop(0):g} min")
-        print(f"trained {trainer.step} steps in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+        while at and info.step >= at[0]:
+            keep(f"{at.pop(0)} steps")
+
+    t0 = time.perf_counter()
+    trainer.run(callback, 60 * max(args.minutes) if args.minutes else None)
+    while budgets:  # the run ended by its budget: the last network is the largest budget's
+        keep(f"{budgets.pop(0):g} min")
+    print(f"trained {trainer.step} steps in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
 
     scorer = Scorer(Path(args.style), args.size)
     net = trainer.net.eval()

@@ -264,7 +264,7 @@ BUILTIN_TINY = {"train_size": 32, "style_size": 48, "batch_size": 1, "sample_eve
 
 def test_training_defaults_depend_on_the_start():
     o = make_train_options()
-    assert (o.start, o.lr, o.style_weight, o.fine_tune_convs, o.conv_lr) == ("builtin", 1e-2, 5.0, True, 1e-3)
+    assert (o.start, o.lr, o.style_weight, o.fine_tune_convs, o.conv_lr) == ("builtin", 1e-2, 5.0, True, 1e-2)
     assert (o.content_layers, o.style_layers) == (impasto.Options().content_layers, impasto.Options().style_layers)
     assert o.style_row == "nearest" and not make_train_options(fine_tune_convs=False).fine_tune_convs
     o = make_train_options(start="scratch")
@@ -329,37 +329,44 @@ def test_fine_tuning_trains_the_convolutions_at_their_own_rate(onnx_file, tmp_pa
     assert load_model(tmp_path / "m.pt").metadata["start"]["trained"] == "style row and convolutions"
 
 
-def test_the_learning_rates_fall_in_a_straight_line_to_zero_at_the_end_of_the_budget(onnx_file, tmp_path, photos,
-                                                                                     style_path):  # fmt: skip
-    opts = make_train_options(steps=4, conv_lr=2e-3, **BUILTIN_TINY)
-    assert opts.lr_schedule == "linear" and make_train_options(start="scratch").lr_schedule == "constant"
-    t = Trainer(style_path, tmp_path / "m.pt", opts, photos, warn=lambda m: None)
+def test_a_linear_schedule_takes_the_rates_down_to_zero_at_the_end_of_the_budget(onnx_file, tmp_path, photos,
+                                                                                  style_path):  # fmt: skip
+    assert make_train_options().lr_schedule == make_train_options(start="scratch").lr_schedule == "constant"
+    opts = make_train_options(steps=4, conv_lr=2e-3, lr_schedule="linear", **BUILTIN_TINY)
+    quiet = {"warn": lambda m: None}
+    t = Trainer(style_path, tmp_path / "m.pt", opts, photos, **quiet)
     used = []
     t.run(lambda info: used.append([round(g["lr"], 9) for g in t.optimizer.param_groups]))
     assert used == [[1e-2 * f, 2e-3 * f] for f in (1.0, 0.75, 0.5, 0.25)]  # the step count is the budget
-    t.step = 1  # a time budget that is further spent than the steps sets the rate
+    t.step = 1  # a time budget further spent than the steps sets the rate
     assert t.lr_scale(elapsed=30.0, max_seconds=60.0) == 0.5 and t.lr_scale() == 0.75
     t.total = UNTIL_STOPPED  # --minutes alone: the seconds only
     assert t.lr_scale(elapsed=45.0, max_seconds=60.0) == 0.25 and t.lr_scale(elapsed=99.0, max_seconds=60.0) == 0
     t.options.lr_schedule = "constant"
     assert t.lr_scale(elapsed=45.0, max_seconds=60.0) == 1.0
 
+    # interrupted (as by Ctrl-C) and resumed, a run follows the rest of the same schedule, bit for bit
+    def stop_after_two(info: api.TrainInfo) -> None:
+        if info.step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        api.train(style_path, tmp_path / "r.pt", data=photos, steps=4, lr_schedule="linear", conv_lr=2e-3,
+                  callback=stop_after_two, **quiet, **BUILTIN_TINY)  # fmt: skip
+    resumed = api.train(style_path, None, resume=tmp_path / "r.ckpt.pt", **quiet)
+    assert resumed.steps == 4
+    a, b = t.net.state_dict(), load_model(resumed.model).state_dict
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
 
 def test_builtin_start_resumes_bit_for_bit_and_old_checkpoints_resume_from_scratch(onnx_file, tmp_path, photos,
                                                                                   style_path):  # fmt: skip
     quiet = {"warn": lambda m: None}
     straight = api.train(style_path, tmp_path / "s.pt", data=photos, steps=4, **quiet, **BUILTIN_TINY)
-
-    def stop_after_two(info: api.TrainInfo) -> None:
-        if info.step == 2:
-            raise KeyboardInterrupt  # as Ctrl-C: a checkpoint at step 2 of 4
-
-    with pytest.raises(TrainingInterrupted):
-        api.train(style_path, tmp_path / "r.pt", data=photos, steps=4, callback=stop_after_two, **quiet,
-                  **BUILTIN_TINY)  # fmt: skip
-    assert load_model(tmp_path / "r.ckpt.pt", kind="checkpoint").step == 2
-    resumed = api.train(style_path, None, resume=tmp_path / "r.ckpt.pt", **quiet)
-    assert resumed.steps == 4  # the rest of the same schedule
+    first = api.train(style_path, tmp_path / "r.pt", data=photos, steps=2, **quiet,
+                      **{**BUILTIN_TINY, "checkpoint_every": 1})  # fmt: skip
+    resumed = api.train(style_path, None, resume=tmp_path / "r.ckpt.pt", steps=4, **quiet)
+    assert first.steps == 2 and resumed.steps == 4
     a, b = load_model(straight.model).state_dict, load_model(resumed.model).state_dict
     assert all(torch.equal(a[k], b[k]) for k in a)
     # a checkpoint that predates the start option (Johnson's network) resumes as it was trained

@@ -50,7 +50,7 @@ from .training import (
 from .version import __version__
 
 __all__ = [
-    "Prepared", "Runner", "Stylization", "TrainInfo", "TrainOptions", "TrainResult", "TrainingInterrupted", "as_list",
+    "Runner", "Stylization", "TrainInfo", "TrainOptions", "TrainResult", "TrainingInterrupted", "as_list",
     "catalog", "check_onnx", "checkpoint_step", "export_onnx", "make_train_options", "metadata", "model_info", "plan",
     "plan_sizes", "prepare", "preview", "run", "style_sheet", "stylize", "stylize_tensors", "train",
 ]  # fmt: skip
@@ -151,10 +151,6 @@ def coarse_to_fine_hint(
     """A one-line hint when coarse to fine would take far less time than a long single-scale plan ``p``."""
     sizes = [image_size(s) for s in as_list(style)]
     return estimate.coarse_to_fine_hint(options, p, image_size(content), sizes)
-
-
-#: A run ready to go, as :func:`prepare` returns it and :func:`run` takes it: another name of :class:`Stylization`.
-Prepared = Stylization
 
 
 def prepare(

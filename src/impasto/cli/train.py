@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="built-in start: learn only the new style's norms, the convolutions shared and frozen as in "
                    "Dumoulin et al. (default: fine-tune the convolutions too, which scores better in the same time)")
     g.add_argument("--fine-tune-convs", action="store_true", default=None, help=argparse.SUPPRESS)
-    g.add_argument("--conv-lr", type=float, help="learning rate of the convolutions (default 1e-3)")
+    g.add_argument("--conv-lr", type=float, help="learning rate of the convolutions (default 1e-2)")
     g.add_argument("--steps", type=int, help="Adam steps (default 150; 2000 --from-scratch)")
     g.add_argument("--epochs", type=float, help="passes over the photos, instead of --steps")
     g.add_argument("--minutes", type=float, help="train for this many minutes (with --steps/--epochs: stop at "
@@ -53,9 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, help="photos per step (default 4)")
     g.add_argument("--lr", type=float, help="Adam learning rate (default 1e-2 for the new style's norms, 1e-3 "
                    "--from-scratch)")  # fmt: skip
-    g.add_argument("--lr-schedule", choices=("linear", "constant"), help="learning rates: down in a straight line "
-                   "to zero at the end of the budget (--steps or --minutes; the default from the built-in start) or "
-                   "constant (the default --from-scratch)")  # fmt: skip
+    g.add_argument("--lr-schedule", choices=("constant", "linear"), help="learning rates: constant (the default) "
+                   "or linear, down in a straight line to zero at the end of the budget (--steps or --minutes)")
     g.add_argument("--train-size", type=int, metavar="PX", help="side of the square training crops (default 256)")
     g.add_argument("--style-size", type=int, metavar="PX", help="longest side of the style image (default 512; "
                    "larger: finer strokes)")  # fmt: skip

@@ -74,7 +74,7 @@ class Reporter:
     ``interval`` seconds (and at the first and last step). Raises :class:`LostJob` once the job is cancelled."""
 
     def __init__(
-        self, store: JobStore, job: Job, worker: str, prepared: api.Prepared, meta: dict, stop: threading.Event
+        self, store: JobStore, job: Job, worker: str, prepared: api.Stylization, meta: dict, stop: threading.Event
     ) -> None:
         self.store, self.job, self.worker, self.prepared = store, job, worker, prepared
         self.meta, self.stop = meta, stop
