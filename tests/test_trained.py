@@ -216,14 +216,14 @@ def test_a_few_steps_at_64px_lower_the_training_loss(tmp_path, photos, style_pat
 
 
 def test_a_time_budget_alone_trains_for_the_whole_budget(tmp_path, photos, style_path, capsys):
-    argv = ["train", str(style_path), "--data", str(photos), "-o", str(tmp_path / "m.pt"), "--minutes", "0.03",
+    argv = ["train", str(style_path), "--data", str(photos), "-o", str(tmp_path / "m.pt"), "--minutes", "0.06",
             "--from-scratch", "--width", "8", "--train-size", "32", "--style-size", "48", "--batch-size", "1",
             "--sample-every", "0", "--checkpoint-every", "0"]  # fmt: skip
     assert main(argv) == 0
     meta = load_model(tmp_path / "m.pt").metadata
-    assert meta["seconds"] >= 1.8 and meta["training"]["steps"] == UNTIL_STOPPED  # the budget, no step count
-    assert meta["step"] > 1
-    assert "/2 [" in capsys.readouterr().err  # a bar over the budget's 2 seconds
+    assert meta["seconds"] >= 3.6 and meta["training"]["steps"] == UNTIL_STOPPED  # the budget, no step count
+    assert meta["step"] > 1  # (3.6 s: long enough for a second step on a loaded machine)
+    assert "/4 [" in capsys.readouterr().err  # a bar over the budget's 4 seconds
 
 
 def test_data_is_recursive_skips_unreadable_files_and_is_a_function_of_the_seed(photos, tmp_path):
