@@ -86,8 +86,13 @@ class Scorer:
         self.terms = {name: self.engine.build_terms(c, [self.style]) for name, c in self.photos.items()}
 
     def __call__(self, name: str, image: torch.Tensor) -> float:
+        return sum(self.parts(name, image).values())
+
+    def parts(self, name: str, image: torch.Tensor) -> dict[str, float]:
+        """The objective's weighted terms (content, style): a lower total can be more style or more photo."""
         with torch.no_grad():
-            return float(self.engine.evaluate(image.to(self.photos[name].dtype), self.terms[name])[0])
+            _, parts = self.engine.evaluate(image.to(self.photos[name].dtype), self.terms[name])
+        return {k: round(v, 4) for k, v in parts.items() if v}
 
 
 def train(args: argparse.Namespace, out: Path) -> dict:
@@ -99,13 +104,24 @@ def train(args: argparse.Namespace, out: Path) -> dict:
     budgets = sorted(args.minutes or [])
     at = sorted(set(args.at or []) | ({args.steps} if args.steps else set()))
     kept: list[dict] = []
+    # exponential moving averages of the weights, one per --ema decay (kept beside the network itself)
+    emas = {d: copy.deepcopy(trainer.net.state_dict()) for d in args.ema or []}
 
     def keep(label: str) -> None:
-        kept.append({"label": label, "step": trainer.step, "seconds": round(trainer.history[-1]["seconds"], 1),
+        seconds = round(trainer.history[-1]["seconds"], 1)
+        kept.append({"label": label, "step": trainer.step, "seconds": seconds,
                      "state": copy.deepcopy(trainer.net.state_dict())})  # fmt: skip
+        for d, avg in emas.items():
+            kept.append({"label": f"{label} ema{d:g}", "step": trainer.step, "seconds": seconds,
+                         "state": copy.deepcopy(avg)})  # fmt: skip
         print(f"kept {label}: step {trainer.step}, {kept[-1]['seconds']:.0f} s", flush=True)
 
     def callback(info) -> None:  # noqa: ANN001
+        with torch.no_grad():
+            for d, avg in emas.items():
+                for k, v in trainer.net.state_dict().items():
+                    if v.is_floating_point():
+                        avg[k].mul_(d).add_(v, alpha=1 - d)
         while budgets and info.elapsed >= 60 * budgets[0]:
             keep(f"{budgets.pop(0):g} min")
         while at and info.step >= at[0]:
@@ -158,7 +174,7 @@ def figure(args: argparse.Namespace, out: Path) -> None:
     style = Path(args.style)
     scorer = Scorer(style, args.size)
     columns: list[tuple[str, dict]] = []  # (title, {photo: image})
-    scores: dict[str, dict] = {}
+    parts: dict[str, dict] = {}  # title -> photo -> weighted terms
     for folder, res in results:
         for row in res["kept"]:
             state = torch.load(folder / f"state-{row['label'].replace(' ', '')}.pt", weights_only=True)
@@ -174,7 +190,7 @@ def figure(args: argparse.Namespace, out: Path) -> None:
                     imgs[name] = net(photo).clamp(0, 1).float()
             title = f"{'built-in start' if res['start'] == 'builtin' else 'from scratch'}, {row['label']}"
             columns.append((title, imgs))
-            scores[title] = {n: scorer(n, i) for n, i in imgs.items()}
+            parts[title] = {n: scorer.parts(n, i) for n, i in imgs.items()}
     fast, gatys = {}, {}
     for name in HELD_OUT:
         fast[name] = api.stylize_tensors(SHARED / "free" / name, style, make_options(method="fast", size=args.size))
@@ -184,10 +200,11 @@ def figure(args: argparse.Namespace, out: Path) -> None:
             gatys[name] = api.stylize_tensors(SHARED / "free" / name, style,
                                               make_options(size=args.size, steps=args.gatys_steps))  # fmt: skip
     columns.append(("fast (AdaIN)", fast))
-    scores["fast (AdaIN)"] = {n: scorer(n, i) for n, i in fast.items()}
+    parts["fast (AdaIN)"] = {n: scorer.parts(n, i) for n, i in fast.items()}
     if gatys:
         columns.append((f"Gatys, {args.gatys_steps} steps", gatys))
-        scores[columns[-1][0]] = {n: scorer(n, i) for n, i in gatys.items()}
+        parts[columns[-1][0]] = {n: scorer.parts(n, i) for n, i in gatys.items()}
+    scores = {title: {n: sum(p.values()) for n, p in by_photo.items()} for title, by_photo in parts.items()}
     fig, axes = plt.subplots(len(HELD_OUT), len(columns) + 1, figsize=(3.2 * (len(columns) + 1), 3.4 * len(HELD_OUT)),
                              squeeze=False)  # fmt: skip
     for r, name in enumerate(HELD_OUT):
@@ -204,8 +221,8 @@ def figure(args: argparse.Namespace, out: Path) -> None:
     plt.close(fig)
     out.mkdir(parents=True, exist_ok=True)
     write_bytes(out / "train-quality.jpg", buf.getvalue())
-    write_text(out / "scores.json", json.dumps({"cpu": cpu_flags(), "scores": scores}, indent=1))
-    print(json.dumps(scores, indent=1))
+    write_text(out / "scores.json", json.dumps({"cpu": cpu_flags(), "scores": scores, "parts": parts}, indent=1))
+    print(json.dumps({"scores": scores, "parts": parts}, indent=1))
 
 
 def main() -> None:
@@ -216,6 +233,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, help="train this many steps (instead of --minutes)")
     ap.add_argument("--at", type=int, nargs="*", help="with --steps: keep the network at these steps too")
     ap.add_argument("--set", nargs="*", default=[], metavar="OPTION=VALUE", help="training options, e.g. lr=0.02")
+    ap.add_argument("--ema", type=float, nargs="*", help="also keep moving averages of the weights with these decays")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", type=int, default=512, help="evaluation size")
     ap.add_argument("--figure", nargs="*", help="result folders to draw (instead of training)")

@@ -39,6 +39,8 @@ from .options import INIT_KINDS, PRESETS, Options, make_options, validate
 from .plan import Plan, check
 from .runner import Runner, finish
 from .training import (
+    LR_SCHEDULES,
+    STYLE_ROWS,
     UNTIL_STOPPED,
     Trainer,
     TrainInfo,
@@ -50,9 +52,10 @@ from .training import (
 from .version import __version__
 
 __all__ = [
-    "Runner", "Stylization", "TrainInfo", "TrainOptions", "TrainResult", "TrainingInterrupted", "as_list",
-    "catalog", "check_onnx", "checkpoint_step", "export_onnx", "make_train_options", "metadata", "model_info", "plan",
-    "plan_sizes", "prepare", "preview", "run", "style_sheet", "stylize", "stylize_tensors", "train",
+    "LR_SCHEDULES", "STYLE_ROWS", "Runner", "Stylization", "TrainInfo", "TrainOptions", "TrainResult",
+    "TrainingInterrupted", "as_list", "catalog", "check_onnx", "checkpoint_step", "export_onnx", "make_train_options",
+    "metadata", "model_info", "plan", "plan_sizes", "prepare", "preview", "run", "style_sheet", "stylize",
+    "stylize_tensors", "train",
 ]  # fmt: skip
 
 

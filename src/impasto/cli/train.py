@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--from-scratch", dest="start", action="store_const", const="scratch",
                    help="train Johnson et al.'s network from random weights (default: a new style of the built-in "
                    "network, --model builtin:N)")  # fmt: skip
-    g.add_argument("--style-row", choices=("nearest", "mean"),
+    g.add_argument("--style-row", choices=api.STYLE_ROWS,
                    help="built-in start: the new style starts from the built-in style with the lowest loss on the "
                    "first photos (nearest, the default) or from the mean of the 26")  # fmt: skip
     g.add_argument("--freeze-convs", dest="fine_tune_convs", action="store_const", const=False,
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, help="photos per step (default 4)")
     g.add_argument("--lr", type=float, help="Adam learning rate (default 1e-2 for the new style's norms, 1e-3 "
                    "--from-scratch)")  # fmt: skip
-    g.add_argument("--lr-schedule", choices=("constant", "linear"), help="learning rates: constant (the default) "
+    g.add_argument("--lr-schedule", choices=api.LR_SCHEDULES, help="learning rates: constant (the default) "
                    "or linear, down in a straight line to zero at the end of the budget (--steps or --minutes)")
     g.add_argument("--train-size", type=int, metavar="PX", help="side of the square training crops (default 256)")
     g.add_argument("--style-size", type=int, metavar="PX", help="longest side of the style image (default 512; "
