@@ -264,7 +264,7 @@ BUILTIN_TINY = {"train_size": 32, "style_size": 48, "batch_size": 1, "sample_eve
 
 def test_training_defaults_depend_on_the_start():
     o = make_train_options()
-    assert (o.start, o.lr, o.style_weight, o.fine_tune_convs, o.conv_lr) == ("builtin", 1e-2, 5.0, True, 1e-2)
+    assert (o.start, o.lr, o.style_weight, o.fine_tune_convs, o.conv_lr) == ("builtin", 3e-2, 5.0, True, 1e-2)
     assert (o.content_layers, o.style_layers) == (impasto.Options().content_layers, impasto.Options().style_layers)
     assert o.style_row == "nearest" and not make_train_options(fine_tune_convs=False).fine_tune_convs
     o = make_train_options(start="scratch")
@@ -321,7 +321,7 @@ def test_a_new_style_starts_from_the_built_in_row_nearest_to_it(onnx_file, tmp_p
 def test_fine_tuning_trains_the_convolutions_at_their_own_rate(onnx_file, tmp_path, photos, style_path):
     opts = make_train_options(steps=2, fine_tune_convs=True, conv_lr=2e-3, **BUILTIN_TINY)
     t = Trainer(style_path, tmp_path / "m.pt", opts, photos, warn=lambda m: None)
-    assert [g["lr"] for g in t.optimizer.param_groups] == [1e-2, 2e-3]
+    assert [g["lr"] for g in t.optimizer.param_groups] == [3e-2, 2e-3]
     before = _convs(t.net)
     t.run()
     changed = [k for k, v in _convs(t.net).items() if not torch.equal(before[k], v)]
@@ -337,7 +337,7 @@ def test_a_linear_schedule_takes_the_rates_down_to_zero_at_the_end_of_the_budget
     t = Trainer(style_path, tmp_path / "m.pt", opts, photos, **quiet)
     used = []
     t.run(lambda info: used.append([round(g["lr"], 9) for g in t.optimizer.param_groups]))
-    assert used == [[1e-2 * f, 2e-3 * f] for f in (1.0, 0.75, 0.5, 0.25)]  # the step count is the budget
+    assert used == [[3e-2 * f, 2e-3 * f] for f in (1.0, 0.75, 0.5, 0.25)]  # the step count is the budget
     t.step = 1  # a time budget further spent than the steps sets the rate
     assert t.lr_scale(elapsed=30.0, max_seconds=60.0) == 0.5 and t.lr_scale() == 0.75
     t.total = UNTIL_STOPPED  # --minutes alone: the seconds only

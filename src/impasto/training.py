@@ -4,7 +4,7 @@ impasto's VGG-19 as the loss network, and writes a model file (:mod:`impasto.io.
 By default (``start="builtin"``) it starts from the built-in styles' network (Dumoulin et al. 2017,
 :mod:`impasto.io.builtin`): the new style is one more row of every conditional instance norm's scales and shifts,
 initialized to the built-in row whose pictures of the first photos score the lowest training loss
-(``style_row="nearest"``; ``"mean"``: the mean of the 26 rows); that row learns at ``lr`` 1e-2 and the
+(``style_row="nearest"``; ``"mean"``: the mean of the 26 rows); that row learns at ``lr`` 3e-2 and the
 convolutions at ``conv_lr`` 1e-2 (``fine_tune_convs=False`` keeps them frozen, as the paper adds styles). The
 loss there is the default preset's objective: content at ``relu4_2``, style Gram matrices at ``relu1_1 ...
 relu5_1``, style weight 5. With ``start="scratch"`` it trains Johnson, Alahi & Fei-Fei's network (2016) from
@@ -86,7 +86,7 @@ LR_SCHEDULES = ("constant", "linear")
 #: relu1_1..relu5_1, weight 5: what the outputs are scored by), with the convolutions fine-tuned; from scratch,
 #: Johnson et al.'s layers (docs/guides/trained-networks.md says how each was chosen).
 START_DEFAULTS: dict[str, dict[str, Any]] = {
-    "builtin": {"lr": 1e-2, "style_weight": 5.0, "fine_tune_convs": True, "content_layers": ("relu4_2",),
+    "builtin": {"lr": 3e-2, "style_weight": 5.0, "fine_tune_convs": True, "content_layers": ("relu4_2",),
                 "style_layers": ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")},
     "scratch": {"lr": 1e-3, "style_weight": 3.0},
 }  # fmt: skip
@@ -109,7 +109,7 @@ class TrainOptions:
     style_size: int = option(512, lo=16, hi=4096)  # longest side of the style image
     train_size: int = option(256, lo=32, hi=2048)  # side of the square training crops (a multiple of 4)
     batch_size: int = option(4, lo=1, hi=256)
-    lr: float = option(1e-3, lo=0.0, hi=1.0, lo_open=True)  # 1e-2 from the builtin start (the style row)
+    lr: float = option(1e-3, lo=0.0, hi=1.0, lo_open=True)  # 3e-2 from the builtin start (the style row)
     lr_schedule: str = option("constant", choices=LR_SCHEDULES)  # constant scored better in 45 steps
     steps: int | None = option(None, lo=1, hi=10_000_000)  # None: from epochs, else DEFAULT_STEPS
     epochs: float | None = option(None, lo=0.0, lo_open=True)

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--minutes", type=float, help="train for this many minutes (with --steps/--epochs: stop at "
                    "whichever comes first); the model is written as finished")  # fmt: skip
     g.add_argument("--batch-size", type=int, help="photos per step (default 4)")
-    g.add_argument("--lr", type=float, help="Adam learning rate (default 1e-2 for the new style's norms, 1e-3 "
+    g.add_argument("--lr", type=float, help="Adam learning rate (default 3e-2 for the new style's norms, 1e-3 "
                    "--from-scratch)")  # fmt: skip
     g.add_argument("--lr-schedule", choices=api.LR_SCHEDULES, help="learning rates: constant (the default) "
                    "or linear, down in a straight line to zero at the end of the budget (--steps or --minutes)")
