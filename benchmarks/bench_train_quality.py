@@ -204,7 +204,7 @@ def figure(args: argparse.Namespace, out: Path) -> None:
     if gatys:
         columns.append((f"Gatys, {args.gatys_steps} steps", gatys))
         parts[columns[-1][0]] = {n: scorer.parts(n, i) for n, i in gatys.items()}
-    scores = {title: {n: sum(p.values()) for n, p in by_photo.items()} for title, by_photo in parts.items()}
+    scores = {title: {n: round(sum(p.values()), 4) for n, p in by_photo.items()} for title, by_photo in parts.items()}
     fig, axes = plt.subplots(len(HELD_OUT), len(columns) + 1, figsize=(3.2 * (len(columns) + 1), 3.4 * len(HELD_OUT)),
                              squeeze=False)  # fmt: skip
     for r, name in enumerate(HELD_OUT):
