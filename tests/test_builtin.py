@@ -264,7 +264,7 @@ BUILTIN_TINY = {"train_size": 32, "style_size": 48, "batch_size": 1, "sample_eve
 
 def test_training_defaults_depend_on_the_start():
     o = make_train_options()
-    assert (o.start, o.lr, o.style_weight, o.fine_tune_convs, o.conv_lr) == ("builtin", 3e-2, 5.0, True, 1e-2)
+    assert (o.start, o.lr, o.style_weight, o.fine_tune_convs, o.conv_lr) == ("builtin", 3e-2, 5.0, True, 3e-3)
     assert (o.content_layers, o.style_layers) == (impasto.Options().content_layers, impasto.Options().style_layers)
     assert o.style_row == "nearest" and not make_train_options(fine_tune_convs=False).fine_tune_convs
     o = make_train_options(start="scratch")

@@ -5,7 +5,7 @@ By default (``start="builtin"``) it starts from the built-in styles' network (Du
 :mod:`impasto.io.builtin`): the new style is one more row of every conditional instance norm's scales and shifts,
 initialized to the built-in row whose pictures of the first photos score the lowest training loss
 (``style_row="nearest"``; ``"mean"``: the mean of the 26 rows); that row learns at ``lr`` 3e-2 and the
-convolutions at ``conv_lr`` 1e-2 (``fine_tune_convs=False`` keeps them frozen, as the paper adds styles). The
+convolutions at ``conv_lr`` 3e-3 (``fine_tune_convs=False`` keeps them frozen, as the paper adds styles). The
 loss there is the default preset's objective: content at ``relu4_2``, style Gram matrices at ``relu1_1 ...
 relu5_1``, style weight 5. With ``start="scratch"`` it trains Johnson, Alahi & Fei-Fei's network (2016) from
 random weights (``lr`` 1e-3) on their layers: content at ``relu2_2``, style at ``relu1_1 ... relu4_1``, style
@@ -100,7 +100,7 @@ class TrainOptions:
     start: str = "builtin"  # one of STARTS
     style_row: str = option("nearest", choices=STYLE_ROWS)  # builtin start: where the new style row starts
     fine_tune_convs: bool = False  # builtin start (where it defaults to True): train the convolutions too
-    conv_lr: float = option(1e-2, lo=0.0, hi=1.0, lo_open=True)  # their learning rate
+    conv_lr: float = option(3e-3, lo=0.0, hi=1.0, lo_open=True)  # their learning rate
     style_weight: float = option(3.0, lo=0.0)  # docs/guides/trained-networks.md; 5 from the builtin start
     content_weight: float = option(1.0, lo=0.0)
     tv_weight: float = option(0.0, lo=0.0)

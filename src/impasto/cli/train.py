@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="built-in start: learn only the new style's norms, the convolutions shared and frozen as in "
                    "Dumoulin et al. (default: fine-tune the convolutions too, which scores better in the same time)")
     g.add_argument("--fine-tune-convs", action="store_true", default=None, help=argparse.SUPPRESS)
-    g.add_argument("--conv-lr", type=float, help="learning rate of the convolutions (default 1e-2)")
+    g.add_argument("--conv-lr", type=float, help="learning rate of the convolutions (default 3e-3)")
     g.add_argument("--steps", type=int, help="Adam steps (default 150; 2000 --from-scratch)")
     g.add_argument("--epochs", type=float, help="passes over the photos, instead of --steps")
     g.add_argument("--minutes", type=float, help="train for this many minutes (with --steps/--epochs: stop at "
