@@ -11,12 +11,14 @@ should be a painting that is not one of the 26 built-in styles (default: Turner'
     python benchmarks/bench_train_quality.py --steps 80 --at 20 40 80 --set fine_tune_convs=true --out /tmp/v2
     python benchmarks/bench_train_quality.py --figure /tmp/tq /tmp/tq-scratch --gatys-steps 300 --out /tmp/fig
     python benchmarks/bench_train_quality.py --figure /tmp/tq /tmp/tq-scratch --gatys-images /tmp/gatys --out /tmp/fig
+    python benchmarks/bench_train_quality.py --figure /tmp/v1 /tmp/v2 --at 142 --gatys-images /tmp/gatys --out /tmp/fig2
 
 ``--minutes`` trains for the largest budget and keeps the network when each smaller one has passed (one run, so
 5 and 15 minutes cost 15); ``--steps`` / ``--at`` do the same by step count (for comparing recipes on a busy
 machine, where minutes are not comparable). Results go to ``OUT/result.json``; ``--figure`` draws the photos,
-the networks of the given result folders, AdaIN and Gatys side by side (free images only). A Gatys run counts
-steps, not minutes, so its pictures can be made beforehand, on a busy machine, with
+the networks of the given result folders (a recipe other than the defaults titled with the options it changed),
+AdaIN and Gatys side by side (free images only). A Gatys run counts steps, not minutes, so its pictures can be
+made beforehand, on a busy machine, with
 ``impasto free/PHOTO.png STYLE --size 512 --steps 300 --seed 0 -o DIR/PHOTO.png`` and drawn with ``--gatys-images DIR``.
 """
 
@@ -161,6 +163,17 @@ def train(args: argparse.Namespace, out: Path) -> dict:
     return result
 
 
+def recipe_changes(res: dict) -> str:
+    """A result's training options that differ from today's defaults for its start, as ``impasto train`` spells
+    them (``--content-weight 2``); the run's length, checkpoints and samples left out."""
+    defaults = make_train_options(start=res["start"]).to_dict()
+    skip = {"steps", "epochs", "checkpoint_every", "sample_every", "device"}
+    if res["start"] != "builtin":
+        skip |= {"style_row", "fine_tune_convs", "conv_lr"}  # the built-in start's alone
+    return " ".join(f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
+                    for k, v in res["options"].items() if k not in skip and defaults.get(k) != v)  # fmt: skip
+
+
 def figure(args: argparse.Namespace, out: Path) -> None:
     import matplotlib
 
@@ -177,6 +190,8 @@ def figure(args: argparse.Namespace, out: Path) -> None:
     parts: dict[str, dict] = {}  # title -> photo -> weighted terms
     for folder, res in results:
         for row in res["kept"]:
+            if args.at and row["step"] not in args.at:
+                continue
             state = torch.load(folder / f"state-{row['label'].replace(' ', '')}.pt", weights_only=True)
             if res["start"] == "builtin":
                 net = MultiStyleNet.for_state_dict(state)
@@ -189,6 +204,9 @@ def figure(args: argparse.Namespace, out: Path) -> None:
                 for name, photo in scorer.photos.items():
                     imgs[name] = net(photo).clamp(0, 1).float()
             title = f"{'built-in start' if res['start'] == 'builtin' else 'from scratch'}, {row['label']}"
+            changed = recipe_changes(res)
+            if changed:
+                title += "\n" + changed
             columns.append((title, imgs))
             parts[title] = {n: scorer.parts(n, i) for n, i in imgs.items()}
     fast, gatys = {}, {}
@@ -231,7 +249,8 @@ def main() -> None:
     ap.add_argument("--start", default="builtin", choices=("builtin", "scratch"))
     ap.add_argument("--minutes", type=float, nargs="*", help="time budgets (one run to the largest)")
     ap.add_argument("--steps", type=int, help="train this many steps (instead of --minutes)")
-    ap.add_argument("--at", type=int, nargs="*", help="with --steps: keep the network at these steps too")
+    ap.add_argument("--at", type=int, nargs="*", help="with --steps: keep the network at these steps too; with "
+                    "--figure: draw only the networks kept at these steps")  # fmt: skip
     ap.add_argument("--set", nargs="*", default=[], metavar="OPTION=VALUE", help="training options, e.g. lr=0.02")
     ap.add_argument("--ema", type=float, nargs="*", help="also keep moving averages of the weights with these decays")
     ap.add_argument("--seed", type=int, default=0)

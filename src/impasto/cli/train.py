@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, help="random seed: weights, photo order, crops (default 0)")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
     g = p.add_argument_group("losses (each divided by its target's mean square)")
-    g.add_argument("--content-weight", type=float, help="content loss weight (default 1)")
+    g.add_argument("--content-weight", type=float, help="content loss weight (default 1; 3 keeps more of the "
+                   "photo, such as faces, for less of the style)")  # fmt: skip
     g.add_argument("--style-weight", type=float, help="style loss weight (default 5; 3 --from-scratch)")
     g.add_argument("--tv-weight", type=float, help="total-variation weight (default 0)")
     g.add_argument("--content-layers", type=_layers, help="default relu4_2; relu2_2 --from-scratch")
