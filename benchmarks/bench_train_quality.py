@@ -170,7 +170,7 @@ def recipe_changes(res: dict) -> str:
     skip = {"steps", "epochs", "checkpoint_every", "sample_every", "device"}
     if res["start"] != "builtin":
         skip |= {"style_row", "fine_tune_convs", "conv_lr"}  # the built-in start's alone
-    return " ".join(f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
+    return " ".join(f"--{k.replace('_', '-')} {format(v, 'g') if isinstance(v, float) else v}"
                     for k, v in res["options"].items() if k not in skip and defaults.get(k) != v)  # fmt: skip
 
 
@@ -189,6 +189,7 @@ def figure(args: argparse.Namespace, out: Path) -> None:
     columns: list[tuple[str, dict]] = []  # (title, {photo: image})
     parts: dict[str, dict] = {}  # title -> photo -> weighted terms
     for folder, res in results:
+        changed = recipe_changes(res)
         for row in res["kept"]:
             if args.at and row["step"] not in args.at:
                 continue
@@ -204,7 +205,6 @@ def figure(args: argparse.Namespace, out: Path) -> None:
                 for name, photo in scorer.photos.items():
                     imgs[name] = net(photo).clamp(0, 1).float()
             title = f"{'built-in start' if res['start'] == 'builtin' else 'from scratch'}, {row['label']}"
-            changed = recipe_changes(res)
             if changed:
                 title += "\n" + changed
             columns.append((title, imgs))
